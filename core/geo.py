@@ -1,0 +1,98 @@
+"""Latitude/longitude <-> UTM for arrays, and distances in metres.
+
+A dataset lives in one UTM zone: eastings of two zones are not comparable, so mixing zones is
+an error here rather than a silently wrong distance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import utm
+
+
+class MixedUTMZoneError(ValueError):
+    """Raised when coordinates that must share one UTM zone do not."""
+
+
+@dataclass(frozen=True)
+class UTMZone:
+    number: int
+    letter: str
+
+    @property
+    def northern(self) -> bool:
+        return self.letter.upper() >= "N"
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.letter}"
+
+
+def _as_float_array(values, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return np.atleast_1d(array)
+
+
+def zone_of(lat, lon) -> UTMZone:
+    """The single UTM zone of a set of points; MixedUTMZoneError if they span several."""
+    lat = _as_float_array(lat, "lat")
+    lon = _as_float_array(lon, "lon")
+    # Zone numbers depend on longitude (plus the Norway/Svalbard exceptions that utm knows),
+    # so evaluate them once per distinct point rather than per image.
+    points = np.unique(np.stack([lat, lon], axis=1), axis=0)
+    numbers = {utm.latlon_to_zone_number(a, o) for a, o in points}
+    hemispheres = {bool(a >= 0) for a, _ in points}
+    if len(numbers) > 1 or len(hemispheres) > 1:
+        found = sorted(f"{n}{'N' if h else 'S'}" for n in numbers for h in hemispheres)
+        raise MixedUTMZoneError(
+            f"points span several UTM zones/hemispheres ({', '.join(found)}); "
+            "a dataset must lie in one zone, or pass force_zone to project into one"
+        )
+    number = numbers.pop()
+    letter = utm.latitude_to_zone_letter(float(np.median(lat)))
+    return UTMZone(number, letter)
+
+
+def latlon_to_utm(lat, lon, force_zone: UTMZone | None = None):
+    """Project arrays of lat/lon to (east, north, zone), all points in one zone."""
+    lat = _as_float_array(lat, "lat")
+    lon = _as_float_array(lon, "lon")
+    if lat.shape != lon.shape:
+        raise ValueError(f"lat and lon differ in shape: {lat.shape} vs {lon.shape}")
+    zone = force_zone or zone_of(lat, lon)
+    east, north, _, _ = utm.from_latlon(
+        lat,
+        lon,
+        force_zone_number=zone.number,
+        force_zone_letter=zone.letter,
+    )
+    return np.asarray(east, dtype=np.float64), np.asarray(north, dtype=np.float64), zone
+
+
+def utm_to_latlon(east, north, zone: UTMZone):
+    """Arrays of UTM east/north in one zone back to (lat, lon) in degrees."""
+    east = _as_float_array(east, "east")
+    north = _as_float_array(north, "north")
+    lat, lon = utm.to_latlon(east, north, zone.number, northern=zone.northern, strict=False)
+    return np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+
+
+def check_single_zone(zone_numbers, zone_letters) -> UTMZone:
+    """Check the zone columns of a dataset (as read from file names) name one zone."""
+    numbers = np.unique(np.asarray(zone_numbers))
+    letters = np.unique(np.asarray(zone_letters).astype(str))
+    hemispheres = {letter.upper() >= "N" for letter in letters}
+    if len(numbers) != 1 or len(hemispheres) != 1:
+        raise MixedUTMZoneError(
+            f"dataset mixes UTM zones: numbers {numbers.tolist()}, letters {letters.tolist()}; "
+            "eastings from different zones are not comparable"
+        )
+    return UTMZone(int(numbers[0]), str(letters[0]))
+
+
+def distances_m(east_a, north_a, east_b, north_b) -> np.ndarray:
+    """Euclidean distance in metres between UTM points of one zone (broadcasting)."""
+    return np.hypot(np.asarray(east_a) - np.asarray(east_b), np.asarray(north_a) - north_b)

@@ -1,0 +1,182 @@
+"""The CosPlace partition: classes (paper Eq. 1) and groups (Eq. 2), vectorised over arrays.
+
+This is the only place the two formulas are written; the catalog, training and the app call it.
+
+class of an image: (floor(east / M), floor(north / M), floor(heading / alpha))
+group of a class:  (e mod N, n mod N, h mod L)
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+# The paper's and the reference implementation's defaults; training flags default to these.
+DEFAULT_M = 10
+DEFAULT_ALPHA = 30
+DEFAULT_N = 5
+DEFAULT_L = 2
+DEFAULT_MIN_IMAGES_PER_CLASS = 10
+DEFAULT_GROUPS_NUM = 8
+
+
+@dataclass(frozen=True)
+class PartitionParams:
+    M: float = DEFAULT_M
+    alpha: float = DEFAULT_ALPHA
+    N: int = DEFAULT_N
+    L: int = DEFAULT_L
+    min_images_per_class: int = DEFAULT_MIN_IMAGES_PER_CLASS
+
+    def __post_init__(self) -> None:
+        if not self.M > 0:
+            raise ValueError(f"M must be a positive number of metres, got {self.M}")
+        if not 0 < self.alpha <= 360:
+            raise ValueError(f"alpha must be in (0, 360] degrees, got {self.alpha}")
+        if int(self.N) != self.N or self.N < 1:
+            raise ValueError(f"N must be an integer >= 1, got {self.N}")
+        if int(self.L) != self.L or self.L < 1:
+            raise ValueError(f"L must be an integer >= 1, got {self.L}")
+        if self.min_images_per_class < 1:
+            raise ValueError(f"min_images_per_class must be >= 1, got {self.min_images_per_class}")
+        heading_classes = 360 / self.alpha
+        if heading_classes == int(heading_classes) and int(heading_classes) % self.L:
+            # The last heading class wraps onto the first: with an uneven count they would
+            # be adjacent yet land in one group, breaking the paper's property 4 at 360 deg.
+            warnings.warn(
+                f"360/alpha = {int(heading_classes)} heading classes is not a multiple of "
+                f"L={self.L}: classes either side of North can share a group",
+                stacklevel=3,
+            )
+
+    @property
+    def num_groups(self) -> int:
+        return self.N * self.N * self.L
+
+
+def class_keys(east, north, heading, M: float, alpha: float) -> np.ndarray:
+    """Eq. 1: integer (e, n, h) cell-and-heading indices, one row per image."""
+    east = np.asarray(east, dtype=np.float64)
+    north = np.asarray(north, dtype=np.float64)
+    heading = np.mod(np.asarray(heading, dtype=np.float64), 360.0)
+    if np.isnan(heading).any():
+        raise ValueError("heading has missing values; every training image needs a heading")
+    keys = np.empty((east.shape[0], 3), dtype=np.int64)
+    keys[:, 0] = np.floor(east / M)
+    keys[:, 1] = np.floor(north / M)
+    keys[:, 2] = np.floor(heading / alpha)
+    return keys
+
+
+def group_keys(keys: np.ndarray, N: int, L: int) -> np.ndarray:
+    """Eq. 2: (u, v, w) = (e mod N, n mod N, h mod L) for each row of class keys."""
+    return np.mod(keys, np.array([N, N, L], dtype=np.int64))
+
+
+def _row_codes(keys: np.ndarray) -> np.ndarray:
+    """One int64 per row, equal for equal rows, ordered like the rows lexicographically."""
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    low = keys.min(axis=0)
+    spans = keys.max(axis=0) - low + 1
+    if float(np.prod(spans.astype(np.float64))) < 2**62:
+        shifted = keys - low
+        return (shifted[:, 0] * spans[1] + shifted[:, 1]) * spans[2] + shifted[:, 2]
+    # Spans too wide to pack (a continent at M=1 m): fall back to row-wise unique.
+    _, inverse = np.unique(keys, axis=0, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64)
+
+
+@dataclass
+class Partition:
+    """Classes and groups of a set of images.
+
+    Classes are numbered group by group, so the classes of group g are the contiguous ids
+    group_offsets[g] : group_offsets[g + 1]. Groups are ranked by number of classes, largest
+    first, ties broken by (u, v, w), like the reference implementation which trains on the
+    first groups_num groups. Images of dropped classes (fewer than min_images_per_class
+    images) have class and group -1.
+    """
+
+    params: PartitionParams
+    image_class: np.ndarray  # [num_images] global class id, -1 if dropped
+    image_group: np.ndarray  # [num_images] group rank, -1 if dropped
+    class_keys: np.ndarray  # [num_classes, 3] (e, n, h) indices of Eq. 1
+    class_sizes: np.ndarray  # [num_classes] images per class
+    class_group: np.ndarray  # [num_classes] group rank
+    group_keys: np.ndarray  # [num_groups, 3] (u, v, w) of Eq. 2, in rank order
+    group_offsets: np.ndarray  # [num_groups + 1]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_keys)
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.group_keys)
+
+    def classes_of_group(self, group: int) -> np.ndarray:
+        return np.arange(self.group_offsets[group], self.group_offsets[group + 1])
+
+    def images_of_group(self, group: int) -> np.ndarray:
+        return np.flatnonzero(self.image_group == group)
+
+    def label_in_group(self) -> np.ndarray:
+        """Per image, its class index within its own group (the classifier's target)."""
+        labels = np.full_like(self.image_class, -1)
+        kept = self.image_class >= 0
+        labels[kept] = self.image_class[kept] - self.group_offsets[self.image_group[kept]]
+        return labels
+
+
+def partition(east, north, heading, params: PartitionParams | None = None) -> Partition:
+    """Split images into CosPlace classes and groups (paper Sec. 4.1)."""
+    params = params or PartitionParams()
+    east = np.asarray(east, dtype=np.float64)
+    if not (len(east) == len(north) == len(heading)):
+        raise ValueError("east, north and heading must have the same length")
+    keys = class_keys(east, north, heading, params.M, params.alpha)
+
+    codes = _row_codes(keys)
+    unique_codes, first_index, image_to_raw, raw_sizes = np.unique(
+        codes, return_index=True, return_inverse=True, return_counts=True
+    )
+    raw_keys = keys[first_index]
+    kept_raw = raw_sizes >= params.min_images_per_class
+
+    # Every (u, v, w) is a group, even one left empty by the filter: there are N*N*L of them.
+    all_groups = np.stack(
+        np.meshgrid(np.arange(params.N), np.arange(params.N), np.arange(params.L), indexing="ij"),
+        axis=-1,
+    ).reshape(-1, 3)
+    raw_groups = group_keys(raw_keys, params.N, params.L)
+    raw_group_flat = (raw_groups[:, 0] * params.N + raw_groups[:, 1]) * params.L + raw_groups[:, 2]
+    classes_per_group = np.bincount(raw_group_flat[kept_raw], minlength=params.num_groups)
+    # Largest group first; stable sort keeps (u, v, w) order among ties.
+    rank_to_flat = np.argsort(-classes_per_group, kind="stable")
+    flat_to_rank = np.empty_like(rank_to_flat)
+    flat_to_rank[rank_to_flat] = np.arange(params.num_groups)
+
+    kept_ids = np.flatnonzero(kept_raw)
+    kept_rank = flat_to_rank[raw_group_flat[kept_ids]]
+    # Order classes by group rank, then by their (e, n, h) key (the raw order is by key).
+    order = kept_ids[np.argsort(kept_rank, kind="stable")]
+    raw_to_class = np.full(len(unique_codes), -1, dtype=np.int64)
+    raw_to_class[order] = np.arange(len(order))
+
+    class_group = flat_to_rank[raw_group_flat[order]]
+    image_class = raw_to_class[image_to_raw.reshape(-1)]
+    image_group = np.where(image_class >= 0, class_group[np.maximum(image_class, 0)], -1)
+    offsets = np.concatenate([[0], np.cumsum(classes_per_group[rank_to_flat])]).astype(np.int64)
+    return Partition(
+        params=params,
+        image_class=image_class,
+        image_group=image_group.astype(np.int64),
+        class_keys=raw_keys[order],
+        class_sizes=raw_sizes[order].astype(np.int64),
+        class_group=class_group.astype(np.int64),
+        group_keys=all_groups[rank_to_flat],
+        group_offsets=offsets,
+    )

@@ -42,7 +42,7 @@ class PartitionParams:
         if self.min_images_per_class < 1:
             raise ValueError(f"min_images_per_class must be >= 1, got {self.min_images_per_class}")
         heading_classes = 360 / self.alpha
-        if heading_classes == int(heading_classes) and int(heading_classes) % self.L:
+        if heading_classes == int(heading_classes) > 1 and int(heading_classes) % self.L:
             # The last heading class wraps onto the first: with an uneven count they would
             # be adjacent yet land in one group, breaking the paper's property 4 at 360 deg.
             warnings.warn(

@@ -1,0 +1,212 @@
+"""faiss indexes over descriptors, saved with a manifest that says what they index.
+
+"flat" is the reference's exhaustive L2 search. The others trade exactness for memory or
+speed on databases of millions: fp16 storage, inverted lists (IVF) with full or
+product-quantised vectors, and an HNSW graph. A manifest (model, dimension, count, type)
+goes beside every saved index so that an index built with another model or another
+database is refused instead of returning confident nonsense.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+from torch import nn
+
+INDEX_FILE = "index.faiss"
+MANIFEST_FILE = "index_manifest.json"
+INDEX_TYPES = ("flat", "flat_fp16", "ivf_flat", "ivf_pq", "hnsw")
+
+
+class IndexMismatchError(ValueError):
+    """An index that does not belong to the model or database it is used with."""
+
+
+@dataclass
+class IndexManifest:
+    index_type: str
+    dim: int
+    count: int
+    model: dict = field(default_factory=dict)  # backbone, fc_output_dim, fingerprint
+    database_fingerprint: str = ""
+    params: dict = field(default_factory=dict)  # nlist, nprobe, pq_m, hnsw_m, ef_search
+    faiss_version: str = faiss.__version__
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """sha256 of a network's weights: two models with equal fingerprints give equal descriptors."""
+    digest = hashlib.sha256()
+    for key, tensor in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def model_identity(model: nn.Module) -> dict:
+    return {
+        "backbone": getattr(model, "backbone_name", type(model).__name__),
+        "fc_output_dim": getattr(model, "fc_output_dim", None),
+        "fingerprint": model_fingerprint(model),
+    }
+
+
+def paths_fingerprint(paths: Iterable[str]) -> str:
+    """sha256 of the database's image paths in index order (row i = path i)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(os.fspath(path).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _as_float32(descriptors: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(descriptors, dtype=np.float32)
+    if array.ndim != 2:
+        raise ValueError(f"descriptors must be a 2-D array, got shape {array.shape}")
+    return array
+
+
+def default_nlist(count: int) -> int:
+    """About 4 sqrt(n) inverted lists, but never fewer than 39 training points per list."""
+    return max(1, min(int(4 * math.sqrt(count)), count // 39))
+
+
+def build_index(
+    descriptors: np.ndarray,
+    index_type: str = "flat",
+    nlist: int | None = None,
+    nprobe: int = 16,
+    pq_m: int = 64,
+    hnsw_m: int = 32,
+    ef_search: int = 64,
+    train_size: int = 200_000,
+    seed: int = 0,
+) -> tuple[faiss.Index, dict]:
+    """An index over `descriptors` (L2 metric) and the parameters it was built with."""
+    xb = _as_float32(descriptors)
+    count, dim = xb.shape
+    params: dict = {}
+    if index_type == "flat":
+        index = faiss.IndexFlatL2(dim)
+    elif index_type == "flat_fp16":
+        index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_L2)
+    elif index_type in ("ivf_flat", "ivf_pq"):
+        nlist = nlist or default_nlist(count)
+        quantizer = faiss.IndexFlatL2(dim)
+        if index_type == "ivf_flat":
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_L2)
+        else:
+            if dim % pq_m:
+                raise ValueError(f"pq_m={pq_m} must divide the descriptor dimension {dim}")
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, 8)
+            params["pq_m"] = pq_m
+        params.update(nlist=nlist, nprobe=min(nprobe, nlist))
+    elif index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m)
+        params.update(hnsw_m=hnsw_m, ef_search=ef_search)
+    else:
+        raise ValueError(f"unknown index type {index_type!r}; choose one of {INDEX_TYPES}")
+    if not index.is_trained:
+        sample = np.random.default_rng(seed).permutation(count)[:train_size]
+        index.train(xb[np.sort(sample)])
+    index.add(xb)
+    set_search_params(index, params)
+    return index, params
+
+
+def set_search_params(index: faiss.Index, params: dict) -> None:
+    """Apply search-time knobs (nprobe for IVF, efSearch for HNSW) recorded in a manifest."""
+    space = faiss.ParameterSpace()
+    if "nprobe" in params:
+        space.set_index_parameter(index, "nprobe", int(params["nprobe"]))
+    if "ef_search" in params:
+        space.set_index_parameter(index, "efSearch", int(params["ef_search"]))
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, predictions) of the k nearest database rows for each query."""
+    xq = _as_float32(queries)
+    if xq.shape[1] != index.d:
+        raise IndexMismatchError(
+            f"queries have {xq.shape[1]}-D descriptors but the index holds {index.d}-D ones"
+        )
+    return index.search(xq, min(k, index.ntotal))
+
+
+def bytes_per_descriptor(index: faiss.Index) -> float:
+    """Serialised index size divided by the number of descriptors it holds."""
+    return faiss.serialize_index(index).nbytes / max(index.ntotal, 1)
+
+
+def save_index(index: faiss.Index, folder: str | os.PathLike, manifest: IndexManifest) -> Path:
+    """Write index.faiss and index_manifest.json into `folder`, each atomically."""
+    if (manifest.dim, manifest.count) != (index.d, index.ntotal):
+        raise ValueError(
+            f"manifest says {manifest.count} x {manifest.dim}-D, index holds "
+            f"{index.ntotal} x {index.d}-D"
+        )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    faiss.write_index(index, str(folder / (INDEX_FILE + ".tmp")))
+    os.replace(folder / (INDEX_FILE + ".tmp"), folder / INDEX_FILE)
+    (folder / (MANIFEST_FILE + ".tmp")).write_text(json.dumps(asdict(manifest), indent=2))
+    os.replace(folder / (MANIFEST_FILE + ".tmp"), folder / MANIFEST_FILE)
+    return folder
+
+
+def _check(manifest: IndexManifest, what: str, found, expected, hint: str) -> None:
+    if expected is not None and found != expected:
+        raise IndexMismatchError(
+            f"index was built for {what} {found!r}, but {expected!r} is in use; {hint}"
+        )
+
+
+def load_index(
+    folder: str | os.PathLike,
+    model: nn.Module | None = None,
+    database_fingerprint: str | None = None,
+    count: int | None = None,
+) -> tuple[faiss.Index, IndexManifest]:
+    """Read an index and its manifest, refusing one that does not match the model/database."""
+    folder = Path(folder)
+    if not (folder / MANIFEST_FILE).is_file() or not (folder / INDEX_FILE).is_file():
+        raise IndexMismatchError(f"{folder} has no {INDEX_FILE} with its {MANIFEST_FILE}")
+    try:
+        manifest = IndexManifest(**json.loads((folder / MANIFEST_FILE).read_text()))
+    except (json.JSONDecodeError, TypeError) as error:
+        raise IndexMismatchError(
+            f"{folder / MANIFEST_FILE} is not a valid manifest: {error}"
+        ) from error
+    try:
+        index = faiss.read_index(str(folder / INDEX_FILE))
+    except RuntimeError as error:
+        raise IndexMismatchError(f"{folder / INDEX_FILE} is not a faiss index: {error}") from error
+    if (index.d, index.ntotal) != (manifest.dim, manifest.count):
+        raise IndexMismatchError(
+            f"{folder / INDEX_FILE} holds {index.ntotal} x {index.d}-D but its manifest says "
+            f"{manifest.count} x {manifest.dim}-D; the files do not belong together"
+        )
+    rebuild = "rebuild the index"
+    if model is not None:
+        identity = model_identity(model)
+        _check(manifest, "descriptor dimension", manifest.dim, identity["fc_output_dim"], rebuild)
+        _check(
+            manifest,
+            "model weights",
+            manifest.model.get("fingerprint"),
+            identity["fingerprint"],
+            f"{rebuild} with this model (built with {manifest.model.get('backbone')})",
+        )
+    _check(manifest, "database", manifest.database_fingerprint, database_fingerprint, rebuild)
+    _check(manifest, "database size", manifest.count, count, rebuild)
+    set_search_params(index, manifest.params)
+    return index, manifest

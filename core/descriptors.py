@@ -22,7 +22,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def test_transform(resize_shorter_side: int | None = None) -> T.Compose:
+def inference_transform(resize_shorter_side: int | None = None) -> T.Compose:
     """ToTensor + ImageNet normalisation, optionally resizing the shorter side first."""
     steps: list = [T.ToTensor()]
     if resize_shorter_side:
@@ -36,7 +36,7 @@ class ImagePathsDataset(Dataset):
 
     def __init__(self, paths: Sequence[str | os.PathLike], transform=None) -> None:
         self.paths = list(paths)
-        self.transform = transform or test_transform()
+        self.transform = transform or inference_transform()
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -118,5 +118,5 @@ def extract_from_paths(
     **kwargs,
 ) -> np.ndarray:
     """Descriptors of image files, in the order given."""
-    dataset = ImagePathsDataset(paths, test_transform(resize_shorter_side))
+    dataset = ImagePathsDataset(paths, inference_transform(resize_shorter_side))
     return extract_descriptors(model, dataset, **kwargs)

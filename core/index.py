@@ -87,7 +87,7 @@ def build_index(
     nprobe: int = 16,
     pq_m: int = 64,
     hnsw_m: int = 32,
-    ef_search: int = 64,
+    ef_search: int = 128,
     train_size: int = 200_000,
     seed: int = 0,
 ) -> tuple[faiss.Index, dict]:

@@ -1,0 +1,52 @@
+import math
+
+import torch
+import torch.nn.functional as F
+
+from core.heads import ArcFace, CosFace
+
+
+def test_cosface_subtracts_margin_from_target_cosine_only():
+    torch.manual_seed(0)
+    head = CosFace(8, 5)
+    x, labels = torch.randn(4, 8), torch.tensor([0, 1, 2, 4])
+    cosine = F.normalize(x) @ F.normalize(head.weight).T
+    logits = head(x, labels)
+    expected = 30.0 * cosine
+    expected[torch.arange(4), labels] -= 30.0 * 0.4
+    torch.testing.assert_close(logits, expected)
+    assert (head.s, head.m) == (30.0, 0.4)
+
+
+def test_arcface_adds_angular_margin_to_target():
+    torch.manual_seed(0)
+    head = ArcFace(8, 5)
+    x, labels = torch.randn(4, 8), torch.tensor([0, 1, 2, 4])
+    cosine = (F.normalize(x) @ F.normalize(head.weight).T).clamp(-1, 1)
+    logits = head(x, labels)
+    theta = torch.acos(cosine[torch.arange(4), labels])
+    target = torch.where(
+        theta + 0.5 < math.pi,
+        torch.cos(theta + 0.5),
+        cosine[torch.arange(4), labels] - math.sin(math.pi - 0.5) * 0.5,
+    )
+    torch.testing.assert_close(logits[torch.arange(4), labels], 30.0 * target, rtol=1e-4, atol=1e-4)
+    mask = torch.ones_like(cosine, dtype=torch.bool)
+    mask[torch.arange(4), labels] = False
+    torch.testing.assert_close(logits[mask], 30.0 * cosine[mask])
+
+
+def test_heads_train_to_separate_classes():
+    torch.manual_seed(0)
+    centers = F.normalize(torch.randn(4, 16))
+    labels = torch.arange(4).repeat(16)
+    x = centers[labels] + 0.05 * torch.randn(64, 16)
+    for head_class in (CosFace, ArcFace):
+        head = head_class(16, 4)
+        optimizer = torch.optim.Adam(head.parameters(), lr=0.05)
+        for _ in range(100):
+            loss = F.cross_entropy(head(x, labels), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        assert (head.cosine(x).argmax(1) == labels).float().mean() == 1.0

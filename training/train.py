@@ -39,7 +39,6 @@ BEST_MODEL = "best_model.pth"
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 

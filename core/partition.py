@@ -168,12 +168,14 @@ def partition(east, north, heading, params: PartitionParams | None = None) -> Pa
 
     class_group = flat_to_rank[raw_group_flat[order]]
     image_class = raw_to_class[image_to_raw.reshape(-1)]
-    image_group = np.where(image_class >= 0, class_group[np.maximum(image_class, 0)], -1)
+    image_group = np.full_like(image_class, -1)
+    kept = image_class >= 0
+    image_group[kept] = class_group[image_class[kept]]
     offsets = np.concatenate([[0], np.cumsum(classes_per_group[rank_to_flat])]).astype(np.int64)
     return Partition(
         params=params,
         image_class=image_class,
-        image_group=image_group.astype(np.int64),
+        image_group=image_group,
         class_keys=raw_keys[order],
         class_sizes=raw_sizes[order].astype(np.int64),
         class_group=class_group.astype(np.int64),

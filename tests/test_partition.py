@@ -98,6 +98,12 @@ def test_min_images_per_class_drops_small_classes():
     assert part.label_in_group()[10:].tolist() == [-1, -1, -1]
 
 
+def test_all_classes_dropped_gives_an_empty_partition():
+    part = partition([1.0, 50.0], [1.0, 1.0], [0.0, 0.0], PartitionParams(min_images_per_class=2))
+    assert part.num_classes == 0 and part.num_groups == 50
+    assert part.image_class.tolist() == [-1, -1] and part.image_group.tolist() == [-1, -1]
+
+
 def test_eq1_and_eq2_on_a_worked_example():
     # east 543037.38 -> cell 54303, north 4180974.80 -> 418097, heading 134 -> 4 (alpha=30)
     keys = class_keys([543037.38], [4180974.80], [134], M=10, alpha=30)

@@ -65,6 +65,11 @@ class Trainee(nn.Module):
 
 
 def check_groups(train_set: TrainSet, groups_num: int, batch_size: int) -> None:
+    if train_set.partition.num_classes == 0:
+        raise SystemExit(
+            f"no class of {train_set.root} has --min_images_per_class "
+            f"{train_set.partition.params.min_images_per_class} images"
+        )
     sizes = np.diff(train_set.partition.group_offsets)[:groups_num]
     if len(sizes) < groups_num:
         raise SystemExit(f"--groups_num {groups_num} > the {len(sizes)} groups of N*N*L")

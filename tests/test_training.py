@@ -1,0 +1,180 @@
+"""Training and evaluation command lines on the tiny synthetic city."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from core.model import model_from_checkpoint
+from training import eval as evaluation
+from training import train
+from training.config import parse_arguments
+
+
+def train_args(city, workspace, name, *extra):
+    return [
+        "--dataset_folder", str(city),
+        "--image_size", "64",
+        "--resize_test_imgs",
+        "--batch_size", "4",
+        "--iterations_per_epoch", "3",
+        "--epochs_num", "2",
+        "--groups_num", "2",
+        "--min_images_per_class", "2",
+        "--device", "cpu",
+        "--num_workers", "0",
+        "--fc_output_dim", "32",
+        "--infer_batch_size", "32",
+        "--workspace", str(workspace),
+        "--save_dir", name,
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_city, tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("workspace")
+    summary = train.train(parse_arguments(train_args(tiny_city, workspace, "e2e")))
+    return workspace / "runs" / "e2e", summary
+
+
+def test_train_writes_checkpoints_and_test_recalls(trained_run):
+    run, summary = trained_run
+    assert {"best_model.pth", "last_checkpoint.pth", "summary.json", "args.json"} <= {
+        p.name for p in run.iterdir()
+    }
+    assert len(summary["history"]) == 2
+    assert [h["group"] for h in summary["history"]] == [0, 1]
+    assert set(summary["test"]) == {"R@1", "R@5", "R@10", "R@20"}
+    checkpoint = torch.load(run / "last_checkpoint.pth", weights_only=False)
+    assert checkpoint["epoch_num"] == 2
+    assert len(checkpoint["classifiers_state_dict"]) == 2
+    model = model_from_checkpoint(run / "best_model.pth")
+    assert (model.backbone_name, model.fc_output_dim) == ("ResNet18", 32)
+
+
+def test_eval_prints_reference_format_and_saves_predictions(trained_run, tiny_city, capsys):
+    run, _ = trained_run
+    evaluation.main(
+        [
+            "--test_set_folder", str(tiny_city / "test"),
+            "--resume_model", str(run / "best_model.pth"),
+            "--backbone", "ResNet18",
+            "--fc_output_dim", "32",
+            "--queries_folder", "queries_v2",
+            "--device", "cpu",
+            "--num_workers", "0",
+            "--num_preds_to_save", "3",
+            "--save_descriptors",
+            "--workspace", str(run.parent.parent),
+            "--save_dir", "e2e",
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert re.search(r"R@1: \d+\.\d, R@5: \d+\.\d, R@10: \d+\.\d, R@20: \d+\.\d$", printed.strip())
+    out = run / "eval_test_queries_v2"
+    database_paths = (out / "database_paths.txt").read_text().split()
+    queries_paths = (out / "queries_paths.txt").read_text().split()
+    assert database_paths == sorted(database_paths) and queries_paths == sorted(queries_paths)
+    assert np.load(out / "database_descriptors.npy").shape == (len(database_paths), 32)
+    assert np.load(out / "queries_descriptors.npy").shape == (len(queries_paths), 32)
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "query,rank,prediction,distance,correct"
+    assert len(rows) == 1 + len(queries_paths) * 20
+    assert len(list((out / "preds").glob("*.jpg"))) == len(queries_paths)
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_queries"] == len(queries_paths)
+
+
+def test_resume_gives_the_same_model_as_an_uninterrupted_run(tiny_city, tmp_path):
+    train.train(parse_arguments(train_args(tiny_city, tmp_path, "straight")))
+    train.train(parse_arguments(train_args(tiny_city, tmp_path, "cut", "--epochs_num", "1")))
+    cut = tmp_path / "runs" / "cut" / "last_checkpoint.pth"
+    assert torch.load(cut, weights_only=False)["epoch_num"] == 1
+    train.train(parse_arguments(train_args(tiny_city, tmp_path, "cut", "--resume_train", str(cut))))
+    straight = torch.load(
+        tmp_path / "runs" / "straight" / "last_checkpoint.pth", weights_only=False
+    )
+    resumed = torch.load(cut, weights_only=False)
+    for key, tensor in straight["model_state_dict"].items():
+        assert torch.equal(tensor, resumed["model_state_dict"][key]), key
+    for a, b in zip(
+        straight["classifiers_state_dict"], resumed["classifiers_state_dict"], strict=True
+    ):
+        assert torch.equal(a["weight"], b["weight"])
+    assert straight["best_val_recall1"] == resumed["best_val_recall1"]
+
+
+def test_resume_with_another_partition_is_refused(trained_run, tiny_city, tmp_path):
+    run, _ = trained_run
+    args = train_args(
+        tiny_city, tmp_path, "other", "--resume_train", str(run / "last_checkpoint.pth")
+    )
+    with pytest.raises(SystemExit, match="classes per group"):
+        train.train(parse_arguments([*args, "--N", "3"]))
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_last_one_whole(tmp_path, monkeypatch):
+    path = tmp_path / "last_checkpoint.pth"
+    train.atomic_save({"epoch_num": 1}, path)
+
+    def dying_save(obj, file):
+        file.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train.atomic_save({"epoch_num": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=False) == {"epoch_num": 1}
+
+
+def test_too_few_classes_for_a_batch_is_explained(tiny_city, tmp_path):
+    args = parse_arguments(train_args(tiny_city, tmp_path, "big", "--batch_size", "64"))
+    with pytest.raises(SystemExit, match="fewer classes than the batch"):
+        train.train(args)
+
+
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="is not a folder"):
+        parse_arguments(["--train_set_folder", str(tmp_path / "nope")])
+
+
+def test_reference_flags_and_defaults():
+    args = parse_arguments([])
+    assert (args.M, args.alpha, args.N, args.L, args.groups_num) == (10, 30, 5, 2, 8)
+    assert (args.batch_size, args.epochs_num, args.iterations_per_epoch) == (32, 50, 10_000)
+    assert (args.lr, args.classifiers_lr, args.image_size) == (1e-5, 0.01, 512)
+    assert (args.min_images_per_class, args.fc_output_dim, args.backbone) == (10, 512, "ResNet18")
+    assert args.positive_dist_threshold == 25
+
+
+def test_ddp_with_two_processes_on_cpu(tiny_city, tmp_path):
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", "29531", "-m", "training.train",
+        *train_args(tiny_city, tmp_path, "ddp", "--epochs_num", "1"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "runs" / "ddp" / "summary.json").read_text())
+    assert len(summary["history"]) == 1 and "test" in summary
+    # The sharded evaluation gathers every row: recalls match a single-process evaluation.
+    single = evaluation.run(
+        parse_arguments(
+            [
+                "--test_set_folder", str(tiny_city / "test"),
+                "--resume_model", str(tmp_path / "runs" / "ddp" / "best_model.pth"),
+                "--fc_output_dim", "32", "--device", "cpu", "--num_workers", "0",
+                "--resize_test_imgs", "--image_size", "64",
+                "--workspace", str(tmp_path), "--save_dir", "single",
+            ]
+        )
+    )  # fmt: skip
+    assert {f"R@{n}": v for n, v in single.recalls.items()} == pytest.approx(summary["test"])

@@ -24,10 +24,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def inference_transform(resize_shorter_side: int | None = None) -> T.Compose:
     """ToTensor + ImageNet normalisation, optionally resizing the shorter side first."""
-    steps: list = [T.ToTensor()]
-    if resize_shorter_side:
-        steps.append(T.Resize(resize_shorter_side, antialias=True))
-    steps.append(T.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    # Resizing the PIL image before ToTensor moves fewer pixels than resizing the tensor.
+    steps: list = [T.Resize(resize_shorter_side)] if resize_shorter_side else []
+    steps += [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     return T.Compose(steps)
 
 

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from core.model import model_from_checkpoint
+from data_catalog.catalog import connect
+from data_catalog.results import list_results
 from training import eval as evaluation
 from training import train
 from training.config import parse_arguments
@@ -89,6 +91,11 @@ def test_eval_prints_reference_format_and_saves_predictions(trained_run, tiny_ci
     assert len(list((out / "preds").glob("*.jpg"))) == len(queries_paths)
     results = json.loads((out / "results.json").read_text())
     assert results["num_queries"] == len(queries_paths)
+    with connect(run.parent.parent / "catalog.duckdb", read_only=True) as con:
+        recorded = list_results(con).set_index("queries")
+    assert recorded.loc["queries_v2", "run"] == "e2e"
+    assert recorded.loc["queries_v2", "r1"] == pytest.approx(results["recalls"]["R@1"])
+    assert recorded.loc["queries_v1", "kind"] == "eval"  # the run was re-recorded by eval
 
 
 def test_resume_gives_the_same_model_as_an_uninterrupted_run(tiny_city, tmp_path):

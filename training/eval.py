@@ -22,6 +22,8 @@ from core.images import load_image
 from core.index import build_index, search
 from core.model import CosPlaceNet, load_checkpoint
 from core.recall import RECALL_VALUES, find_positives, format_recalls, recall_at_n
+from data_catalog import results as catalog_results
+from data_catalog.catalog import connect
 from training import config, distributed
 from training.data import TestSet, load_test_set
 
@@ -151,6 +153,23 @@ def save_descriptors(result: EvalResult, test_set: TestSet, folder: Path) -> Non
     (folder / "queries_paths.txt").write_text("\n".join(test_set.queries_paths) + "\n")
 
 
+def record_in_catalog(args, kind: str, test_set: TestSet, recalls, predictions: Path | None):
+    """Add the run and its result to the catalog; on failure the run folder still has them."""
+    run = Path(args.run_folder).name
+    try:
+        with connect(args.catalog) as con:
+            catalog_results.record_run(con, run, kind, args.run_folder, vars(args))
+            catalog_results.record_result(
+                con, run, str(test_set.root), args.queries_folder, recalls,
+                len(test_set.database_paths), len(test_set.queries_paths),
+                str(predictions) if predictions else None,
+            )  # fmt: skip
+    except Exception as error:  # a locked or unwritable catalog must not lose the run
+        log.warning(
+            "results not recorded in %s (%s); they are in %s", args.catalog, error, args.run_folder
+        )
+
+
 def build_model(args) -> CosPlaceNet:
     model = CosPlaceNet(args.backbone, args.fc_output_dim, pooling=args.pooling)
     if args.resume_model:
@@ -195,6 +214,7 @@ def run(args) -> EvalResult:
             "seconds": time.perf_counter() - start,
         }
         (out / "results.json").write_text(json.dumps(summary, indent=2))
+        record_in_catalog(args, "eval", test_set, result.recalls, out / "predictions.csv")
         print(f"{test_set.name} / {args.queries_folder}: {format_recalls(result.recalls)}")
     distributed.teardown()
     return result

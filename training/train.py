@@ -30,7 +30,7 @@ from core.model import CosPlaceNet, load_checkpoint
 from core.recall import format_recalls
 from training import config, distributed
 from training.data import GroupDataset, TrainSet, load_test_set, load_train_set, train_transform
-from training.eval import evaluate
+from training.eval import evaluate, record_in_catalog
 
 log = logging.getLogger(__name__)
 LAST_CHECKPOINT = "last_checkpoint.pth"
@@ -320,6 +320,7 @@ def train(args) -> dict:
         summary["test"] = {f"R@{n}": v for n, v in recalls.items()}
         if context.is_main:
             print(f"Test {test_set.name} / {args.queries_folder}: {format_recalls(recalls)}")
+            record_in_catalog(args, "train", test_set, recalls, None)
     if context.is_main:
         (run_folder / "summary.json").write_text(json.dumps(summary, indent=2))
     distributed.teardown()

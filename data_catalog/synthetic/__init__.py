@@ -1,0 +1,24 @@
+"""The embedded synthetic city: a procedural San Francisco-like grid written in SF-XL layout.
+
+It exists so that the whole pipeline (ingest, partition, training, evaluation, the app) can
+run end to end without downloading SF-XL. The data is synthetic and says so: the metadata,
+the README written next to the images and the note field of every file name.
+
+    python -m data_catalog.synthetic --preset tiny --seed 0 --out data/synthetic_tiny
+"""
+
+from .city import City, build_city
+from .presets import PRESETS, Preset, get_preset
+from .writer import SUBSETS, plan_dataset, render_job, write_dataset
+
+__all__ = [
+    "PRESETS",
+    "SUBSETS",
+    "City",
+    "Preset",
+    "build_city",
+    "get_preset",
+    "plan_dataset",
+    "render_job",
+    "write_dataset",
+]

@@ -1,0 +1,521 @@
+"""Plan and write a synthetic dataset in the SF-XL layout.
+
+`plan_dataset` turns a preset and a seed into a list of jobs (a panorama and the crops to keep,
+or one photo); `write_dataset` renders them and writes JPEGs named with real SF-XL names.
+Each job seeds its own generator from (seed, subset, index), so the output does not depend on
+the order or the process jobs run in: the same seed gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.geo import utm_to_latlon
+from data_catalog.names import make_name
+
+from .city import (
+    CAMERA_HEIGHT_M,
+    DISTRICTS,
+    PERSON,
+    POLE,
+    ZONE,
+    Boxes,
+    City,
+    Track,
+    build_city,
+    hsv,
+    rng_for,
+    to_utm,
+)
+from .conditions import Condition, capture_condition, mild_condition, post_process, query_condition
+from .presets import Preset
+from .render import (
+    CROPS_PER_PANORAMA,
+    View,
+    crop_fov_deg,
+    cut_crops,
+    panorama_view,
+    panorama_width,
+    photo_view,
+    render,
+)
+
+SUBSETS = (
+    "train",
+    "val/database",
+    "val/queries",
+    "test/database",
+    "test/queries_v1",
+    "test/queries_v2",
+)
+NOTE = "synthetic"
+JPEG_QUALITY = 90
+GENERATOR = "cosplace-explorer data_catalog.synthetic"
+FORMAT_VERSION = 1
+PHOTO_ASPECTS = ((4, 3), (3, 4), (3, 2), (16, 9), (1, 1), (2, 3))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One render: a panorama (crops kept: `crops`) or a pinhole photo (`photo` is set)."""
+
+    folder: str  # relative output folder, e.g. "train/2015" or "test/queries_v1"
+    index: int  # position in its subset; with the folder, seeds the job's generator
+    x: float  # local metres, rounded to the centimetre written in the name
+    y: float
+    h: float
+    year: int
+    month: int
+    yaw: float  # heading of crop 0 (panorama) or of the optical axis (photo)
+    crops: tuple[int, ...] = ()
+    condition: str = "capture"  # capture, mild or query
+    drive: tuple = ()  # key of the capture drive; its panoramas share one condition
+    photo: tuple[float, int, int, float] | None = None  # hfov, width, height, horizon
+    write_heading: bool = True
+
+    @property
+    def images(self) -> int:
+        return 1 if self.photo else len(self.crops)
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def _drive(seed: int, subset: str, year: int, track: Track):
+    """One capture car pass along a track: direction, lane, crop heading offset, month."""
+    rng = rng_for(seed, "drive", subset, year, track.track_id)
+    forward = rng.random() < 0.5
+    heading = (0 if forward else 180) if track.axis == "ns" else (90 if forward else 270)
+    # Drive on the right: heading north the lane is east of the centreline.
+    right = 1.0 if heading in (0, 270) else -1.0
+    lateral = right * rng.uniform(1.2, 2.4)
+    # Crop headings are offset by 2..28 degrees from a multiple of 30, so jitter never moves
+    # a crop across a 30 degree class border: a class gets the same headings every year.
+    offset = int(rng.integers(2, 29))
+    return heading + offset, lateral, int(rng.integers(1, 13))
+
+
+def _track_panoramas(seed, folder, subset, year, tracks, spacing, condition, start_index):
+    jobs = []
+    for track in tracks:
+        yaw0, lateral, month = _drive(seed, subset, year, track)
+        for k in range(int(round(track.length / spacing))):
+            rng = rng_for(seed, "pano", subset, year, track.track_id, k)
+            along = (k + 0.5) * spacing + rng.uniform(-0.15, 0.15)
+            x, y = track.point(along, lateral + rng.uniform(-0.15, 0.15))
+            jobs.append(
+                Job(
+                    folder=folder,
+                    index=start_index + len(jobs),
+                    x=round(x, 2),
+                    y=round(y, 2),
+                    h=CAMERA_HEIGHT_M,
+                    year=year,
+                    month=month,
+                    yaw=float((yaw0 + int(rng.integers(-1, 2))) % 360),
+                    crops=tuple(range(CROPS_PER_PANORAMA)),
+                    condition=condition,
+                    drive=(subset, year, track.track_id),
+                )
+            )
+    return jobs
+
+
+def _pick_point(rng: np.random.Generator, tracks: list[Track]) -> tuple[Track, float]:
+    lengths = np.asarray([t.length for t in tracks])
+    track = tracks[int(rng.choice(len(tracks), p=lengths / lengths.sum()))]
+    return track, float(rng.uniform(0, track.length))
+
+
+def _query_crops(seed, folder, subset, year, tracks, count, condition):
+    """Single crops from panoramas of another capture year along the same streets."""
+    jobs = []
+    for i in range(count):
+        rng = rng_for(seed, "query", subset, i)
+        track, along = _pick_point(rng, tracks)
+        yaw0, lateral, month = _drive(seed, subset, year, track)
+        x, y = track.point(along, lateral + rng.uniform(-0.3, 0.3))
+        crop = int(rng.integers(CROPS_PER_PANORAMA))
+        yaw = float((yaw0 + int(rng.integers(-1, 2))) % 360)
+        jobs.append(
+            Job(
+                folder,
+                i,
+                round(x, 2),
+                round(y, 2),
+                CAMERA_HEIGHT_M,
+                year,
+                month,
+                yaw,
+                crops=(crop,),
+                condition=condition,
+                drive=(subset, year, track.track_id),
+            )
+        )
+    return jobs
+
+
+def _photos(seed: int, city: City, tracks: list[Track], count: int, size: int) -> list[Job]:
+    """queries_v1: pedestrians' photos anywhere across the street, any heading and lens."""
+    jobs = []
+    for i in range(count):
+        rng = rng_for(seed, "photo", i)
+        track, along = _pick_point(rng, tracks)
+        half = _street_half_width(city, track)
+        x, y = track.point(along, rng.uniform(-(half - 0.8), half - 0.8))
+        aw, ah = PHOTO_ASPECTS[int(rng.integers(len(PHOTO_ASPECTS)))]
+        short = max(16, round(size * 0.94))  # SF-XL resized v1 photos to a 480 px short side
+        width, height = (
+            (round(short * aw / ah), short) if aw >= ah else (short, round(short * ah / aw))
+        )
+        photo = (float(rng.uniform(40, 80)), width, height, float(rng.uniform(0.45, 0.7)))
+        year = int(rng.integers(2014, 2022))
+        jobs.append(
+            Job(
+                "test/queries_v1",
+                i,
+                round(x, 2),
+                round(y, 2),
+                float(rng.uniform(1.4, 1.9)),
+                year,
+                int(rng.integers(1, 13)),
+                float(rng.uniform(0, 360)),
+                condition="query",
+                photo=photo,
+                write_heading=False,
+            )
+        )
+    return jobs
+
+
+def _street_half_width(city: City, track: Track) -> float:
+    if track.axis == "ns":
+        return float(city.half_x[np.argmin(np.abs(city.xs - track.fixed))])
+    return float(city.half_y[np.argmin(np.abs(city.ys - track.fixed))])
+
+
+def plan_dataset(city: City, preset: Preset) -> list[Job]:
+    seed = city.seed
+    tracks = {d: [t for t in city.tracks if t.district == d] for d in DISTRICTS}
+    jobs: list[Job] = []
+    for year in preset.train_years:
+        jobs += _track_panoramas(
+            seed,
+            f"train/{year}",
+            "train",
+            year,
+            tracks["train"],
+            preset.train_spacing_m,
+            "capture",
+            len(jobs),
+        )
+    jobs += _track_panoramas(
+        seed,
+        "val/database",
+        "val_db",
+        preset.val_database_year,
+        tracks["val"],
+        preset.database_spacing_m,
+        "capture",
+        0,
+    )
+    jobs += _query_crops(
+        seed,
+        "val/queries",
+        "val_q",
+        preset.val_queries_year,
+        tracks["val"],
+        preset.val_queries,
+        "capture",
+    )
+    jobs += _track_panoramas(
+        seed,
+        "test/database",
+        "test_db",
+        preset.test_database_year,
+        tracks["test"],
+        preset.database_spacing_m,
+        "capture",
+        0,
+    )
+    jobs += _photos(seed, city, tracks["test"], preset.queries_v1, preset.image_size)
+    jobs += _query_crops(
+        seed,
+        "test/queries_v2",
+        "test_v2",
+        preset.queries_v2_year,
+        tracks["test"],
+        preset.queries_v2,
+        "mild",
+    )
+    return jobs
+
+
+def subset_of(folder: str) -> str:
+    return "train" if folder.startswith("train") else folder
+
+
+def count_images(jobs: list[Job]) -> dict[str, int]:
+    counts = dict.fromkeys(SUBSETS, 0)
+    for job in jobs:
+        counts[subset_of(job.folder)] += job.images
+    return counts
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _condition(city: City, job: Job) -> Condition:
+    rng = rng_for(city.seed, "condition", *job.drive) if job.drive else None
+    if job.condition == "capture":
+        return capture_condition(rng, job.month)
+    if job.condition == "mild":
+        # Same drive, but each query photo gets its own light on top of it.
+        return mild_condition(rng_for(city.seed, "mild", job.folder, job.index), job.month)
+    return query_condition(rng_for(city.seed, "query_condition", job.index), job.month)
+
+
+def _occluders(rng: np.random.Generator, job: Job) -> Boxes:
+    """People and poles close in front of a photo's camera."""
+    rows = []
+    hfov = job.photo[0]
+    for n in range(int(rng.choice([0, 0, 1, 1, 2, 3]))):
+        kind = PERSON if rng.random() < 0.8 else POLE
+        dist = rng.uniform(2.0, 8.0)
+        angle = np.radians(job.yaw + rng.uniform(-0.4, 0.4) * hfov)
+        cx, cy = job.x + dist * np.sin(angle), job.y + dist * np.cos(angle)
+        half = 0.25 if kind == PERSON else 0.12
+        top = rng.uniform(1.55, 1.9) if kind == PERSON else rng.uniform(3.0, 5.0)
+        rgb = hsv(rng.random(), rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8))
+        if kind == POLE:
+            rgb = (0.35, 0.36, 0.38)
+        rows.append(
+            (cx - half, cx + half, cy - half, cy + half, 0.0, top, kind, -1, rgb, 3_000_000 + n)
+        )
+    return Boxes.from_rows(rows)
+
+
+def render_job(city: City, job: Job, size: int) -> list[tuple[str, bytes]]:
+    """(file name, JPEG bytes) of every image of a job."""
+    rng = rng_for(city.seed, "render", job.folder, job.index)
+    cond = _condition(city, job)
+    scene = city.scene(job.year)
+    if job.photo:
+        hfov, width, height, horizon = job.photo
+        extra = _occluders(rng, job)
+        if len(extra):
+            scene = Boxes.concat([scene, extra])
+        view = photo_view(job.x, job.y, job.h, job.yaw, hfov, width, height, horizon)
+        images = [(None, post_process(render(city, scene, view, cond, job.year, rng), cond, rng))]
+    elif len(job.crops) == CROPS_PER_PANORAMA:
+        # The camera response runs once on the panorama, before cutting overlapping crops.
+        panorama = render(
+            city, scene, panorama_view(job.x, job.y, job.yaw, size, job.h), cond, job.year, rng
+        )
+        pixels = post_process(panorama, cond, rng)
+        images = list(zip(job.crops, cut_crops(pixels, size), strict=True))
+    else:  # a query keeps one crop: render only its columns
+        images = [
+            (
+                k,
+                post_process(
+                    render(city, scene, _crop_view(job, k, size), cond, job.year, rng), cond, rng
+                ),
+            )
+            for k in job.crops
+        ]
+    out = []
+    latlon = job_latlon(job)
+    for k, pixels in images:
+        heading = (job.yaw + 30 * k) % 360 if k is not None and job.write_heading else None
+        out.append((image_name(city.seed, job, heading, latlon), encode_jpeg(pixels)))
+    return out
+
+
+def _crop_view(job: Job, k: int, size: int) -> View:
+    """The columns of crop k of the job's panorama, exactly as `cut_crops` would cut them."""
+    full = panorama_view(job.x, job.y, job.yaw + 30 * k, size, job.h)
+    return View(full.x, full.y, full.h, full.azimuth_deg[:size], full.tan_elev, full.px_angle)
+
+
+def encode_jpeg(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def _pano_id(seed: int, job: Job) -> str:
+    """22 characters like a Street View pano id, fixed by the seed and the job."""
+    digest = hashlib.blake2b(f"{seed}/{job.folder}/{job.index}".encode(), digest_size=16)
+    return base64.urlsafe_b64encode(digest.digest()).decode()[:22]
+
+
+def job_latlon(job: Job) -> tuple[float, float]:
+    lat, lon = utm_to_latlon(*to_utm(job.x, job.y), ZONE)
+    return float(lat[0]), float(lon[0])
+
+
+def image_name(seed: int, job: Job, heading: float | None, latlon: tuple[float, float]) -> str:
+    east, north = to_utm(job.x, job.y)
+    return make_name(
+        float(east),
+        float(north),
+        ZONE.number,
+        ZONE.letter,
+        *latlon,
+        pano_id=_pano_id(seed, job),
+        heading=None if heading is None else int(round(heading)) % 360,
+        timestamp=f"{job.year}{job.month:02d}",
+        note=NOTE,
+    )
+
+
+# ----------------------------------------------------------------------------- writing
+
+_WORKER_CITY: City | None = None
+
+
+def _init_worker(preset: Preset, seed: int) -> None:
+    global _WORKER_CITY
+    _WORKER_CITY = build_city(preset, seed)
+
+
+def _work(args: tuple[Job, int]) -> tuple[Job, list[tuple[str, bytes]]]:
+    job, size = args
+    return job, render_job(_WORKER_CITY, job, size)
+
+
+def _prepare_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite)")
+        for name in ("train", "val", "test", "metadata.json", "README.txt"):
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def write_dataset(
+    out: str | os.PathLike,
+    preset: Preset,
+    seed: int,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Render and write the whole dataset; returns the metadata (with timing added)."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    _prepare_output(out, overwrite)
+    city = build_city(preset, seed)
+    jobs = plan_dataset(city, preset)
+    for folder in sorted({job.folder for job in jobs} | set(SUBSETS[1:])):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    total = sum(job.images for job in jobs)
+    start = time.perf_counter()
+    bar = tqdm(total=total, unit="img", desc="synthetic city", disable=not progress)
+    for job, files in _run_jobs(city, jobs, preset, seed, workers):
+        for name, data in files:
+            (out / job.folder / name).write_bytes(data)
+        bar.update(len(files))
+    bar.close()
+    seconds = time.perf_counter() - start
+    metadata = build_metadata(city, preset, jobs)
+    (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    (out / "README.txt").write_text(readme_text(metadata))
+    return {**metadata, "seconds": seconds, "images_per_second": total / max(seconds, 1e-9)}
+
+
+def _run_jobs(city: City, jobs: list[Job], preset: Preset, seed: int, workers: int):
+    size = preset.image_size
+    if workers <= 1:
+        for job in jobs:
+            yield job, render_job(city, job, size)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context().Pool(workers, _init_worker, (preset, seed)) as pool:
+        yield from pool.imap(_work, [(job, size) for job in jobs], chunksize=8)
+
+
+# ----------------------------------------------------------------------------- metadata
+
+
+def build_metadata(city: City, preset: Preset, jobs: list[Job]) -> dict:
+    """What made the dataset; no timings, so that two builds give identical files."""
+    bounds = {}
+    for name in DISTRICTS:
+        x0, y0, x1, y1 = city.district_bounds(name)
+        (e0, e1), (n0, n1) = to_utm([x0, x1], [y0, y1])
+        bounds[name] = {"east": [float(e0), float(e1)], "north": [float(n0), float(n1)]}
+    years: dict[str, set[int]] = {s: set() for s in SUBSETS}
+    for job in jobs:
+        years[subset_of(job.folder)].add(job.year)
+    return {
+        "synthetic": True,
+        "description": (
+            "SYNTHETIC data: a procedurally generated city rendered by a 2.5D ray caster, laid "
+            "out and named like SF-XL at San Francisco coordinates. It is not real imagery."
+        ),
+        "generator": GENERATOR,
+        "format_version": FORMAT_VERSION,
+        "preset": preset.name,
+        "seed": city.seed,
+        "image_size": preset.image_size,
+        "panorama_width": panorama_width(preset.image_size),
+        "crop_fov_deg": round(crop_fov_deg(preset.image_size), 3),
+        "parameters": asdict(preset),
+        "utm_zone": f"{ZONE.number}{ZONE.letter}",
+        "districts": bounds,
+        "subsets": {
+            s: {"images": n, "years": sorted(years[s])} for s, n in count_images(jobs).items()
+        },
+        "note_field": NOTE,
+    }
+
+
+def readme_text(metadata: dict) -> str:
+    lines = [
+        "SYNTHETIC DATASET - not real street-level imagery.",
+        "",
+        f"Made by {metadata['generator']} (format {metadata['format_version']}),",
+        f"preset '{metadata['preset']}', seed {metadata['seed']}, crops of "
+        f"{metadata['image_size']}x{metadata['image_size']} px.",
+        "",
+        "A procedural city (streets, buildings with distinct facades, trees, parked cars) is",
+        "rendered from camera tracks along its streets in several capture years. The folders",
+        "follow the SF-XL layout and every file name is an SF-XL name at San Francisco UTM",
+        f"coordinates (zone {metadata['utm_zone']}) with '{metadata['note_field']}' in the note "
+        "field.",
+        "",
+        "train/            12 crops per panorama, 30 degrees apart, grouped by year",
+        "val/database      one capture year; val/queries: single crops of another year",
+        "test/database     one capture year (2013, like SF-XL)",
+        "test/queries_v1   photos of other domains (night, fog, rain, dusk, grayscale, other",
+        "                  lenses and viewpoints, occluders); no heading in their names",
+        "test/queries_v2   single crops of a later year with mild changes; heading kept",
+        "",
+        "Train, val and test lie in separate districts of the city (see metadata.json).",
+        "",
+        "Images per subset:",
+    ]
+    for subset, info in metadata["subsets"].items():
+        years = ", ".join(str(y) for y in info["years"])
+        lines.append(f"  {subset:<18}{info['images']:>7}   years: {years}")
+    return "\n".join(lines) + "\n"

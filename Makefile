@@ -30,6 +30,7 @@ test-slow: install
 	$(PY) -m pytest -m slow
 
 bench: install
-	$(PY) benchmarks/exact_search.py
-	$(PY) benchmarks/fast_index.py
-	$(PY) benchmarks/descriptor_extraction.py
+	$(PY) -m benchmarks.exact_search
+	$(PY) -m benchmarks.fast_index
+	$(PY) -m benchmarks.descriptor_extraction
+	$(PY) -m benchmarks.training_memory

@@ -1,0 +1,294 @@
+"""Grids of CosPlace trainings: paper Table 5, pooling, descriptor dimension, train-set size.
+
+    python -m training.ablation --grid table5 --dataset_folder DIR [training flags...]
+    python -m training.ablation --grid pooling --points gem avg ...
+    python -m training.ablation --grid dimension ...
+    python -m training.ablation --grid train_size --train_fractions 1 0.1 0.01 ...
+
+Every point trains with the command line's training flags (those of python -m training.train)
+plus the point's own overrides, in WORKSPACE/runs/ablation_<grid>_<point> (--save_dir is
+not used). After each point the results are written to WORKSPACE/runs/ablation_<grid>.json
+and .csv. Running the grid again skips the points already recorded (--rerun trains them
+again), and a point cut off mid-training resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.model import POOLINGS
+from data_catalog.catalog import connect
+from data_catalog.results import record_run
+from training import config
+from training import train as training
+from training.data import list_images
+
+log = logging.getLogger(__name__)
+GRIDS = ("table5", "pooling", "dimension", "train_size")
+# Paper Table 5: (M, alpha, N, L) and the SF-XL val R@1 of a ResNet-18. The last row is
+# CosPlace; alpha=360 drops the heading labels, N=1 and L=1 leave a single group.
+TABLE5 = [
+    (10, 360, 1, 1, 85.8),
+    (10, 360, 5, 1, 88.5),
+    (10, 30, 5, 1, 88.2),
+    (10, 30, 1, 2, 77.1),
+    (10, 30, 5, 2, 90.9),
+]
+DIMENSIONS = (32, 64, 128, 256, 512)
+# Table 6 trains on 5.6M, 120k, 12k and 1.2k images: a log scale, as here by default.
+TRAIN_FRACTIONS = (1.0, 0.1, 0.01)
+SETTINGS = ("M", "alpha", "N", "L", "groups_num", "pooling", "fc_output_dim", "backbone")
+COLUMNS = (
+    "grid", "point", *SETTINGS, "train_fraction", "train_images", "paper_val_r1", "val_r1",
+    "test_r1", "test_r5", "test_r10", "test_r20", "images_per_s", "train_seconds", "seconds",
+    "run_folder",
+)  # fmt: skip
+# Flags that change how fast a run goes, not what it learns.
+VOLATILE = {"num_workers", "infer_batch_size", "device", "resume_train", "catalog"}
+
+
+@dataclass(frozen=True)
+class Point:
+    name: str
+    flags: dict  # training flags (names without dashes) this point overrides
+    train_fraction: float | None = None  # None: the --train_fraction of the command line
+    paper_val_r1: float | None = None
+
+
+def table5_point(m, alpha, n, el, paper_r1, groups_num: int) -> Point:
+    flags = {"M": m, "alpha": alpha, "N": n, "L": el}
+    # N*N*L groups exist: with N=L=1 there is one, so groups_num cannot stay at 8.
+    flags["groups_num"] = min(groups_num, n * n * el)
+    return Point(f"M{m}_alpha{alpha}_N{n}_L{el}", flags, paper_val_r1=paper_r1)
+
+
+def grid_points(grid: str, base: argparse.Namespace, train_fractions=TRAIN_FRACTIONS):
+    """The points of a grid; `base` holds the command line's training flags."""
+    if grid == "table5":
+        return [table5_point(m, a, n, el, r1, base.groups_num) for m, a, n, el, r1 in TABLE5]
+    if grid == "pooling":
+        return [Point(p, {"pooling": p}) for p in POOLINGS]
+    if grid == "dimension":
+        return [Point(f"dim{d}", {"fc_output_dim": d}) for d in DIMENSIONS]
+    if grid == "train_size":
+        return [Point(f"fraction{f:g}", {}, train_fraction=f) for f in train_fractions]
+    raise ValueError(f"unknown grid {grid!r}; choose one of {GRIDS}")
+
+
+def subset_folder(train_folder: str | Path, fraction: float, seed: int, workspace) -> Path:
+    """A folder of symlinks to a deterministic `fraction` of the train images.
+
+    Images are ranked by a hash of (seed, relative path): the subset does not depend on the
+    listing order, and a smaller fraction is a subset of a larger one, as in paper Table 6.
+    """
+    source = Path(train_folder).resolve()
+    paths = list_images(source)
+    ranked = sorted(paths, key=lambda p: hashlib.sha1(f"{seed}:{p}".encode()).hexdigest())
+    chosen = sorted(ranked[: max(1, round(fraction * len(paths)))])
+    tag = hashlib.sha1(str(source).encode()).hexdigest()[:8]
+    out = Path(workspace) / "subsets" / f"{source.name}_{tag}_{fraction:g}_seed{seed}"
+    listing = out / "subset.txt"
+    content = "\n".join(chosen) + "\n"
+    if listing.is_file() and listing.read_text() == content:
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    for relative in chosen:
+        link = out / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(source / relative)
+    listing.write_text(content)  # last: a folder cut off half-built is rebuilt next time
+    return out
+
+
+def point_args(base_argv: list[str], grid: str, point: Point, fraction: float):
+    """Training args of a point: the command line, then the point's overrides (last wins)."""
+    overrides = [item for key, value in point.flags.items() for item in (f"--{key}", str(value))]
+    args = config.parse_arguments(
+        [*base_argv, *overrides, "--save_dir", f"ablation_{grid}_{point.name}"]
+    )
+    args.train_fraction = fraction
+    if fraction < 1:
+        args.train_set_folder = str(
+            subset_folder(args.train_set_folder, fraction, args.seed, args.workspace)
+        )
+    args.train_images = len(list_images(args.train_set_folder))
+    return args
+
+
+def changed_settings(recorded: dict, args: argparse.Namespace) -> list[str]:
+    return sorted(
+        key
+        for key, value in vars(args).items()
+        if key not in VOLATILE and key in recorded and recorded[key] != value
+    )
+
+
+def resume_from(args: argparse.Namespace) -> str | None:
+    """The point's own last checkpoint, if an earlier run of it was cut off with these flags."""
+    path = Path(args.run_folder) / training.LAST_CHECKPOINT
+    if not path.is_file():
+        return None
+    changed = changed_settings(
+        torch.load(path, map_location="cpu", weights_only=False)["args"], args
+    )
+    if changed:
+        log.warning("%s was trained with other %s: starting afresh", path, changed)
+        return None
+    return str(path)
+
+
+def result_row(grid: str, point: Point, args, summary: dict, seconds: float) -> dict:
+    history = summary["history"]
+    test = summary.get("test", {})
+    row = {"grid": grid, "point": point.name, **{k: getattr(args, k) for k in SETTINGS}}
+    row.update(
+        train_fraction=args.train_fraction,
+        train_images=args.train_images,
+        paper_val_r1=point.paper_val_r1,
+        val_r1=summary["best_val_recall1"],
+        **{f"test_r{n}": test.get(f"R@{n}") for n in (1, 5, 10, 20)},
+        images_per_s=float(np.mean([h["images_per_s"] for h in history])) if history else None,
+        train_seconds=float(sum(h["seconds"] for h in history)),
+        seconds=seconds,
+        run_folder=args.run_folder,
+        args=vars(args),
+    )
+    return row
+
+
+def results_path(workspace: str | Path, grid: str) -> Path:
+    return Path(workspace) / "runs" / f"ablation_{grid}.json"
+
+
+def load_results(path: Path) -> dict[str, dict]:
+    if not path.is_file():
+        return {}
+    return {row["point"]: row for row in json.loads(path.read_text())}
+
+
+def save_results(rows: dict[str, dict], path: Path) -> None:
+    """The .json (every flag of every point) and the .csv (COLUMNS), each replaced whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(list(rows.values()), indent=2, default=str))
+    os.replace(tmp, path)
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as file:
+        writer = csv.DictWriter(file, COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows.values())
+    os.replace(tmp, path.with_suffix(".csv"))
+
+
+def record_kind(args: argparse.Namespace) -> None:
+    """train() records the run as kind 'train'; mark it as an ablation point."""
+    try:
+        with connect(args.catalog) as con:
+            record_run(con, Path(args.run_folder).name, "ablation", args.run_folder, vars(args))
+    except Exception as error:  # a locked catalog must not stop the grid
+        log.warning("run kind not recorded in %s (%s)", args.catalog, error)
+
+
+def run_point(grid: str, point: Point, base_argv: list[str], fraction: float, rerun: bool):
+    args = point_args(base_argv, grid, point, fraction)
+    args.resume_train = None if rerun else resume_from(args)
+    log.info("ablation %s point %s: %s", grid, point.name, point.flags or f"fraction {fraction}")
+    start = time.perf_counter()
+    summary = training.train(args)
+    seconds = time.perf_counter() - start
+    record_kind(args)
+    return result_row(grid, point, args, summary, seconds)
+
+
+def run_grid(grid: str, base_argv: list[str], options: argparse.Namespace) -> dict[str, dict]:
+    base = config.parse_arguments(base_argv)
+    points = grid_points(grid, base, options.train_fractions)
+    if options.points:
+        unknown = set(options.points) - {p.name for p in points}
+        if unknown:
+            raise SystemExit(f"no points {sorted(unknown)} in {grid}: {[p.name for p in points]}")
+        points = [p for p in points if p.name in options.points]
+    path = results_path(base.workspace, grid)
+    rows = load_results(path)
+    failed = []
+    for point in points:
+        fraction = point.train_fraction or options.train_fraction
+        if point.name in rows and not options.rerun:
+            changed = changed_settings(
+                rows[point.name]["args"], point_args(base_argv, grid, point, fraction)
+            )
+            note = f" (recorded with other {changed}; --rerun to retrain)" if changed else ""
+            log.info("ablation %s point %s already done, skipped%s", grid, point.name, note)
+            continue
+        try:
+            rows[point.name] = run_point(grid, point, base_argv, fraction, options.rerun)
+        except SystemExit as error:  # a point the data cannot hold (too few classes...)
+            log.error("ablation %s point %s failed: %s", grid, point.name, error)
+            failed.append(point.name)
+            continue
+        save_results(rows, path)
+    print_results([rows[p.name] for p in points if p.name in rows], path)
+    if failed:
+        raise SystemExit(f"points {failed} failed; fix their settings and run the grid again")
+    return rows
+
+
+def print_results(rows: list[dict], path: Path) -> None:
+    if not rows:
+        return
+    shown = ["point", "paper_val_r1", "val_r1", "test_r1", "test_r5", "test_r10", "test_r20"]
+    shown += ["train_images", "images_per_s", "seconds"]
+    table = pd.DataFrame(rows)[shown].dropna(axis=1, how="all")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    print(f"results: {path} and {path.with_suffix('.csv')}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Grids of CosPlace trainings; every flag of python -m training.train "
+        "is accepted as well and applies to every point",
+        allow_abbrev=False,  # prefixes could swallow training flags
+    )
+    parser.add_argument("--grid", required=True, choices=GRIDS)
+    parser.add_argument("--points", nargs="+", help="only these points of the grid, by name")
+    parser.add_argument("--rerun", action="store_true", help="retrain points already recorded")
+    parser.add_argument(
+        "--train_fraction", type=float, default=1.0, help="train on this part of the images"
+    )
+    parser.add_argument(
+        "--train_fractions", type=float, nargs="+", default=TRAIN_FRACTIONS,
+        help="the train_size grid's points",
+    )  # fmt: skip
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    options, base_argv = build_parser().parse_known_args(argv)
+    fractions = [options.train_fraction, *options.train_fractions]
+    if not all(0 < f <= 1 for f in fractions):
+        raise SystemExit("train fractions must lie in (0, 1]")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SystemExit("run the ablation as one process; it trains its points one by one")
+    base = config.parse_arguments(base_argv)
+    if not base.train_set_folder or not base.val_set_folder:
+        raise SystemExit("--train_set_folder and --val_set_folder (or --dataset_folder) needed")
+    run_grid(options.grid, base_argv, options)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint format test test-slow bench
+WORKSPACE := data
+DEMO_CITY := $(WORKSPACE)/synthetic_demo
+# The demo's model: ResNet-18 from scratch on the synthetic demo city, about 10 minutes on a
+# 2-core CPU (no ImageNet weights can be downloaded, hence all layers train, at lr 1e-3).
+DEMO_TRAIN_FLAGS := --image_size 96 --resize_test_imgs --batch_size 32 --groups_num 8 \
+	--epochs_num 8 --iterations_per_epoch 150 --train_all_layers --lr 0.001 \
+	--device cpu --num_workers 1 --infer_batch_size 64
+
+.PHONY: install lint format test test-slow bench demo-data demo-model
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,3 +42,14 @@ bench: install
 	$(PY) -m benchmarks.fast_index
 	$(PY) -m benchmarks.descriptor_extraction
 	$(PY) -m benchmarks.training_memory
+
+# The synthetic city is written last to metadata.json, so its presence means a whole build.
+$(DEMO_CITY)/metadata.json: | $(STAMP)
+	$(PY) -m data_catalog.synthetic --preset demo --seed 0 --out $(DEMO_CITY) --overwrite
+	$(PY) -m data_catalog.ingest $(DEMO_CITY) --db $(WORKSPACE)/catalog.duckdb
+
+demo-data: $(DEMO_CITY)/metadata.json
+
+demo-model: demo-data
+	$(PY) -m training.train --dataset_folder $(DEMO_CITY) $(DEMO_TRAIN_FLAGS) \
+		--workspace $(WORKSPACE) --save_dir demo

@@ -152,7 +152,7 @@ def measure_ours(listing: Path, db: Path) -> dict:
             import time
             from data_catalog.ingest import main
             start = time.perf_counter()
-            assert main([{str(listing)!r}, "--db", {str(db)!r}, "--no-progress"]) == 0
+            assert main([{str(listing)!r}, "--db", {str(db)!r}, "--no_progress"]) == 0
             _result = {{"seconds": time.perf_counter() - start}}
             """
         )

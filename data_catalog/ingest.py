@@ -550,9 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--db", default=DEFAULT_DB, help=f"catalog file (default {DEFAULT_DB})")
     parser.add_argument("--dataset", help="name in the catalog (default: the root folder's name)")
-    parser.add_argument("--memory-limit", default="4GB", help="DuckDB memory limit (4GB)")
+    parser.add_argument("--memory_limit", default="4GB", help="DuckDB memory limit (4GB)")
     parser.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
     try:

@@ -142,7 +142,7 @@ def test_malformed_names_are_kept_with_reasons(ingested):
 
 
 def test_cli_prints_the_malformed_count(dataset_dir, tmp_path, capsys):
-    assert main([str(dataset_dir), "--db", str(tmp_path / "c.duckdb"), "--no-progress"]) == 0
+    assert main([str(dataset_dir), "--db", str(tmp_path / "c.duckdb"), "--no_progress"]) == 0
     out = capsys.readouterr().out
     assert f"{TRAIN_IMAGES + sum(SUBSET_SIZES.values())} images added" in out
     assert f"{MALFORMED_COUNT} malformed names" in out

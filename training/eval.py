@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 from torch import nn
 
@@ -171,6 +172,7 @@ def record_in_catalog(args, kind: str, test_set: TestSet, recalls, predictions: 
 
 
 def build_model(args) -> CosPlaceNet:
+    torch.manual_seed(args.seed)  # an untrained network is then the same one every time
     model = CosPlaceNet(args.backbone, args.fc_output_dim, pooling=args.pooling)
     if args.resume_model:
         load_checkpoint(model, args.resume_model)

@@ -121,18 +121,7 @@ def amp_dtype(args, device: torch.device) -> torch.dtype | None:
 
 
 def train_epoch(args, context, trainee, optimizers, train_set, group, epoch) -> dict:
-    dataset = GroupDataset(
-        train_set,
-        group,
-        train_transform(
-            args.image_size,
-            args.brightness,
-            args.contrast,
-            args.saturation,
-            args.hue,
-            args.random_resized_crop,
-        ),
-    )
+    dataset = GroupDataset(train_set, group, augmentation(args))
     per_rank_batch = args.batch_size // context.world_size
     epoch_seed = args.seed * 100_003 + epoch
     seed_everything(epoch_seed + context.rank)
@@ -178,7 +167,8 @@ def train_epoch(args, context, trainee, optimizers, train_set, group, epoch) -> 
     }
 
 
-def build_training(args, train_set: TrainSet, device: torch.device):
+def build_model(args, device: torch.device) -> CosPlaceNet:
+    """The network the flags describe, from --resume_model if given, on `device`."""
     model = CosPlaceNet(
         args.backbone,
         args.fc_output_dim,
@@ -191,6 +181,22 @@ def build_training(args, train_set: TrainSet, device: torch.device):
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def augmentation(args):
+    return train_transform(
+        args.image_size,
+        args.brightness,
+        args.contrast,
+        args.saturation,
+        args.hue,
+        args.random_resized_crop,
+    )
+
+
+def build_training(args, train_set: TrainSet, device: torch.device):
+    model = build_model(args, device)
     model_optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     sizes = np.diff(train_set.partition.group_offsets)[: args.groups_num]
     heads = [HEADS[args.head](args.fc_output_dim, int(n)) for n in sizes]

@@ -33,12 +33,20 @@ from tqdm import tqdm
 
 from core.descriptors import ImagePathsDataset, extract_descriptors, inference_transform
 from core.images import load_image
-from core.model import CosPlaceNet, load_checkpoint
+from core.model import load_checkpoint
 from core.recall import format_recalls
 from training import config, distributed
-from training.data import load_test_set, parse_folder, train_transform, utm_of
+from training.data import load_test_set, parse_folder, utm_of
 from training.eval import record_in_catalog
-from training.train import BEST_MODEL, amp_dtype, atomic_save, seed_everything, validate
+from training.train import (
+    BEST_MODEL,
+    amp_dtype,
+    atomic_save,
+    augmentation,
+    build_model,
+    seed_everything,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 MINING_CHUNK = 256  # queries per descriptor-distance matrix: bounds it to 256 x cache rows
@@ -276,26 +284,10 @@ def train(args) -> dict:
     rng = np.random.default_rng(args.seed)
     train_images = load_train_images(args.train_set_folder)
     val_set = load_test_set(args.val_set_folder, "queries")
-    model = CosPlaceNet(
-        args.backbone,
-        args.fc_output_dim,
-        args.pooling,
-        args.train_all_layers,
-        args.imagenet_weights,
-    )
-    if args.resume_model:
-        load_checkpoint(model, args.resume_model)
-    model = model.to(context.device)
+    model = build_model(args, context.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     # The same augmentation as CosPlace, so that only the loss and the sampling differ.
-    transform = train_transform(
-        args.image_size,
-        args.brightness,
-        args.contrast,
-        args.saturation,
-        args.hue,
-        args.random_resized_crop,
-    )
+    transform = augmentation(args)
     timings = {"mining": 0.0}
     batches = tuple_batches(args, model, train_images, transform, rng, context.device, timings)
     best, history = -1.0, []

@@ -66,10 +66,10 @@ def recall_of_exact(found: np.ndarray, truth: np.ndarray) -> float:
 CONFIGS = [
     ("flat", {}),
     ("flat_fp16", {}),
-    ("ivf_flat", {"nprobe": 16}),
-    ("ivf_flat", {"nprobe": 64}),
-    ("ivf_pq", {"nprobe": 16, "pq_m": 64}),
-    ("ivf_pq", {"nprobe": 64, "pq_m": 128}),
+    ("ivf_flat", {"nlist": 1024, "nprobe": 16}),
+    ("ivf_flat", {"nlist": 1024, "nprobe": 64}),
+    ("ivf_pq", {"nlist": 1024, "nprobe": 16, "pq_m": 64}),
+    ("ivf_pq", {"nlist": 1024, "nprobe": 64, "pq_m": 128}),
     ("hnsw", {"hnsw_m": 32, "ef_search": 128}),
     ("hnsw", {"hnsw_m": 32, "ef_search": 256}),
 ]
@@ -96,7 +96,7 @@ def main() -> None:
     for index_type, knobs in CONFIGS:
         if index_type in args.skip:
             continue
-        build_knobs = {k: v for k, v in knobs.items() if k in ("pq_m", "hnsw_m")}
+        build_knobs = {k: v for k, v in knobs.items() if k in ("nlist", "pq_m", "hnsw_m")}
         key = (index_type, tuple(sorted(build_knobs.items())))
         build_seconds = "(same index)"
         if key not in built:

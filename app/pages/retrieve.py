@@ -1,0 +1,6 @@
+"""Retrieve page (placeholder)."""
+
+import streamlit as st
+
+st.title("Retrieve")
+st.info("This page is being built.")

@@ -1,0 +1,34 @@
+"""Where the app's data lives: one workspace folder chosen on the server, never in the page."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+WORKSPACE_ENV = "COSPLACE_WORKSPACE"
+DEFAULT_WORKSPACE = "data"
+
+
+def _workspace_argument(argv: list[str]) -> str | None:
+    """The `--workspace DIR` script argument (`streamlit run app/main.py -- --workspace DIR`)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--workspace", default=None)
+    known, _ = parser.parse_known_args(argv)
+    return known.workspace
+
+
+def workspace_dir(argv: list[str] | None = None) -> Path:
+    """The workspace folder: script argument, else $COSPLACE_WORKSPACE, else `data`."""
+    from_argument = _workspace_argument(sys.argv[1:] if argv is None else argv)
+    chosen = from_argument or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
+    return Path(chosen).expanduser()
+
+
+def catalog_path(workspace: Path | None = None) -> Path:
+    return (workspace or workspace_dir()) / "catalog.duckdb"
+
+
+def runs_dir(workspace: Path | None = None) -> Path:
+    return (workspace or workspace_dir()) / "runs"

@@ -16,6 +16,7 @@ DuckDB and handed to `core.partition`, the only place the formulas live.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,13 +92,47 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
         run(con, statement)
 
 
+# How long connect() waits for another process's lock before giving up. DuckDB allows one
+# writing process and no reader in another process while it writes, so a second process
+# waits here rather than failing on the first try. COSPLACE_CATALOG_WAIT_S overrides it.
+DEFAULT_LOCK_WAIT_S = 30.0
+_LOCK_RETRY_INTERVAL_S = 0.2
+
+
+class CatalogBusyError(RuntimeError):
+    """The catalog file is locked by another process (an ingest, a training run) for too long."""
+
+    def __init__(self, db_path: str | os.PathLike, waited_s: float) -> None:
+        self.db_path = Path(db_path)
+        self.waited_s = waited_s
+        super().__init__(
+            f"The catalog {self.db_path} is locked by another process that is writing to it "
+            f"(e.g. an ingest or a training run) and stayed busy for {waited_s:.1f} s; "
+            "retry later, once that process has finished."
+        )
+
+
+def is_lock_error(error: BaseException) -> bool:
+    """True for DuckDB's 'Could not set lock on file' (another process holds the file)."""
+    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
+
+
+def lock_wait_seconds() -> float:
+    value = os.environ.get("COSPLACE_CATALOG_WAIT_S")
+    return float(value) if value else DEFAULT_LOCK_WAIT_S
+
+
 def connect(
     db_path: str | os.PathLike,
     read_only: bool = False,
     memory_limit: str | None = None,
     threads: int | None = None,
+    wait_s: float | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open the catalog at `db_path` (created with its schema unless read_only).
+
+    While another process holds the file's lock, retries for `wait_s` seconds (default:
+    lock_wait_seconds()) and then raises CatalogBusyError, never DuckDB's raw lock error.
 
     The app caches the result per path (st.cache_resource) and should run each query on
     `con.cursor()`, since one DuckDB connection must not be used by two threads at once.
@@ -112,7 +147,19 @@ def connect(
         config["threads"] = threads
     if not read_only:
         db_path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(db_path), read_only=read_only, config=config)
+    wait_s = lock_wait_seconds() if wait_s is None else wait_s
+    started = time.monotonic()
+    while True:
+        try:
+            con = duckdb.connect(str(db_path), read_only=read_only, config=config)
+            break
+        except duckdb.IOException as error:
+            if not is_lock_error(error):
+                raise
+            waited = time.monotonic() - started
+            if waited >= wait_s:
+                raise CatalogBusyError(db_path, waited) from None
+            time.sleep(min(_LOCK_RETRY_INTERVAL_S, max(wait_s - waited, 0.01)))
     if not read_only:
         create_schema(con)
     return con

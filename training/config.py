@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--imagenet_weights", default=None, help="torchvision weights file")
     # Training
     parser.add_argument("--use_amp16", action="store_true", help="fp16 AMP on CUDA (else bf16)")
+    parser.add_argument(
+        "--amp_cpu_bf16", action="store_true", help="bf16 autocast + channels_last on the CPU"
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--epochs_num", type=int, default=50)
     parser.add_argument("--iterations_per_epoch", type=int, default=10_000)

@@ -1,6 +1,210 @@
-"""Map page (placeholder)."""
+"""Map: the CosPlace partition (cells, classes, groups) of a catalogued dataset."""
 
+import pandas as pd
 import streamlit as st
 
-st.title("Map")
-st.info("This page is being built.")
+from app import resources, view_state
+from app.catalog_reader import CatalogBusyError, CatalogMissingError
+from app.map_layers import (
+    MapSelection,
+    build_map_layers,
+    cell_images,
+    fig4_figure,
+    group_label,
+    group_separation,
+)
+from core.partition import (
+    DEFAULT_ALPHA,
+    DEFAULT_L,
+    DEFAULT_M,
+    DEFAULT_MIN_IMAGES_PER_CLASS,
+    DEFAULT_N,
+    PartitionParams,
+)
+
+st.title("Partition map")
+catalog = resources.catalog_file()
+try:
+    datasets = resources.dataset_names(catalog)
+except (CatalogMissingError, CatalogBusyError) as error:
+    st.info(str(error))
+    st.stop()
+
+with st.sidebar:
+    st.header("Partition")
+    view_state.initial_choice("dataset", datasets)
+    dataset = st.selectbox("Dataset", datasets, key="dataset")
+    try:
+        splits = resources.dataset_splits(catalog, dataset)
+    except CatalogBusyError as error:
+        st.warning(str(error))
+        st.stop()
+    if not splits:
+        st.info(f"Dataset {dataset} has no images with a heading: the partition needs them.")
+        st.stop()
+    view_state.initial_choice("split", splits, "train")
+    split = st.selectbox("Split", splits, key="split")
+    view_state.initial("M", float(DEFAULT_M), float)
+    view_state.initial("alpha", float(DEFAULT_ALPHA), float)
+    view_state.initial("N", DEFAULT_N, int)
+    view_state.initial("L", DEFAULT_L, int)
+    view_state.initial("min_images", DEFAULT_MIN_IMAGES_PER_CLASS, int)
+    M = st.number_input("M: cell side (m)", min_value=1.0, step=1.0, key="M")
+    alpha = st.number_input("alpha: heading bin (deg)", 1.0, 360.0, step=5.0, key="alpha")
+    N = st.number_input("N: cells between classes of a group", 1, 50, key="N")
+    L = st.number_input("L: heading bins between them", 1, 36, key="L")
+    min_images = st.number_input("min_images_per_class", 1, 1000, key="min_images")
+
+try:
+    params = PartitionParams(M, alpha, int(N), int(L), int(min_images))
+except ValueError as error:
+    st.error(f"{error}; change it in the sidebar.")
+    st.stop()
+
+try:
+    view = resources.partition_view(catalog, dataset, params, split)
+except CatalogBusyError as error:
+    st.warning(str(error))
+    st.stop()
+except (KeyError, ValueError) as error:
+    st.error(f"The partition of {dataset}/{split} cannot be computed: {error}.")
+    st.stop()
+for message in view.warnings:
+    st.warning(message)
+
+non_empty = view.groups[view.groups["classes"] > 0]
+columns = st.columns(4)
+columns[0].metric("Images", f"{int(view.cells['images'].sum()):,}")
+columns[1].metric("Cells", f"{len(view.cells):,}")
+columns[2].metric("Classes kept", f"{len(view.classes):,}")
+columns[3].metric("Groups with classes", f"{len(non_empty)} of {params.num_groups}")
+if view.classes.empty:
+    st.info(
+        f"No class has {params.min_images_per_class} images: lower min_images_per_class "
+        "in the sidebar to see classes and groups."
+    )
+
+group_options = [-1, *non_empty["group"].astype(int).tolist()]
+view_state.initial("group", -1, int)
+if st.session_state["group"] not in group_options:
+    st.session_state["group"] = -1
+group = st.selectbox(
+    "Group",
+    group_options,
+    key="group",
+    format_func=lambda g: "All groups" if g == -1 else group_label(view.groups, g),
+)
+group = None if group == -1 else group
+
+focus = st.session_state.get("focus")
+if focus is None and st.query_params.get("focus"):
+    try:
+        focus = tuple(int(x) for x in st.query_params["focus"].split("_"))
+    except ValueError:
+        focus = None
+selected = st.session_state.get("cell")
+if selected is None and st.query_params.get("cell"):
+    try:
+        selected = tuple(int(x) for x in st.query_params["cell"].split("_"))
+    except ValueError:
+        selected = None
+
+layers = build_map_layers(view, MapSelection(group, focus, selected))
+for note in layers.notes:
+    st.caption(note)
+if focus is not None and st.button("Show the whole dataset"):
+    st.session_state["focus"] = None
+    st.rerun()
+event = st.pydeck_chart(
+    layers.deck,
+    on_select="rerun",
+    selection_mode="single-object",
+    key="partition_map",
+    height=560,
+)
+picked = [obj for objects in event.selection.objects.values() for obj in objects]
+# The chart keeps reporting its last selection on every rerun: act on a new pick only.
+if picked and repr(picked[0]) != st.session_state.get("last_pick"):
+    obj = picked[0]
+    st.session_state["last_pick"] = repr(obj)
+    if int(obj.get("level", 1)) > 1:
+        st.session_state["focus"] = (int(obj["cell_e"]), int(obj["cell_n"]), int(obj["level"]))
+        st.session_state["cell"] = None
+        st.rerun()
+    selected = (int(obj["cell_e"]), int(obj["cell_n"]))
+    st.session_state["cell"] = selected
+st.caption(
+    "Cells are true M x M UTM squares coloured by (e mod N, n mod N); wedges are classes, "
+    "coloured by group. Click a cell to see its images."
+)
+
+view_state.publish(
+    dataset=dataset,
+    split=split,
+    M=f"{params.M:g}",
+    alpha=f"{params.alpha:g}",
+    N=params.N,
+    L=params.L,
+    min_images=params.min_images_per_class,
+    group=group,
+    focus="_".join(map(str, focus)) if focus else None,
+    cell="_".join(map(str, selected)) if selected else None,
+)
+
+if group is not None:
+    st.subheader(f"Group {group_label(view.groups, group)}: paper Fig. 4")
+    separation = group_separation(view, group)
+    columns = st.columns(2)
+    if separation.min_gap_m is None:
+        columns[0].metric("Closest two cells of the group", "one cell only")
+    else:
+        columns[0].metric(
+            "Closest two cells of the group",
+            f"{separation.min_gap_m:g} m apart",
+            f">= M(N-1) = {separation.bound_m:g} m",
+            delta_color="off",
+            help=f"Squares {separation.min_gap_m:g} m apart, centres {separation.min_centre_m:g} m",
+        )
+    if separation.min_heading_deg is None:
+        columns[1].metric("Closest two headings in one cell", "one heading per cell")
+    else:
+        columns[1].metric(
+            "Closest two headings in one cell",
+            f"{separation.min_heading_deg:g} deg apart",
+            f">= alpha(L-1) = {separation.heading_bound_deg:g} deg",
+            delta_color="off",
+        )
+    st.plotly_chart(fig4_figure(view, group), key="fig4")
+
+if selected is not None:
+    st.subheader(f"Cell ({selected[0]}, {selected[1]})")
+    try:
+        images = cell_images(catalog, view, selected)
+    except CatalogBusyError as error:
+        st.warning(str(error))
+        st.stop()
+    if images.empty:
+        st.info("No image of this split lies in that cell.")
+        st.stop()
+    by_heading, by_year = st.tabs(["By heading", "By year"])
+
+    def show(frame: pd.DataFrame, caption_column: str) -> None:
+        thumbs = [
+            (resources.thumbnail_png(f, 128), c)
+            for f, c in zip(frame["file"], frame[caption_column], strict=True)
+        ]
+        shown = [(t, str(c)) for t, c in thumbs if t is not None]
+        if shown:
+            st.image([t for t, _ in shown], caption=[c for _, c in shown], width=110)
+        if len(shown) < len(thumbs):
+            st.caption(f"{len(thumbs) - len(shown)} image files could not be read.")
+
+    with by_heading:
+        for heading_class, frame in images.groupby("heading_class"):
+            low = heading_class * params.alpha
+            st.markdown(f"**Heading {low:g}-{low + params.alpha:g} deg** ({len(frame)} images)")
+            show(frame.head(12), "year")
+    with by_year:
+        for year, frame in images.groupby(images["year"].fillna(-1).astype(int)):
+            st.markdown(f"**{year if year >= 0 else 'no date'}** ({len(frame)} images)")
+            show(frame.head(12), "heading")

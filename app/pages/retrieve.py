@@ -1,6 +1,147 @@
-"""Retrieve page (placeholder)."""
+"""Retrieve: upload photos (or pick a test query) and see what a run's model retrieves."""
+
+from pathlib import Path
 
 import streamlit as st
 
+from app import resources, view_state
+from app.retrieval import (
+    UPLOAD_TYPES,
+    Query,
+    ServingError,
+    decode_query,
+    list_runs,
+    retrieval_deck,
+    retrieve,
+    test_query_files,
+)
+from core.images import ImageError
+
 st.title("Retrieve")
-st.info("This page is being built.")
+runs_folder = resources.runs_folder()
+runs = list_runs(runs_folder)
+if not runs:
+    st.info(
+        f"No trained run in {runs_folder}: train one with python -m training.train "
+        "--dataset_folder DATASET --save_dir NAME (or make demo-model), then build its index "
+        "with python -m training.build_index --run_dir RUN --database_folder DATASET/test/database."
+    )
+    st.stop()
+
+with st.sidebar:
+    st.header("Retrieval")
+    view_state.initial_choice("run", runs, "demo")
+    run = st.selectbox("Run", runs, key="run")
+    others = ["(none)", *[r for r in runs if r != run]]
+    view_state.initial_choice("run2", others, "(none)")
+    run2 = st.selectbox("Compare with run", others, key="run2")
+    view_state.initial("k", 5, int)
+    k = st.slider("Results per query (k)", 1, 20, key="k")
+    view_state.initial("threshold", 25, int)
+    threshold = st.number_input("Correct within (m)", 1, 1000, key="threshold")
+
+chosen = [run] + ([run2] if run2 != "(none)" else [])
+servings = []
+for name in chosen:
+    try:
+        servings.append(resources.run_serving(runs_folder / name))
+    except ServingError as error:
+        st.warning(str(error))
+if not servings:
+    st.stop()
+first = servings[0]
+
+view_state.initial("source", "Upload photos")
+source = st.radio("Query", ["Upload photos", "Test-set query"], key="source", horizontal=True)
+raw_queries: list[tuple[str, bytes]] = []
+if source == "Upload photos":
+    uploads = st.file_uploader(
+        "Photos (jpg, png, webp)", type=UPLOAD_TYPES, accept_multiple_files=True, key="uploads"
+    )
+    raw_queries = [(upload.name, upload.getvalue()) for upload in uploads or []]
+    query_choice = None
+else:
+    files = test_query_files(first.database)
+    if not files:
+        st.info(f"No queries* folder beside {first.database.root}: upload a photo instead.")
+        st.stop()
+    labels = [str(f.relative_to(first.database.root.parent)) for f in files]
+    view_state.initial_choice("query", labels)
+    query_choice = st.selectbox("Test-set query", labels, key="query")
+    raw_queries = [
+        (Path(query_choice).name, (first.database.root.parent / query_choice).read_bytes())
+    ]
+
+view_state.publish(
+    run=run,
+    run2=None if run2 == "(none)" else run2,
+    k=k,
+    threshold=threshold,
+    source=source,
+    query=query_choice,
+)
+if not raw_queries:
+    st.caption("Upload one or more photos, or pick a test-set query, to see the top results.")
+    st.stop()
+
+
+def show_results(query: Query, serving, container) -> None:
+    outcome = retrieve(serving, query, k=k, threshold_m=float(threshold))
+    results = outcome.results
+    with container:
+        st.markdown(
+            f"**Run {serving.name}** ({serving.manifest.index_type}, "
+            f"{serving.manifest.count:,} images, {outcome.seconds * 1000:.0f} ms)"
+        )
+        if outcome.top1_error_m is not None:
+            hits = int(results["correct"].sum())
+            st.metric(
+                "Top-1 position error",
+                f"{outcome.top1_error_m:,.0f} m",
+                f"{hits} of {len(results)} results within {threshold} m",
+                delta_color="off",
+            )
+        captions, images = [], []
+        for row in results.itertuples():
+            caption = f"#{row.rank} sim {row.similarity:.3f}"
+            if "distance_m" in results:
+                mark = "correct" if row.correct else "wrong"
+                caption += f" · {row.distance_m:,.0f} m · {mark}"
+            thumb = resources.thumbnail_png(row.file, 160)
+            if thumb is not None:
+                images.append(thumb)
+                captions.append(caption)
+        if images:
+            st.image(images, caption=captions, width=150)
+        st.dataframe(
+            results.drop(columns=["file"]),
+            hide_index=True,
+            key=f"table_{serving.name}_{query.name}",
+        )
+        st.pydeck_chart(
+            retrieval_deck(query, outcome, serving.database.zone),
+            height=320,
+            key=f"map_{serving.name}_{query.name}",
+        )
+
+
+for name, data in raw_queries:
+    try:
+        query = decode_query(data, name, first.database.zone)
+    except ImageError as error:
+        st.error(f"{error}; this file is skipped, upload a jpg, png or webp photo instead.")
+        continue
+    st.divider()
+    left, right = st.columns([1, 3])
+    left.image(query.image, caption=name, width="stretch")
+    if query.position is None:
+        left.caption("Position unknown (no EXIF GPS, not an SF-XL name): no correct/wrong marks.")
+    else:
+        left.caption(f"Position from {query.position_source}.")
+    columns = right.columns(len(servings))
+    for serving, column in zip(servings, columns, strict=True):
+        if serving.database.zone != first.database.zone:
+            serving_query = decode_query(data, name, serving.database.zone)
+        else:
+            serving_query = query
+        show_results(serving_query, serving, column)

@@ -1,0 +1,85 @@
+"""Short read-only visits to the catalog, so that ingests and training can write beside the app.
+
+DuckDB lets one process write while no other process holds the file, so the app never keeps
+a connection open: each read opens, queries and closes. A missing or busy catalog becomes an
+exception whose message is the sentence the page shows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from data_catalog import catalog
+
+# The page waits this long for a writer's lock before saying the catalog is busy; the
+# command lines wait longer (catalog.DEFAULT_LOCK_WAIT_S) since nobody watches them.
+APP_LOCK_WAIT_S = 3.0
+INGEST_COMMAND = "python -m data_catalog.ingest DATASET_FOLDER --db {db} (or make demo-data)"
+
+CatalogBusyError = catalog.CatalogBusyError
+
+
+class CatalogMissingError(LookupError):
+    """No catalog file (or no dataset in it); the message names the command that makes one."""
+
+
+def catalog_fingerprint(path: str | os.PathLike) -> tuple[str, float, int]:
+    """(path, mtime, size): changes when an ingest writes, so cached reads are refreshed."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return str(path), 0.0, 0
+    return str(path), stat.st_mtime, stat.st_size
+
+
+@contextmanager
+def open_catalog(path: str | os.PathLike) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection for one read, closed afterwards."""
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogMissingError(
+            f"No catalog at {path}: build one with " + INGEST_COMMAND.format(db=path) + "."
+        )
+    con = catalog.connect(path, read_only=True, wait_s=APP_LOCK_WAIT_S)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def dataset_names(path: str | os.PathLike) -> list[str]:
+    """Datasets with images in the catalog; CatalogMissingError when there are none."""
+    with open_catalog(path) as con:
+        rows = catalog.run(con, "SELECT DISTINCT dataset FROM images ORDER BY dataset")
+    if not rows:
+        raise CatalogMissingError(
+            f"The catalog {path} holds no images yet: add a dataset with "
+            + INGEST_COMMAND.format(db=path)
+            + "."
+        )
+    return [row[0] for row in rows]
+
+
+def dataset_root(con: duckdb.DuckDBPyConnection, dataset: str) -> Path:
+    rows = catalog.run(con, "SELECT root FROM datasets WHERE dataset = ?", [dataset])
+    if not rows:
+        raise CatalogMissingError(f"dataset {dataset!r} is not in the catalog")
+    return Path(rows[0][0])
+
+
+def dataset_splits(path: str | os.PathLike, dataset: str) -> list[str]:
+    with open_catalog(path) as con:
+        rows = catalog.run(
+            con,
+            "SELECT DISTINCT split FROM images WHERE dataset = ? AND heading IS NOT NULL "
+            "ORDER BY split",
+            [dataset],
+        )
+    order = {split: i for i, split in enumerate(catalog.SPLITS)}
+    return sorted((row[0] for row in rows), key=lambda s: (order.get(s, 99), s))

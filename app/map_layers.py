@@ -1,0 +1,489 @@
+"""The Map page's logic: the partition of a dataset as pydeck layers, without Streamlit.
+
+Cells are drawn as their true M x M UTM squares (corners converted with core.geo) coloured
+by their (u, v) = (e mod N, n mod N), and each kept class as a wedge spanning its alpha
+degrees of heading, coloured by its group. A city holds millions of cells, so above
+MAX_SHAPES the cells are merged on the server into coarser blocks of factor x factor cells
+and only the blocks are sent; clicking a block focuses the map on it at full resolution.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydeck as pdk
+from pydeck.bindings.json_tools import default_serialize
+
+from app.catalog_reader import dataset_root, open_catalog
+from core.geo import UTMZone, utm_to_latlon
+from core.partition import PartitionParams
+from data_catalog import catalog
+
+# Polygons per layer sent to the browser: ~15k cells and ~15k wedges stay under 20 MB of
+# JSON together (benchmarks/app_scale.py measures it).
+MAX_SHAPES = 15_000
+WEDGE_RADIUS = 0.45  # of the cell side, so wedges of neighbouring cells never touch
+WEDGE_ARC_POINTS = 4
+COORD_DECIMALS = 6  # 0.1 m of latitude: plenty, and it keeps the JSON short
+BASEMAP = "light"  # Carto's Positron through pydeck: no token needed
+
+# Qualitative colours (Tableau 20 without its greys), cycled over (u, v) cells and groups.
+PALETTE = np.array(
+    [
+        [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
+        [140, 86, 75], [227, 119, 194], [188, 189, 34], [23, 190, 207], [174, 199, 232],
+        [255, 187, 120], [152, 223, 138], [255, 152, 150], [197, 176, 213], [196, 156, 148],
+        [247, 182, 210], [219, 219, 141], [158, 218, 229],
+    ],
+    dtype=np.int64,
+)  # fmt: skip
+FIG4_COLOURS = ([255, 140, 0], [128, 0, 160])  # the paper's orange and purple groups
+
+
+class CompactDeck(pdk.Deck):
+    """A Deck whose JSON (what st.pydeck_chart sends) has no indentation: pydeck indents by
+    two spaces, which more than doubles the bytes of a map with thousands of polygons."""
+
+    def to_json(self) -> str:
+        return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"))
+
+
+@dataclass
+class PartitionView:
+    """Everything the Map page draws, computed once per (catalog, dataset, split, params)."""
+
+    dataset: str
+    split: str
+    root: Path
+    params: PartitionParams
+    zone: UTMZone
+    cells: pd.DataFrame  # catalog.cell_summary
+    classes: pd.DataFrame  # catalog.class_summary
+    groups: pd.DataFrame  # catalog.group_summary
+    warnings: list[str] = field(default_factory=list)
+
+
+def compute_partition_view(
+    catalog_path: str | os.PathLike,
+    dataset: str,
+    params: PartitionParams,
+    split: str = "train",
+) -> PartitionView:
+    """Cells, classes and groups of one split, by core.partition through the catalog."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        params = PartitionParams(**vars(params))  # re-validate, recording its warnings
+        with open_catalog(catalog_path) as con:
+            zone = catalog.dataset_zone(con, dataset)
+            root = dataset_root(con, dataset)
+            part = catalog.partition_images(con, dataset, params, split).partition
+            cells = catalog.cell_summary(con, dataset, params, split)
+    return PartitionView(
+        dataset=dataset,
+        split=split,
+        root=root,
+        params=params,
+        zone=zone,
+        cells=cells,
+        classes=catalog.class_summary(part),
+        groups=catalog.group_summary(part),
+        warnings=[str(w.message) for w in caught],
+    )
+
+
+def group_label(groups: pd.DataFrame, rank: int) -> str:
+    row = groups.iloc[rank]
+    return f"G{row.u}{row.v}{row.w} (rank {rank}: {row.classes} classes, {row.images} images)"
+
+
+# --- geometry -------------------------------------------------------------------------------
+
+
+def _to_lonlat(east: np.ndarray, north: np.ndarray, zone: UTMZone) -> np.ndarray:
+    """[..., 2] lon/lat of UTM points of any shape, rounded for the browser."""
+    shape = east.shape
+    lat, lon = utm_to_latlon(east.ravel(), north.ravel(), zone)
+    points = np.stack([lon, lat], axis=-1).reshape(*shape, 2)
+    return np.round(points, COORD_DECIMALS)
+
+
+def square_rings(e0: np.ndarray, n0: np.ndarray, side: float, zone: UTMZone) -> np.ndarray:
+    """[count, 5, 2] closed lon/lat rings of the UTM squares with south-west corners e0, n0."""
+    e0 = np.asarray(e0, dtype=np.float64)[:, None]
+    n0 = np.asarray(n0, dtype=np.float64)[:, None]
+    east = e0 + np.array([0.0, side, side, 0.0, 0.0])
+    north = n0 + np.array([0.0, 0.0, side, side, 0.0])
+    return _to_lonlat(east, north, zone)
+
+
+def wedge_rings(classes: pd.DataFrame, params: PartitionParams, zone: UTMZone) -> np.ndarray:
+    """[count, WEDGE_ARC_POINTS + 2, 2] wedges from each class's cell centre over its headings.
+
+    Headings are degrees clockwise from north, so a direction is (sin, cos) in (east, north).
+    """
+    centre_e = (classes["cell_e"].to_numpy(np.float64) + 0.5) * params.M
+    centre_n = (classes["cell_n"].to_numpy(np.float64) + 0.5) * params.M
+    start = classes["heading_class"].to_numpy(np.float64) * params.alpha
+    steps = np.linspace(0.0, 1.0, WEDGE_ARC_POINTS)
+    angles = np.radians(start[:, None] + steps[None, :] * min(params.alpha, 360.0))
+    radius = WEDGE_RADIUS * params.M
+    east = np.concatenate(
+        [centre_e[:, None], centre_e[:, None] + radius * np.sin(angles), centre_e[:, None]],
+        axis=1,
+    )
+    north = np.concatenate(
+        [centre_n[:, None], centre_n[:, None] + radius * np.cos(angles), centre_n[:, None]],
+        axis=1,
+    )
+    return _to_lonlat(east, north, zone)
+
+
+# --- what to draw ---------------------------------------------------------------------------
+
+
+def aggregation_factor(cells: pd.DataFrame, limit: int = MAX_SHAPES) -> int:
+    """Smallest power of two f such that f x f blocks of cells number at most `limit`."""
+    factor = 1
+    while True:
+        blocks = (cells["cell_e"] // factor).astype(np.int64) * 2**31 + (cells["cell_n"] // factor)
+        if blocks.nunique() <= limit:
+            return factor
+        factor *= 2
+
+
+def aggregate_cells(cells: pd.DataFrame, factor: int) -> pd.DataFrame:
+    """Blocks of factor x factor cells with summed counts (block_e/n are in block units)."""
+    blocks = cells.assign(block_e=cells["cell_e"] // factor, block_n=cells["cell_n"] // factor)
+    return (
+        blocks.groupby(["block_e", "block_n"], sort=True)
+        .agg(
+            cells=("cell_e", "size"),
+            images=("images", "sum"),
+            panoramas=("panoramas", "sum"),
+            classes=("classes", "sum"),
+            kept_images=("kept_images", "sum"),
+        )
+        .reset_index()
+    )
+
+
+@dataclass
+class MapSelection:
+    """What the Map page is asked to draw."""
+
+    group: int | None = None  # group rank, None = all groups
+    focus: tuple[int, int, int] | None = None  # (block_e, block_n, factor): one block only
+    selected_cell: tuple[int, int] | None = None
+
+
+@dataclass
+class MapLayers:
+    deck: pdk.Deck
+    factor: int  # 1 = true cells; >1 = blocks of factor x factor cells
+    cells_drawn: int
+    wedges_drawn: int
+    notes: list[str] = field(default_factory=list)
+
+
+def _cells_in_focus(cells: pd.DataFrame, focus: tuple[int, int, int] | None) -> pd.DataFrame:
+    if focus is None:
+        return cells
+    block_e, block_n, factor = focus
+    inside = (cells["cell_e"] // factor == block_e) & (cells["cell_n"] // factor == block_n)
+    return cells[inside]
+
+
+def _cell_colours(cells: pd.DataFrame, params: PartitionParams, alpha: int) -> np.ndarray:
+    uv = (cells["cell_e"].to_numpy() % params.N) * params.N + cells["cell_n"].to_numpy() % params.N
+    rgb = PALETTE[uv % len(PALETTE)]
+    return np.concatenate([rgb, np.full((len(cells), 1), alpha)], axis=1)
+
+
+def _records(rings: np.ndarray, colours: np.ndarray, extra: pd.DataFrame) -> pd.DataFrame:
+    frame = extra.reset_index(drop=True).copy()
+    frame["polygon"] = list(rings.tolist())
+    frame["colour"] = list(colours.tolist())
+    return frame
+
+
+def _view_state(rings: np.ndarray) -> pdk.ViewState:
+    """Centre and zoom that frame the drawn shapes (Web Mercator zoom from their extent)."""
+    if len(rings) == 0:
+        return pdk.ViewState(latitude=0, longitude=0, zoom=1)
+    lon, lat = rings[..., 0], rings[..., 1]
+    span = max(float(lon.max() - lon.min()), float(lat.max() - lat.min()) * 1.3, 1e-5)
+    zoom = max(1.0, min(20.0, math.log2(360.0 / span) - 1.2))
+    return pdk.ViewState(
+        latitude=float((lat.min() + lat.max()) / 2),
+        longitude=float((lon.min() + lon.max()) / 2),
+        zoom=zoom,
+    )
+
+
+def build_map_layers(view: PartitionView, selection: MapSelection) -> MapLayers:
+    """The pydeck Deck of the partition, aggregated on the server when it is too big."""
+    params, notes = view.params, []
+    classes = view.classes
+    cells = view.cells
+    if selection.group is not None:
+        classes = classes[classes["group"] == selection.group]
+        keys = classes[["cell_e", "cell_n"]].drop_duplicates()
+        cells = cells.merge(keys, on=["cell_e", "cell_n"])
+    cells = _cells_in_focus(cells, selection.focus)
+    if selection.focus is not None:
+        block_e, block_n, factor = selection.focus
+        inside = (classes["cell_e"] // factor == block_e) & (classes["cell_n"] // factor == block_n)
+        classes = classes[inside]
+    factor = aggregation_factor(cells)
+    layers = []
+    if factor == 1:
+        rings = square_rings(cells["east_min"], cells["north_min"], params.M, view.zone)
+        tips = (
+            "cell (" + cells["cell_e"].astype(str) + ", " + cells["cell_n"].astype(str) + "): "
+            + cells["images"].astype(str) + " images, " + cells["panoramas"].astype(str)
+            + " panoramas, " + cells["classes"].astype(str) + " classes kept ("
+            + cells["kept_images"].astype(str) + " images)"
+        )  # fmt: skip
+        extra = cells[["cell_e", "cell_n"]].assign(level=1, tip=tips.to_numpy())
+        colours = _cell_colours(cells, params, 110)
+        if selection.selected_cell is not None:
+            chosen = (cells["cell_e"] == selection.selected_cell[0]) & (
+                cells["cell_n"] == selection.selected_cell[1]
+            )
+            colours[chosen.to_numpy(), 3] = 230
+    else:
+        blocks = aggregate_cells(cells, factor)
+        side = params.M * factor
+        rings = square_rings(blocks["block_e"] * side, blocks["block_n"] * side, side, view.zone)
+        tips = (
+            blocks["cells"].astype(str) + " cells, " + blocks["images"].astype(str) + " images, "
+            + blocks["classes"].astype(str) + " classes: click to show this block's cells"
+        )  # fmt: skip
+        extra = blocks[["block_e", "block_n"]].rename(
+            columns={"block_e": "cell_e", "block_n": "cell_n"}
+        )
+        extra = extra.assign(level=factor, tip=tips.to_numpy())
+        # Shade blocks by images (log scale): at this level the (u, v) colours would be noise.
+        weight = np.log1p(blocks["images"].to_numpy(np.float64))
+        weight = weight / max(float(weight.max()), 1.0)
+        colours = np.stack(
+            [
+                (255 - 200 * weight).astype(int),
+                (220 - 120 * weight).astype(int),
+                np.full(len(blocks), 90),
+                np.full(len(blocks), 170),
+            ],
+            axis=1,
+        )
+        notes.append(
+            f"{len(cells):,} cells are too many to draw: shown as {len(blocks):,} blocks of "
+            f"{factor} x {factor} cells ({side:g} m); click a block to see its cells and headings."
+        )
+    layers.append(
+        pdk.Layer(
+            "PolygonLayer",
+            data=_records(rings, colours, extra),
+            id="cells",
+            get_polygon="polygon",
+            get_fill_color="colour",
+            get_line_color=[60, 60, 60, 160],
+            line_width_min_pixels=1,
+            stroked=True,
+            filled=True,
+            pickable=True,
+            auto_highlight=True,
+        )
+    )
+    wedges_drawn = 0
+    if factor == 1 and 0 < len(classes) <= MAX_SHAPES:
+        wedges = wedge_rings(classes, params, view.zone)
+        group_colours = PALETTE[classes["group"].to_numpy() % len(PALETTE)]
+        colours = np.concatenate([group_colours, np.full((len(classes), 1), 235)], axis=1)
+        tips = (
+            "class " + classes["class_id"].astype(str) + ", group rank "
+            + classes["group"].astype(str) + ", heading "
+            + classes["heading_min"].map(lambda h: f"{h:g}") + "-"
+            + (classes["heading_min"] + params.alpha).map(lambda h: f"{h:g}") + " deg: "
+            + classes["images"].astype(str) + " images"
+        )  # fmt: skip
+        extra = classes[["cell_e", "cell_n", "class_id"]].assign(level=0, tip=tips.to_numpy())
+        layers.append(
+            pdk.Layer(
+                "PolygonLayer",
+                data=_records(wedges, colours, extra),
+                id="headings",
+                get_polygon="polygon",
+                get_fill_color="colour",
+                stroked=False,
+                filled=True,
+                pickable=True,
+            )
+        )
+        wedges_drawn = len(classes)
+    elif factor == 1 and len(classes) > MAX_SHAPES:
+        notes.append(
+            f"{len(classes):,} class wedges are too many to draw; pick a group or a block."
+        )
+    deck = CompactDeck(
+        layers=layers,
+        initial_view_state=_view_state(rings),
+        map_provider="carto",
+        map_style=BASEMAP,
+        tooltip={"text": "{tip}"},
+    )
+    return MapLayers(deck, factor, len(rings), wedges_drawn, notes)
+
+
+def deck_payload_bytes(deck: pdk.Deck) -> int:
+    """Bytes of JSON that st.pydeck_chart sends to the browser for this deck."""
+    return len(deck.to_json().encode())
+
+
+# --- paper Fig. 4: one group's classes and their separation ---------------------------------
+
+
+@dataclass
+class GroupSeparation:
+    classes: int
+    cells: int
+    min_gap_m: float | None  # smallest distance between the squares of two of its cells
+    min_centre_m: float | None  # the same pair's centre-to-centre distance
+    bound_m: float  # M (N - 1): paper property 2
+    min_heading_deg: float | None  # smallest heading gap between two classes of one cell
+    heading_bound_deg: float  # alpha (L - 1)
+
+
+def group_separation(view: PartitionView, group: int) -> GroupSeparation:
+    """How far apart the classes of one group are, against the paper's guarantees."""
+    params = view.params
+    classes = view.classes[view.classes["group"] == group]
+    cells = classes[["cell_e", "cell_n"]].drop_duplicates().to_numpy(np.int64)
+    min_gap = min_centre = None
+    if len(cells) > 1:
+        from scipy.spatial import cKDTree
+
+        # Nearest other cell in index units; the gap between two squares that are d_e, d_n
+        # cells apart is M * hypot(max(|d_e| - 1, 0), max(|d_n| - 1, 0)).
+        tree = cKDTree(cells)
+        _, nearest = tree.query(cells, k=2)
+        delta = np.abs(cells - cells[nearest[:, 1]])
+        gaps = params.M * np.hypot(*np.maximum(delta - 1, 0).T)
+        centres = params.M * np.hypot(*delta.T)
+        best = int(np.argmin(gaps))
+        min_gap, min_centre = float(gaps[best]), float(centres[best])
+    min_heading = None
+    per_cell = classes.groupby(["cell_e", "cell_n"])["heading_class"]
+    if (per_cell.size() > 1).any():
+        sorted_h = classes.sort_values(["cell_e", "cell_n", "heading_class"])
+        same_cell = (sorted_h["cell_e"].diff() == 0) & (sorted_h["cell_n"].diff() == 0)
+        steps = sorted_h["heading_class"].diff()[same_cell]
+        # Gap between the nearer edges of two heading bins, like the spatial gap above.
+        min_heading = float((steps.min() - 1) * params.alpha)
+    return GroupSeparation(
+        classes=len(classes),
+        cells=len(cells),
+        min_gap_m=min_gap,
+        min_centre_m=min_centre,
+        bound_m=params.M * (params.N - 1),
+        min_heading_deg=min_heading,
+        heading_bound_deg=params.alpha * (params.L - 1),
+    )
+
+
+def fig4_figure(view: PartitionView, group: int, window_cells: int | None = None):
+    """Plotly sketch of paper Fig. 4: the group's wedges (orange) and the next group's
+    (purple) over the cell grid, in a window around the group's busiest cell."""
+    import plotly.graph_objects as go
+
+    params = view.params
+    window = window_cells or 3 * params.N
+    mine = view.classes[view.classes["group"] == group]
+    figure = go.Figure()
+    if mine.empty:
+        return figure
+    centre = mine.groupby(["cell_e", "cell_n"])["images"].sum().idxmax()
+    e_lo, n_lo = centre[0] - window // 2, centre[1] - window // 2
+    key = view.groups.iloc[group]
+    partner_key = ((key.u + 1) % params.N, (key.v + 1) % params.N, (key.w + 1) % params.L)
+    partner = view.groups.index[
+        (view.groups["u"] == partner_key[0])
+        & (view.groups["v"] == partner_key[1])
+        & (view.groups["w"] == partner_key[2])
+    ]
+    shown = [(group, FIG4_COLOURS[0])]
+    if len(partner) and int(partner[0]) != group:
+        shown.append((int(partner[0]), FIG4_COLOURS[1]))
+    for rank, colour in shown:
+        classes = view.classes[view.classes["group"] == rank]
+        inside = classes["cell_e"].between(e_lo, e_lo + window - 1) & classes["cell_n"].between(
+            n_lo, n_lo + window - 1
+        )
+        classes = classes[inside]
+        xs, ys = [], []
+        steps = np.linspace(0.0, 1.0, WEDGE_ARC_POINTS)
+        for row in classes.itertuples():
+            cx, cy = row.cell_e - e_lo + 0.5, row.cell_n - n_lo + 0.5
+            angles = np.radians(row.heading_min + steps * params.alpha)
+            xs += [cx, *(cx + WEDGE_RADIUS * np.sin(angles)), cx, None]
+            ys += [cy, *(cy + WEDGE_RADIUS * np.cos(angles)), cy, None]
+        g = view.groups.iloc[rank]
+        figure.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                fill="toself",
+                mode="lines",
+                line={"color": f"rgb{tuple(colour)}", "width": 1},
+                name=f"G{g.u}{g.v}{g.w} ({len(classes)} classes here)",
+            )
+        )
+    ticks = list(range(window + 1))
+    figure.update_xaxes(
+        tickvals=ticks, showticklabels=False, showgrid=True, range=[0, window], title="east"
+    )
+    figure.update_yaxes(
+        tickvals=ticks,
+        showticklabels=False,
+        showgrid=True,
+        range=[0, window],
+        scaleanchor="x",
+        title="north",
+    )
+    figure.update_layout(
+        title=f"{window} x {window} cells of {params.M:g} m around the group's busiest cell",
+        height=480,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
+    return figure
+
+
+# --- one cell's images ----------------------------------------------------------------------
+
+
+def cell_images(
+    catalog_path: str | os.PathLike,
+    view: PartitionView,
+    cell: tuple[int, int],
+    limit: int = 200,
+) -> pd.DataFrame:
+    """Images of one cell (path, full path, heading, heading class, year), by heading."""
+    e0, n0 = cell[0] * view.params.M, cell[1] * view.params.M
+    with open_catalog(catalog_path) as con:
+        images = con.execute(
+            """SELECT path, heading, year FROM images
+               WHERE dataset = ? AND split = ? AND utm_east >= ? AND utm_east < ?
+                 AND utm_north >= ? AND utm_north < ?
+               ORDER BY heading, year, path LIMIT ?""",
+            [view.dataset, view.split, e0, e0 + view.params.M, n0, n0 + view.params.M, limit],
+        ).df()
+    heading = np.mod(images["heading"].to_numpy(np.float64), 360.0)
+    images["heading_class"] = np.floor(heading / view.params.alpha).astype(np.int64)
+    images["file"] = [str(view.root / p) for p in images["path"]]
+    return images

@@ -1,0 +1,299 @@
+"""The Retrieve page's logic: a run's model and index, queries, top-k results and their map.
+
+Loading (model_from_checkpoint + load_index with the manifest check) happens once per run in
+app.resources; everything here is plain Python that tests call without Streamlit.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+import pydeck as pdk
+import torch
+from PIL import Image
+from torch import nn
+
+from app.map_layers import CompactDeck
+from core.descriptors import inference_transform
+from core.geo import UTMZone, latlon_to_utm, utm_to_latlon
+from core.images import ImageError, load_image, read_gps
+from core.index import IndexManifest, IndexMismatchError, load_index, paths_fingerprint
+from core.model import CheckpointError, model_from_checkpoint
+from core.recall import DEFAULT_POSITIVE_DIST_THRESHOLD
+from data_catalog.names import MalformedNameError, parse_name
+from data_catalog.serving import ServingDatabase, ServingFilesError, read_serving_database
+
+BEST_MODEL = "best_model.pth"
+INDEX_DIR = "index"
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
+# Uploads above this many pixels are refused before decoding (a 48 MP phone photo passes).
+UPLOAD_MAX_PIXELS = 60_000_000
+# Queries whose shorter side exceeds this are resized to it when the database images were
+# kept at native size: SF-XL test queries have a 480 px shorter side, its database 512 px.
+QUERY_MAX_SHORTER_SIDE = 512
+BUILD_INDEX_COMMAND = (
+    "python -m training.build_index --run_dir {run} --database_folder DATASET/test/database"
+)
+
+
+class ServingError(LookupError):
+    """A run that cannot serve queries; the message says why and which command fixes it."""
+
+
+@dataclass
+class RunServing:
+    name: str
+    model: nn.Module
+    index: faiss.Index
+    manifest: IndexManifest
+    database: ServingDatabase
+
+
+def list_runs(runs_dir: str | os.PathLike) -> list[str]:
+    """Names of the run folders that hold a trained model, sorted."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    return sorted(p.name for p in runs_dir.iterdir() if (p / BEST_MODEL).is_file())
+
+
+def index_fingerprint(run_dir: str | os.PathLike) -> tuple:
+    """Changes whenever the model or the index is rewritten, so cached loads refresh."""
+    files = [Path(run_dir) / BEST_MODEL, Path(run_dir) / INDEX_DIR / "index_manifest.json"]
+    return tuple((str(f), f.stat().st_mtime if f.exists() else 0.0) for f in files)
+
+
+def load_run_serving(run_dir: str | os.PathLike) -> RunServing:
+    """The run's model and its index, checked against each other and against the database."""
+    run_dir = Path(run_dir)
+    command = BUILD_INDEX_COMMAND.format(run=run_dir)
+    if not (run_dir / BEST_MODEL).is_file():
+        raise ServingError(
+            f"Run {run_dir.name} has no {BEST_MODEL}; train it with python -m training.train."
+        )
+    if not (run_dir / INDEX_DIR / "index_manifest.json").is_file():
+        raise ServingError(
+            f"Run {run_dir.name} has no retrieval index yet; build it with {command}."
+        )
+    try:
+        model = model_from_checkpoint(run_dir / BEST_MODEL).eval()
+        database = read_serving_database(run_dir / INDEX_DIR)
+        index, manifest = load_index(
+            run_dir / INDEX_DIR, model=model, database_fingerprint=paths_fingerprint(database.paths)
+        )
+    except (CheckpointError, ServingFilesError) as error:
+        raise ServingError(f"Run {run_dir.name} cannot serve queries: {error}.") from error
+    except IndexMismatchError as error:
+        raise ServingError(
+            f"Run {run_dir.name}: the index does not match its model ({error}); rebuild it with "
+            f"{command}."
+        ) from error
+    return RunServing(run_dir.name, model, index, manifest, database)
+
+
+# --- queries --------------------------------------------------------------------------------
+
+
+@dataclass
+class Query:
+    name: str
+    image: Image.Image
+    position: tuple[float, float] | None  # UTM east, north in the database's zone
+    position_source: str | None  # "EXIF GPS" or "SF-XL file name"
+
+
+def query_position(
+    data: bytes, name: str, zone: UTMZone
+) -> tuple[tuple[float, float] | None, str | None]:
+    """Where a query was taken, from its SF-XL name or its EXIF GPS, in the database's zone."""
+    try:
+        parsed = parse_name(name)
+    except MalformedNameError:
+        parsed = None
+    if parsed is not None:
+        if parsed.zone_number == zone.number:
+            return (parsed.east, parsed.north), "SF-XL file name"
+        east, north, _ = latlon_to_utm(parsed.latitude, parsed.longitude, force_zone=zone)
+        return (float(east[0]), float(north[0])), "SF-XL file name"
+    try:
+        gps = read_gps(io.BytesIO(data))
+    except ImageError:
+        gps = None
+    if gps is None:
+        return None, None
+    east, north, _ = latlon_to_utm(gps[0], gps[1], force_zone=zone)
+    return (float(east[0]), float(north[0])), "EXIF GPS"
+
+
+def decode_query(data: bytes, name: str, zone: UTMZone) -> Query:
+    """Decode an upload in memory (core.images); ImageError names the file and the problem."""
+    buffer = io.BytesIO(data)
+    buffer.name = name  # core.images names the file in its messages
+    image = load_image(buffer, max_pixels=UPLOAD_MAX_PIXELS)
+    position, source = query_position(data, name, zone)
+    return Query(name, image, position, source)
+
+
+def test_query_files(database: ServingDatabase) -> list[Path]:
+    """Queries of the test set the index was built on: the queries* folders beside database/."""
+    parent = database.root.parent
+    if not parent.is_dir():
+        return []
+    files: list[Path] = []
+    for folder in sorted(parent.glob("queries*")):
+        files += sorted(
+            p for p in folder.rglob("*") if p.suffix.lower().lstrip(".") in UPLOAD_TYPES
+        )
+    return files
+
+
+# --- retrieval ------------------------------------------------------------------------------
+
+
+def query_descriptor(model: nn.Module, image: Image.Image, resize: int | None) -> np.ndarray:
+    """[1, dim] descriptor of one query, resized like the database (or capped for speed)."""
+    if resize is None and min(image.size) > QUERY_MAX_SHORTER_SIDE:
+        resize = QUERY_MAX_SHORTER_SIDE
+    tensor = inference_transform(resize)(image).unsqueeze(0)
+    with torch.inference_mode():
+        return model(tensor).float().numpy()
+
+
+@dataclass
+class Retrieval:
+    results: pd.DataFrame  # rank, path, file, similarity, east, north, distance_m, correct
+    predicted: tuple[float, float]  # the top-1 database image's position
+    top1_error_m: float | None
+    seconds: float
+
+
+def retrieve(
+    serving: RunServing,
+    query: Query,
+    k: int = 10,
+    threshold_m: float = DEFAULT_POSITIVE_DIST_THRESHOLD,
+) -> Retrieval:
+    """Top-k database images for one query; distances and marks when its position is known."""
+    start = time.perf_counter()
+    descriptor = query_descriptor(serving.model, query.image, serving.database.resize_shorter_side)
+    distances, rows = serving.index.search(descriptor, min(k, serving.index.ntotal))
+    rows, distances = rows[0], distances[0]
+    valid = rows >= 0  # approximate indexes pad with -1 when they find fewer than k
+    rows, distances = rows[valid], distances[valid]
+    utm = serving.database.utm[rows]
+    results = pd.DataFrame(
+        {
+            "rank": np.arange(1, len(rows) + 1),
+            "path": [serving.database.paths[r] for r in rows],
+            # Descriptors are L2-normalised: squared L2 distance d gives cosine 1 - d / 2.
+            "similarity": 1.0 - distances.astype(np.float64) / 2.0,
+            "east": utm[:, 0],
+            "north": utm[:, 1],
+        }
+    )
+    results["file"] = [str(serving.database.root / p) for p in results["path"]]
+    top1_error = None
+    if query.position is not None:
+        qe, qn = query.position
+        results["distance_m"] = np.hypot(utm[:, 0] - qe, utm[:, 1] - qn)
+        results["correct"] = results["distance_m"] <= threshold_m
+        top1_error = float(results["distance_m"].iloc[0]) if len(results) else None
+    predicted = (float(utm[0, 0]), float(utm[0, 1])) if len(utm) else (np.nan, np.nan)
+    return Retrieval(results, predicted, top1_error, time.perf_counter() - start)
+
+
+def thumbnail(file: str | os.PathLike, size: int = 160) -> Image.Image | None:
+    """A small copy of a database image, or None when the file is gone or unreadable."""
+    try:
+        image = load_image(file)
+    except ImageError:
+        return None
+    image.thumbnail((size, size))
+    return image
+
+
+# --- the map of one retrieval ---------------------------------------------------------------
+
+
+def retrieval_deck(query: Query, retrieval: Retrieval, zone: UTMZone) -> pdk.Deck:
+    """Query (blue), results (green correct / red wrong / grey unknown), prediction (ring)."""
+    results = retrieval.results
+    lat, lon = utm_to_latlon(results["east"].to_numpy(), results["north"].to_numpy(), zone)
+    if "correct" in results:
+        colours = [[30, 160, 60, 220] if ok else [215, 40, 40, 220] for ok in results["correct"]]
+    else:
+        colours = [[120, 120, 120, 220]] * len(results)
+    points = pd.DataFrame(
+        {
+            "lon": lon,
+            "lat": lat,
+            "colour": colours,
+            "tip": [
+                f"rank {r.rank}: similarity {r.similarity:.3f}"
+                + (f", {r.distance_m:.0f} m from the query" if "distance_m" in results else "")
+                for r in results.itertuples()
+            ],
+        }
+    )
+    layers = [
+        pdk.Layer(
+            "ScatterplotLayer",
+            data=points,
+            id="results",
+            get_position=["lon", "lat"],
+            get_fill_color="colour",
+            get_radius=4,
+            radius_min_pixels=5,
+            pickable=True,
+        )
+    ]
+    plat, plon = utm_to_latlon([retrieval.predicted[0]], [retrieval.predicted[1]], zone)
+    layers.append(
+        pdk.Layer(
+            "ScatterplotLayer",
+            data=pd.DataFrame({"lon": plon, "lat": plat, "tip": ["predicted position (top-1)"]}),
+            id="prediction",
+            get_position=["lon", "lat"],
+            get_line_color=[255, 140, 0, 255],
+            stroked=True,
+            filled=False,
+            line_width_min_pixels=3,
+            get_radius=12,
+            radius_min_pixels=12,
+            pickable=True,
+        )
+    )
+    centre_lat, centre_lon = float(plat[0]), float(plon[0])
+    if query.position is not None:
+        qlat, qlon = utm_to_latlon([query.position[0]], [query.position[1]], zone)
+        layers.append(
+            pdk.Layer(
+                "ScatterplotLayer",
+                data=pd.DataFrame(
+                    {"lon": qlon, "lat": qlat, "tip": [f"query ({query.position_source})"]}
+                ),
+                id="query",
+                get_position=["lon", "lat"],
+                get_fill_color=[30, 90, 220, 240],
+                get_radius=6,
+                radius_min_pixels=8,
+                pickable=True,
+            )
+        )
+        centre_lat, centre_lon = float(qlat[0]), float(qlon[0])
+    spread = max(float(np.ptp(lat)) if len(lat) else 0.0, float(np.ptp(lon)) if len(lon) else 0.0)
+    zoom = 16.0 if spread < 1e-3 else max(10.0, 16.0 - np.log2(spread / 1e-3))
+    return CompactDeck(
+        layers=layers,
+        initial_view_state=pdk.ViewState(latitude=centre_lat, longitude=centre_lon, zoom=zoom),
+        map_provider="carto",
+        map_style="light",
+        tooltip={"text": "{tip}"},
+    )

@@ -1,0 +1,40 @@
+"""The view's state in the URL (st.query_params), so that a shared link reopens the same view.
+
+Each widget is keyed; on a fresh session its value starts from the URL, and after every run
+the current values are written back to the URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+
+def initial(key: str, default: Any, cast: Callable[[str], Any] = str) -> None:
+    """Seed st.session_state[key] from the URL (or `default`) unless the widget already has it."""
+    if key in st.session_state:
+        return
+    raw = st.query_params.get(key)
+    try:
+        st.session_state[key] = cast(raw) if raw is not None else default
+    except (TypeError, ValueError):
+        st.session_state[key] = default
+
+
+def initial_choice(key: str, options: list, default: Any = None) -> None:
+    """Like initial(), for a select box: a URL value that is not an option falls back."""
+    initial(key, default)
+    if st.session_state[key] not in options:
+        st.session_state[key] = default if default in options else (options[0] if options else None)
+
+
+def publish(**values: Any) -> None:
+    """Write the values to the URL (None removes a key)."""
+    for key, value in values.items():
+        if value is None:
+            if key in st.query_params:
+                del st.query_params[key]
+        elif st.query_params.get(key) != str(value):
+            st.query_params[key] = str(value)

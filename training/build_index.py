@@ -1,0 +1,149 @@
+"""Build a run's retrieval index over a database folder, for the app and for serving.
+
+    python -m training.build_index --run_dir data/runs/demo \
+        --database_folder data/synthetic_demo/test/database [--index_type auto]
+
+Descriptors come from the run's best_model.pth; the index goes to RUN/index/ with its
+manifest (model fingerprint, database fingerprint) and the database's paths and UTM
+positions, so the app can show each result and its distance in metres.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.descriptors import extract_from_paths
+from core.geo import MixedUTMZoneError, check_single_zone
+from core.index import (
+    INDEX_TYPES,
+    IndexManifest,
+    build_index,
+    model_identity,
+    paths_fingerprint,
+    save_index,
+)
+from core.model import CheckpointError, model_from_checkpoint
+from data_catalog.serving import ServingDatabase, write_serving_database
+from training.data import parse_folder
+
+BEST_MODEL = "best_model.pth"
+INDEX_DIR = "index"
+# Below this many images an exact (flat) index answers a query in well under a second on a
+# CPU and needs count x dim x 4 bytes (2 GB at 1M x 512); above it IVF-PQ keeps memory small.
+EXACT_LIMIT = 1_000_000
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.build_index",
+        description="Extract database descriptors with a run's model and save a faiss index "
+        "with its manifest in RUN/index/.",
+    )
+    parser.add_argument("--run_dir", required=True, help="run folder holding best_model.pth")
+    parser.add_argument("--database_folder", required=True, help="folder of SF-XL named images")
+    parser.add_argument(
+        "--index_type",
+        default="auto",
+        choices=["auto", *INDEX_TYPES],
+        help=f"auto (default): exact 'flat' below {EXACT_LIMIT:,} images, 'ivf_pq' above; "
+        "flat_fp16 halves memory, hnsw is a graph index",
+    )
+    parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default ~4 sqrt(n))")
+    parser.add_argument("--nprobe", type=int, default=16, help="IVF lists searched per query")
+    parser.add_argument("--pq_m", type=int, default=64, help="PQ sub-quantisers (divide dim)")
+    parser.add_argument("--hnsw_m", type=int, default=32, help="HNSW neighbours per node")
+    parser.add_argument("--ef_search", type=int, default=128, help="HNSW search breadth")
+    parser.add_argument("--resize_test_imgs", action="store_true", help="resize shorter side")
+    parser.add_argument("--image_size", type=int, default=512, help="shorter side when resizing")
+    parser.add_argument("--infer_batch_size", type=int, default=16)
+    parser.add_argument("--device", default="cpu", choices=["cuda", "cpu"])
+    parser.add_argument("--num_workers", type=int, default=0)
+    return parser
+
+
+def choose_index_type(requested: str, count: int) -> str:
+    if requested != "auto":
+        return requested
+    return "flat" if count < EXACT_LIMIT else "ivf_pq"
+
+
+def build_run_index(args: argparse.Namespace) -> Path:
+    """Extract, index and save; every user mistake ends in SystemExit with one sentence."""
+    run_dir, database_folder = Path(args.run_dir), Path(args.database_folder)
+    checkpoint = run_dir / BEST_MODEL
+    if not checkpoint.is_file():
+        raise SystemExit(f"{checkpoint} not found: train the run first (python -m training.train)")
+    if not database_folder.is_dir():
+        raise SystemExit(f"--database_folder {database_folder} is not a folder")
+    paths, names, _ = parse_folder(database_folder)
+    if not paths:
+        raise SystemExit(f"{database_folder} holds no SF-XL named images to index")
+    try:
+        zone = check_single_zone([n.zone_number for n in names], [n.utm_zone_letter for n in names])
+        model = model_from_checkpoint(checkpoint)
+    except (MixedUTMZoneError, CheckpointError) as error:
+        raise SystemExit(str(error)) from None
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda given but CUDA is not available; use --device cpu")
+    resize = args.image_size if args.resize_test_imgs else None
+    start = time.perf_counter()
+    descriptors = extract_from_paths(
+        model,
+        [database_folder / p for p in paths],
+        resize_shorter_side=resize,
+        batch_size=args.infer_batch_size,
+        device=args.device,
+        num_workers=args.num_workers,
+        desc="database descriptors",
+    )
+    index_type = choose_index_type(args.index_type, len(paths))
+    try:
+        index, params = build_index(
+            descriptors,
+            index_type,
+            nlist=args.nlist,
+            nprobe=args.nprobe,
+            pq_m=args.pq_m,
+            hnsw_m=args.hnsw_m,
+            ef_search=args.ef_search,
+        )
+    except ValueError as error:
+        raise SystemExit(f"cannot build a {index_type} index: {error}") from None
+    manifest = IndexManifest(
+        index_type=index_type,
+        dim=index.d,
+        count=index.ntotal,
+        model=model_identity(model),
+        database_fingerprint=paths_fingerprint(paths),
+        params=params,
+    )
+    out = run_dir / INDEX_DIR
+    utm = np.array([[n.east, n.north] for n in names], dtype=np.float64)
+    # The table first, the manifest last: a half-written folder fails the fingerprint check.
+    write_serving_database(out, ServingDatabase(database_folder, paths, utm, zone, resize))
+    save_index(index, out, manifest)
+    print(
+        f"indexed {len(paths)} images of {database_folder} ({index_type}, {index.d}-D) "
+        f"in {time.perf_counter() - start:.1f} s -> {out}"
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    build_run_index(build_parser().parse_args(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,7 @@ DEMO_TRAIN_FLAGS := --image_size 96 --resize_test_imgs --batch_size 32 --groups_
 	--epochs_num 8 --iterations_per_epoch 150 --train_all_layers --lr 0.001 \
 	--device cpu --num_workers 0 --infer_batch_size 64
 
-.PHONY: install lint format test test-slow bench demo-data demo-model
+.PHONY: install lint format test test-slow bench demo demo-data demo-model demo-eval demo-index demo-app
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,17 @@ bench: install
 	$(PY) -m benchmarks.descriptor_extraction
 	$(PY) -m benchmarks.training_memory
 
+# `make demo`: install, build and catalog the synthetic city, train the demo model, evaluate it on
+# both query sets (recorded in the catalog), build its retrieval index, start the app. Each step
+# leaves a file that make checks, so a second `make demo` skips to the app.
+DEMO_RUN := $(WORKSPACE)/runs/demo
+DEMO_MODEL := $(DEMO_RUN)/summary.json
+DEMO_EVALS := $(DEMO_RUN)/eval_test_queries_v1/results.json $(DEMO_RUN)/eval_test_queries_v2/results.json
+DEMO_INDEX := $(DEMO_RUN)/index/index.faiss
+DEMO_INFER_FLAGS := --resize_test_imgs --image_size 96 --infer_batch_size 64 --device cpu \
+	--num_workers 0
+APP_PORT ?= 8501
+
 # The synthetic city is written last to metadata.json, so its presence means a whole build.
 $(DEMO_CITY)/metadata.json: | $(STAMP)
 	$(PY) -m data_catalog.synthetic --preset demo --seed 0 --out $(DEMO_CITY) --overwrite
@@ -51,6 +62,37 @@ $(DEMO_CITY)/metadata.json: | $(STAMP)
 
 demo-data: $(DEMO_CITY)/metadata.json
 
-demo-model: demo-data
+# training.train writes summary.json after its last epoch; an interrupted run resumes.
+$(DEMO_MODEL): $(DEMO_CITY)/metadata.json
 	$(PY) -m training.train --dataset_folder $(DEMO_CITY) $(DEMO_TRAIN_FLAGS) \
-		--workspace $(WORKSPACE) --save_dir demo
+		--workspace $(WORKSPACE) --save_dir demo \
+		$$(test -f $(DEMO_RUN)/last_checkpoint.pth && \
+		echo --resume_train $(DEMO_RUN)/last_checkpoint.pth)
+
+demo-model: $(DEMO_MODEL)
+
+$(DEMO_RUN)/eval_test_%/results.json: $(DEMO_MODEL)
+	$(PY) -m training.eval --test_set_folder $(DEMO_CITY)/test --queries_folder $* \
+		--resume_model $(DEMO_RUN)/best_model.pth --backbone ResNet18 --fc_output_dim 512 \
+		$(DEMO_INFER_FLAGS) --num_preds_to_save 5 --workspace $(WORKSPACE) --save_dir demo
+
+demo-eval: $(DEMO_EVALS)
+
+$(DEMO_INDEX): $(DEMO_MODEL)
+	$(PY) -m training.build_index --run_dir $(DEMO_RUN) \
+		--database_folder $(DEMO_CITY)/test/database $(DEMO_INFER_FLAGS)
+
+demo-index: $(DEMO_INDEX)
+
+demo-app: | $(STAMP)
+	@if [ -f app/main.py ]; then \
+		echo "CosPlace Explorer on http://localhost:$(APP_PORT) (Ctrl-C stops it)"; \
+		$(VENV)/bin/streamlit run app/main.py --server.port $(APP_PORT) \
+			--server.headless true -- --workspace $(WORKSPACE); \
+	else \
+		echo "app/main.py is not in this checkout yet: the model, results and index are ready" \
+			"in $(DEMO_RUN)"; \
+	fi
+
+demo: demo-eval demo-index
+	$(MAKE) --no-print-directory demo-app

@@ -1,0 +1,134 @@
+"""City scale: descriptor-store memory and search latency per index type, measured and projected.
+
+Measures each `core.index` type (flat, flat_fp16, ivf_pq, hnsw) on --sizes databases of
+unit-norm descriptors of --dim dimensions (clustered like place descriptors, see
+benchmarks/fast_index.py): serialised bytes per descriptor, build time, and the latency of a
+single query (top-20, the app's request pattern, median of --queries queries). HNSW is
+measured only up to --hnsw_max (its build is the slow part on a CPU).
+
+It then projects each type to the SF-XL test database (2.8M images) and the raw SF-XL set
+(41.2M) from its largest measured size: memory = n x bytes/descriptor; flat and flat_fp16
+latency grow linearly in n; IVF-PQ (nlist about 4 sqrt(n), fixed nprobe) scans
+nprobe n / nlist codes, so it grows as sqrt(n); HNSW's graph walk grows about as log(n).
+Projected figures are formulas, not measurements, and the table says which is which.
+
+    python -m benchmarks.city_scale [--sizes 100000 1000000 --dim 512 --hnsw_max 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import faiss
+import numpy as np
+
+from benchmarks.fast_index import PlaceModel
+from benchmarks.table import print_table
+from core.index import build_index, bytes_per_descriptor, search
+
+SFXL_SIZES = {"SF-XL test database": 2_800_000, "SF-XL raw set": 41_200_000}
+INDEX_SETTINGS = {
+    "flat": {},
+    "flat_fp16": {},
+    "ivf_pq": {"nprobe": 32, "pq_m": 64, "train_size": 100_000},
+    "hnsw": {"hnsw_m": 32, "ef_search": 128},
+}
+GROWTH = {
+    "flat": ("n", lambda ratio: ratio),
+    "flat_fp16": ("n", lambda ratio: ratio),
+    "ivf_pq": ("sqrt(n)", math.sqrt),
+    "hnsw": ("log(n)", None),  # handled in project_latency: depends on both sizes
+}
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--hnsw_max", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--index_types", nargs="+", default=list(INDEX_SETTINGS))
+    return parser.parse_args()
+
+
+def single_query_ms(index: faiss.Index, queries: np.ndarray) -> float:
+    """Median milliseconds to answer one query (top-20), queries sent one at a time."""
+    times = []
+    for row in range(len(queries)):
+        start = time.perf_counter()
+        search(index, queries[row : row + 1], k=20)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def project_latency(index_type: str, measured_ms: float, measured_n: int, target_n: int) -> float:
+    if index_type == "hnsw":
+        return measured_ms * math.log(target_n) / math.log(measured_n)
+    return measured_ms * GROWTH[index_type][1](target_n / measured_n)
+
+
+def measure(options) -> dict[str, tuple[int, float, float]]:
+    """Measured rows, and per index type its largest (n, bytes/descriptor, latency ms)."""
+    places = PlaceModel(places=max(options.sizes) // 50, dim=options.dim)
+    queries = places.sample(options.queries, seed=1)
+    rows, largest = [], {}
+    for size in sorted(options.sizes):
+        database = places.sample(size, seed=2)
+        for index_type in options.index_types:
+            if index_type == "hnsw" and size > options.hnsw_max:
+                continue
+            start = time.perf_counter()
+            index, params = build_index(database, index_type, **INDEX_SETTINGS[index_type])
+            build_s = time.perf_counter() - start
+            per_descriptor = bytes_per_descriptor(index)
+            latency = single_query_ms(index, queries)
+            settings = ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
+            rows.append(
+                [
+                    f"{size:,}",
+                    index_type,
+                    settings,
+                    per_descriptor,
+                    size * per_descriptor / 2**30,
+                    latency,
+                    build_s,
+                ]
+            )
+            largest[index_type] = (size, per_descriptor, latency)
+            del index
+        del database
+    headers = ["n", "index", "settings", "bytes/desc", "memory GiB", "1-query ms", "build s"]
+    print(f"Measured: {options.dim}-D descriptors, {faiss.omp_get_max_threads()} faiss threads")
+    print_table(headers, rows)
+    return largest
+
+
+def project(largest: dict[str, tuple[int, float, float]]) -> None:
+    rows = []
+    for what, target in SFXL_SIZES.items():
+        for index_type, (size, per_descriptor, latency) in largest.items():
+            rows.append(
+                [
+                    f"{what} ({target / 1e6:.1f}M)",
+                    index_type,
+                    f"{size:,}",
+                    target * per_descriptor / 2**30,
+                    project_latency(index_type, latency, size, target),
+                    GROWTH[index_type][0],
+                ]
+            )
+    print("Projected from the largest measured size (memory = n x bytes/descriptor):")
+    print_table(
+        ["database", "index", "from n", "memory GiB", "1-query ms", "latency grows as"], rows
+    )
+
+
+def main() -> None:
+    options = parse_arguments()
+    project(measure(options))
+
+
+if __name__ == "__main__":
+    main()

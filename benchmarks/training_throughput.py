@@ -1,0 +1,117 @@
+"""Training throughput in the real loop: fp32 against bf16 autocast + channels_last, on the CPU.
+
+Each configuration runs `training.train.train_epoch` (the loader, augmentation, forward,
+CosFace loss, backward and both Adam steps) on one group of a dataset, by default the
+synthetic demo city. The configurations alternate, --repeats times each, and the best run
+of each is kept, so that other work on a shared machine disturbs them alike; the ratio to
+fp32 is the figure to read. A "loader only" row times the batches alone (decode, colour
+jitter, random resized crop), the part the network does not speed up.
+
+    python -m benchmarks.training_throughput [--dataset_folder data/synthetic_demo]
+        [--image_sizes 96 128] [--batch_size 32] [--iterations 20] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.table import print_table
+from training import config
+from training.data import GroupDataset, load_train_set
+from training.distributed import Context
+from training.train import Trainee, augmentation, build_training, group_batches, train_epoch
+
+CPU = torch.device("cpu")
+PRECISIONS = {"fp32": [], "bf16 autocast + channels_last": ["--amp_cpu_bf16"]}
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset_folder", default="data/synthetic_demo")
+    parser.add_argument("--image_sizes", type=int, nargs="+", default=[96, 128])
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    return parser.parse_args()
+
+
+def training_args(dataset_folder: str, image_size: int, batch_size: int, iterations: int, extra):
+    flags = [
+        "--dataset_folder", dataset_folder, "--image_size", str(image_size),
+        "--batch_size", str(batch_size), "--iterations_per_epoch", str(iterations),
+        "--groups_num", "1", "--train_all_layers", "--lr", "0.001", "--device", "cpu",
+        "--num_workers", "0", "--workspace", "/tmp/training_throughput",
+    ]  # fmt: skip
+    return config.parse_arguments(flags + extra)
+
+
+def loader_images_per_s(args, train_set, iterations: int) -> float:
+    dataset = GroupDataset(train_set, 0, augmentation(args))
+    batches = group_batches(dataset, args.batch_size, Context(), 0, 0)
+    next(batches)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        next(batches)
+    return iterations * args.batch_size / (time.perf_counter() - start)
+
+
+def epoch_images_per_s(args, train_set) -> float:
+    model, model_optimizer, heads, head_optimizers = build_training(
+        args, train_set, Context().device
+    )
+    warm = argparse.Namespace(**{**vars(args), "iterations_per_epoch": 2})
+    trainee = Trainee(model, heads[0])
+    optimizers = [model_optimizer, head_optimizers[0]]
+    train_epoch(warm, Context(), trainee, optimizers, train_set, 0, 0)  # oneDNN kernel choice
+    return train_epoch(args, Context(), trainee, optimizers, train_set, 0, 1)["images_per_s"]
+
+
+def main() -> None:
+    options = parse_arguments()
+    if not (Path(options.dataset_folder) / "train").is_dir():
+        raise SystemExit(
+            f"{options.dataset_folder}/train not found: build the demo city with `make demo-data` "
+            "or give --dataset_folder"
+        )
+    torch.set_num_threads(options.threads)
+    base = training_args(options.dataset_folder, 96, options.batch_size, options.iterations, [])
+    train_set = load_train_set(base.train_set_folder, config.partition_params(base))
+    rows = []
+    for image_size in options.image_sizes:
+        best: dict[str, float] = {}
+        for _ in range(options.repeats):
+            for name, extra in PRECISIONS.items():
+                args = training_args(
+                    options.dataset_folder,
+                    image_size,
+                    options.batch_size,
+                    options.iterations,
+                    extra,
+                )
+                best[name] = max(best.get(name, 0.0), epoch_images_per_s(args, train_set))
+        for name in PRECISIONS:
+            rows.append(
+                [
+                    image_size,
+                    name,
+                    best[name],
+                    options.batch_size / best[name],
+                    f"{best[name] / best['fp32']:.2f}x",
+                ]
+            )
+        loader = training_args(options.dataset_folder, image_size, options.batch_size, 1, [])
+        rows.append([image_size, "loader only", loader_images_per_s(loader, train_set, 10), "", ""])
+    print(
+        f"ResNet-18 (all layers), CosFace, batch {options.batch_size}, {options.iterations} "
+        f"iterations, best of {options.repeats}, CPU, {options.threads} threads, num_workers 0"
+    )
+    print_table(["image px", "configuration", "images/s", "s/it", "vs fp32"], rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ rebuilt index shows up on the next rerun without restarting the app.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import streamlit as st
@@ -48,9 +49,10 @@ def dataset_splits(path: Path, dataset: str) -> list[str]:
 def _partition_view(
     fingerprint: tuple, dataset: str, params: tuple, split: str
 ) -> map_layers.PartitionView:
-    return map_layers.compute_partition_view(
-        fingerprint[0], dataset, PartitionParams(*params), split
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # compute_partition_view records them for the page
+        partition_params = PartitionParams(*params)
+    return map_layers.compute_partition_view(fingerprint[0], dataset, partition_params, split)
 
 
 def partition_view(

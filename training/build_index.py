@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from core.descriptors import extract_from_paths
-from core.geo import MixedUTMZoneError, check_single_zone
+from core.geo import MixedUTMZoneError, UTMZone, check_single_zone
 from core.index import (
     INDEX_TYPES,
     IndexManifest,
@@ -107,17 +109,47 @@ def build_run_index(args: argparse.Namespace) -> Path:
         num_workers=args.num_workers,
         desc="database descriptors",
     )
-    index_type = choose_index_type(args.index_type, len(paths))
+    out = save_run_index(
+        run_dir,
+        model,
+        descriptors,
+        database_folder,
+        paths,
+        np.array([[n.east, n.north] for n in names], dtype=np.float64),
+        zone,
+        resize,
+        args.index_type,
+        nlist=args.nlist,
+        nprobe=args.nprobe,
+        pq_m=args.pq_m,
+        hnsw_m=args.hnsw_m,
+        ef_search=args.ef_search,
+    )
+    print(
+        f"indexed {len(paths)} images of {database_folder} in "
+        f"{time.perf_counter() - start:.1f} s -> {out}"
+    )
+    return out
+
+
+def save_run_index(
+    run_dir: str | os.PathLike,
+    model: nn.Module,
+    descriptors: np.ndarray,
+    database_folder: str | os.PathLike,
+    paths: list[str],
+    utm: np.ndarray,
+    zone: UTMZone,
+    resize_shorter_side: int | None,
+    index_type: str = "auto",
+    **index_params,
+) -> Path:
+    """Index database descriptors (row i = paths[i], relative to database_folder) into
+    RUN/index/ with the manifest and the table the app reads. training.eval calls this
+    with the descriptors it has just extracted (--build_index)."""
+    index_type = choose_index_type(index_type, len(paths))
     try:
-        index, params = build_index(
-            descriptors,
-            index_type,
-            nlist=args.nlist,
-            nprobe=args.nprobe,
-            pq_m=args.pq_m,
-            hnsw_m=args.hnsw_m,
-            ef_search=args.ef_search,
-        )
+        index, params = build_index(descriptors, index_type, **index_params)
     except ValueError as error:
         raise SystemExit(f"cannot build a {index_type} index: {error}") from None
     manifest = IndexManifest(
@@ -128,15 +160,12 @@ def build_run_index(args: argparse.Namespace) -> Path:
         database_fingerprint=paths_fingerprint(paths),
         params=params,
     )
-    out = run_dir / INDEX_DIR
-    utm = np.array([[n.east, n.north] for n in names], dtype=np.float64)
+    out = Path(run_dir) / INDEX_DIR
+    database = ServingDatabase(Path(database_folder), list(paths), utm, zone, resize_shorter_side)
     # The table first, the manifest last: a half-written folder fails the fingerprint check.
-    write_serving_database(out, ServingDatabase(database_folder, paths, utm, zone, resize))
+    write_serving_database(out, database)
     save_index(index, out, manifest)
-    print(
-        f"indexed {len(paths)} images of {database_folder} ({index_type}, {index.d}-D) "
-        f"in {time.perf_counter() - start:.1f} s -> {out}"
-    )
+    log.info("saved a %s index of %d x %d-D to %s", index_type, index.ntotal, index.d, out)
     return out
 
 

@@ -1,5 +1,7 @@
 """Map: the CosPlace partition (cells, classes, groups) of a catalogued dataset."""
 
+import warnings
+
 import pandas as pd
 import streamlit as st
 
@@ -56,7 +58,9 @@ with st.sidebar:
     min_images = st.number_input("min_images_per_class", 1, 1000, key="min_images")
 
 try:
-    params = PartitionParams(M, alpha, int(N), int(L), int(min_images))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # shown once below, from the cached partition
+        params = PartitionParams(M, alpha, int(N), int(L), int(min_images))
 except ValueError as error:
     st.error(f"{error}; change it in the sidebar.")
     st.stop()

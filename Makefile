@@ -13,7 +13,7 @@ DEMO_TRAIN_FLAGS := --image_size 96 --resize_test_imgs --batch_size 32 --groups_
 	--epochs_num 8 --iterations_per_epoch 150 --train_all_layers --lr 0.001 \
 	--device cpu --num_workers 0 --infer_batch_size 64
 
-.PHONY: install lint format test test-slow bench demo demo-data demo-model demo-eval demo-index demo-app
+.PHONY: chromium install lint format test test-slow bench demo demo-data demo-model demo-eval demo-index demo-app
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,8 +32,13 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+test: lint chromium
 	$(PY) -m pytest
+
+# The browser test (tests/test_browser.py) drives Debian's chromium with Playwright;
+# Playwright's own browser builds cannot be downloaded here.
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 test-slow: install
 	$(PY) -m pytest -m slow

@@ -1,0 +1,143 @@
+"""The running app in a real browser: Debian's chromium, headless, driven by Playwright.
+
+Opens every page, uploads a query on Retrieve, checks that results appear and saves a
+screenshot of each page. It waits on the app's own state (script not running, no skeleton
+placeholders), never on sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from app_fixtures import workspace_once
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = ["map", "retrieve", "dataset", "results"]
+IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
+LOAD_TIMEOUT_MS = 120_000
+
+
+def chromium_path() -> str | None:
+    candidates = ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser"))
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_app(workspace: Path, port: int, log: Path) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "main.py"),
+        "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--", "--workspace", str(workspace),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        command, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env
+    )
+
+
+def wait_until_serving(process: subprocess.Popen, port: int, log: Path) -> None:
+    """Block on the health endpoint's socket (a connect either succeeds or is refused)."""
+    import urllib.request
+
+    for _ in range(600):
+        if process.poll() is not None:
+            pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1):
+                return
+        except OSError:
+            try:
+                process.wait(timeout=0.2)  # a bounded wait on the process, not a sleep
+            except subprocess.TimeoutExpired:
+                pass
+    pytest.fail(f"streamlit did not answer on port {port}:\n{log.read_text()}")
+
+
+def wait_idle(page) -> None:
+    """The script has finished its run and no element is still a loading skeleton."""
+    page.wait_for_selector(IDLE, timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=stSkeleton]').length === 0",
+        timeout=LOAD_TIMEOUT_MS,
+    )
+
+
+@pytest.fixture(scope="module")
+def running_app(tmp_path_factory, tiny_city):
+    workspace = workspace_once(tmp_path_factory, tiny_city)
+    port = free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    process = start_app(workspace, port, log)
+    try:
+        wait_until_serving(process, port, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_every_page_in_chromium(running_app, tmp_path, tiny_city):
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("chromium not found (make test installs it: apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("APP_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    query = sorted((tiny_city / "test" / "queries_v1").iterdir())[0]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            for name in PAGES:
+                url = f"{running_app}/{name}" + ("?min_images=1" if name == "map" else "")
+                page.goto(url)
+                wait_idle(page)
+                main = page.get_by_test_id("stMain")
+                assert main.get_by_test_id("stException").count() == 0, name
+                if name == "map":
+                    page.get_by_test_id("stDeckGlJsonChart").first.wait_for()
+                    assert "Classes kept" in main.inner_text()
+                if name == "dataset":
+                    assert page.locator(".js-plotly-plot").count() >= 3
+                if name == "retrieve":
+                    page.locator("input[type=file]").set_input_files(str(query))
+                    page.get_by_text("Top-1 position error").wait_for(timeout=LOAD_TIMEOUT_MS)
+                    wait_idle(page)
+                    text = main.inner_text()
+                    assert "Run tiny" in text and "sim " in text
+                    assert page.get_by_test_id("stImage").count() >= 2  # query + results
+                page.screenshot(path=str(shots / f"app_{name}.png"), full_page=True)
+                assert (shots / f"app_{name}.png").stat().st_size > 10_000
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -1,14 +1,18 @@
-"""Entry of the CosPlace Explorer: `streamlit run app/main.py -- --workspace DIR`."""
+"""Entry of the CosPlace Explorer: `streamlit run app/main.py -- --workspace DIR`.
+
+The page files live in app/views/, not app/pages/: Streamlit treats a `pages/` folder beside
+the entry script as an old-style multipage app and then never runs this st.navigation.
+"""
 
 import streamlit as st
 
 st.set_page_config(page_title="CosPlace Explorer", layout="wide")
 
 PAGES = [
-    st.Page("pages/map.py", title="Map", url_path="map", default=True),
-    st.Page("pages/retrieve.py", title="Retrieve", url_path="retrieve"),
-    st.Page("pages/dataset.py", title="Dataset", url_path="dataset"),
-    st.Page("pages/results.py", title="Results", url_path="results"),
+    st.Page("views/map.py", title="Map", url_path="map", default=True),
+    st.Page("views/retrieve.py", title="Retrieve", url_path="retrieve"),
+    st.Page("views/dataset.py", title="Dataset", url_path="dataset"),
+    st.Page("views/results.py", title="Results", url_path="results"),
 ]
 
 st.navigation(PAGES).run()

@@ -35,7 +35,7 @@ def open_app(monkeypatch, workspace: Path, page: str | None = None, **params) ->
         at.query_params[key] = str(value)
     at.run()
     if page:
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -264,3 +264,16 @@ def test_busy_catalog_shows_a_sentence(monkeypatch, workspace, tmp_path):
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+
+
+def test_no_pages_folder_beside_the_entry():
+    # Streamlit runs an app with a pages/ folder beside its entry as an old-style multipage
+    # app, bypassing st.navigation in app/main.py; the page files belong in app/views/.
+    app_folder = Path(MAIN).parent
+    assert not (app_folder / "pages").exists(), "move app/pages/*.py to app/views/"
+    assert {p.name for p in (app_folder / "views").glob("*.py")} >= {
+        "map.py",
+        "retrieve.py",
+        "dataset.py",
+        "results.py",
+    }

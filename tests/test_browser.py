@@ -123,6 +123,8 @@ def test_every_page_in_chromium(running_app, tmp_path, tiny_city):
                 page.goto(url)
                 wait_idle(page)
                 main = page.get_by_test_id("stMain")
+                navigation = page.get_by_test_id("stSidebarNav").inner_text()
+                assert navigation.split() == ["Map", "Retrieve", "Dataset", "Results"], navigation
                 assert main.get_by_test_id("stException").count() == 0, name
                 if name == "map":
                     page.get_by_test_id("stDeckGlJsonChart").first.wait_for()

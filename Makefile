@@ -67,19 +67,21 @@ $(DEMO_CITY)/metadata.json: | $(STAMP)
 
 demo-data: $(DEMO_CITY)/metadata.json
 
-# training.train writes summary.json after its last epoch; an interrupted run resumes.
+# training.train writes summary.json after its last epoch: without it, a run that was
+# interrupted resumes from its last checkpoint; a finished run older than the city is replaced.
 $(DEMO_MODEL): $(DEMO_CITY)/metadata.json
 	$(PY) -m training.train --dataset_folder $(DEMO_CITY) $(DEMO_TRAIN_FLAGS) \
 		--workspace $(WORKSPACE) --save_dir demo \
-		$$(test -f $(DEMO_RUN)/last_checkpoint.pth && \
-		echo --resume_train $(DEMO_RUN)/last_checkpoint.pth)
+		$$(if [ -f $(DEMO_RUN)/last_checkpoint.pth ] && [ ! -f $@ ]; then \
+		echo --resume_train $(DEMO_RUN)/last_checkpoint.pth; else echo --overwrite; fi)
 
 demo-model: $(DEMO_MODEL)
 
 $(DEMO_RUN)/eval_test_%/results.json: $(DEMO_MODEL)
 	$(PY) -m training.eval --test_set_folder $(DEMO_CITY)/test --queries_folder $* \
 		--resume_model $(DEMO_RUN)/best_model.pth --backbone ResNet18 --fc_output_dim 512 \
-		$(DEMO_INFER_FLAGS) --num_preds_to_save 5 --workspace $(WORKSPACE) --save_dir demo
+		$(DEMO_INFER_FLAGS) --num_preds_to_save 5 --workspace $(WORKSPACE) --save_dir demo \
+		--overwrite
 
 demo-eval: $(DEMO_EVALS)
 

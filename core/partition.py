@@ -4,6 +4,17 @@ This is the only place the two formulas are written; the catalog, training and t
 
 class of an image: (floor(east / M), floor(north / M), floor(heading / alpha))
 group of a class:  (e mod N, n mod N, h mod L)
+
+Which group is "group 0" (training takes the first groups_num) is set by group_order:
+- "reference" (default), the reference implementation's order: groups are numbered in the
+  order in which their first kept class first appears in the images as given (the sorted
+  paths of a walked folder, or the lines of an X_images_paths.txt file, in file order), so
+  `--groups_num 8` trains on the same 8 groups as the reference on the same list. Within a
+  group, classes are numbered in the same order of first appearance.
+- "size": groups ranked by number of kept classes, largest first, ties broken by (u, v, w);
+  within a group, classes in (e, n, h) order. Useful on small datasets, where the first
+  groups of the list may be nearly empty.
+Groups left without any kept class come last, in (u, v, w) order, in both cases.
 """
 
 from __future__ import annotations
@@ -20,6 +31,8 @@ DEFAULT_N = 5
 DEFAULT_L = 2
 DEFAULT_MIN_IMAGES_PER_CLASS = 10
 DEFAULT_GROUPS_NUM = 8
+GROUP_ORDERS = ("reference", "size")
+DEFAULT_GROUP_ORDER = "reference"
 
 
 @dataclass(frozen=True)
@@ -29,8 +42,13 @@ class PartitionParams:
     N: int = DEFAULT_N
     L: int = DEFAULT_L
     min_images_per_class: int = DEFAULT_MIN_IMAGES_PER_CLASS
+    group_order: str = DEFAULT_GROUP_ORDER
 
     def __post_init__(self) -> None:
+        if self.group_order not in GROUP_ORDERS:
+            raise ValueError(
+                f"group_order must be one of {', '.join(GROUP_ORDERS)}, got {self.group_order!r}"
+            )
         if not self.M > 0:
             raise ValueError(f"M must be a positive number of metres, got {self.M}")
         if not 0 < self.alpha <= 360:
@@ -94,9 +112,8 @@ class Partition:
     """Classes and groups of a set of images.
 
     Classes are numbered group by group, so the classes of group g are the contiguous ids
-    group_offsets[g] : group_offsets[g + 1]. Groups are ranked by number of classes, largest
-    first, ties broken by (u, v, w), like the reference implementation which trains on the
-    first groups_num groups. Images of dropped classes (fewer than min_images_per_class
+    group_offsets[g] : group_offsets[g + 1]. Groups are numbered as params.group_order says
+    (see the module docstring). Images of dropped classes (fewer than min_images_per_class
     images) have class and group -1.
     """
 
@@ -122,6 +139,14 @@ class Partition:
 
     def images_of_group(self, group: int) -> np.ndarray:
         return np.flatnonzero(self.image_group == group)
+
+    def class_members(self, group: int) -> list[np.ndarray]:
+        """Image indices of each class of `group`, in class-label order (label i -> item i)."""
+        members = self.images_of_group(group)
+        labels = self.image_class[members] - self.group_offsets[group]
+        order = members[np.argsort(labels, kind="stable")]
+        counts = np.bincount(labels, minlength=len(self.classes_of_group(group)))
+        return np.split(order, np.cumsum(counts)[:-1])
 
     def label_in_group(self) -> np.ndarray:
         """Per image, its class index within its own group (the classifier's target)."""
@@ -154,14 +179,24 @@ def partition(east, north, heading, params: PartitionParams | None = None) -> Pa
     raw_groups = group_keys(raw_keys, params.N, params.L)
     raw_group_flat = (raw_groups[:, 0] * params.N + raw_groups[:, 1]) * params.L + raw_groups[:, 2]
     classes_per_group = np.bincount(raw_group_flat[kept_raw], minlength=params.num_groups)
-    # Largest group first; stable sort keeps (u, v, w) order among ties.
-    rank_to_flat = np.argsort(-classes_per_group, kind="stable")
+    kept_ids = np.flatnonzero(kept_raw)
+    if params.group_order == "size":
+        # Largest group first; stable sort keeps (u, v, w) order among ties.
+        rank_to_flat = np.argsort(-classes_per_group, kind="stable")
+    else:
+        # Reference order: kept classes by first appearance, groups by their first class.
+        kept_ids = kept_ids[np.argsort(first_index[kept_ids], kind="stable")]
+        first_seen = np.full(params.num_groups, len(codes), dtype=np.int64)
+        seen_groups, position = np.unique(raw_group_flat[kept_ids], return_index=True)
+        first_seen[seen_groups] = first_index[kept_ids[position]]
+        # Empty groups keep len(codes): last, and in (u, v, w) order by the stable sort.
+        rank_to_flat = np.argsort(first_seen, kind="stable")
     flat_to_rank = np.empty_like(rank_to_flat)
     flat_to_rank[rank_to_flat] = np.arange(params.num_groups)
 
-    kept_ids = np.flatnonzero(kept_raw)
     kept_rank = flat_to_rank[raw_group_flat[kept_ids]]
-    # Order classes by group rank, then by their (e, n, h) key (the raw order is by key).
+    # Classes by group rank, then in kept_ids order: (e, n, h) for "size", first appearance
+    # for "reference".
     order = kept_ids[np.argsort(kept_rank, kind="stable")]
     raw_to_class = np.full(len(unique_codes), -1, dtype=np.int64)
     raw_to_class[order] = np.arange(len(order))

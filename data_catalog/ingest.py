@@ -9,11 +9,15 @@ paths relative to folder X (the reference implementation's convention), one per 
 nothing is walked. Paths are stored relative to the dataset root, so ingesting the root or
 one of its folders gives the same rows.
 
-Names are parsed in bulk inside DuckDB: one regular expression, built from
-`names.FIELD_NAMES`, accepts only names that `names.parse_name` accepts too (plain decimal
-numbers, ranges checked); the fields are then cut with string_split and cast. The rare names
-it does not accept (exponents, odd digits, malformed ones) go through `parse_name` itself,
-which keeps or rejects them with its reason, so both ways agree by construction.
+Names are parsed in bulk inside DuckDB by the one parser of data_catalog.name_table (the
+one training, evaluation and the app use): its pattern accepts only names that
+`names.parse_name` accepts too, and the rare names it refuses go through `parse_name`
+itself, which keeps or rejects them with its reason, so both ways agree by construction.
+Lists are read by the same line reader too: absolute paths inside the listed folder are
+made relative to it, those outside it are malformed names with that reason.
+
+A sub-folder of a split (train/2013) is ingested as that part of the dataset; a folder
+outside any dataset layout, or one with no images, is refused with a sentence.
 
 The whole ingest is one transaction: an interruption or a crash leaves the catalog as it was.
 """
@@ -44,107 +48,35 @@ from data_catalog.catalog import (
     dataset_zone,
     run,
 )
-from data_catalog.names import (
-    FIELD_NAMES,
-    NUMERIC_FIELDS,
-    OPTIONAL_NUMERIC_FIELDS,
-    ZONE_LETTERS,
-    MalformedNameError,
-    SFXLName,
-    parse_name,
+from data_catalog.name_table import (
+    FAST_NAME_PATTERN,
+    IMAGE_EXTENSIONS,
+    LIST_SUFFIX,
+    NameSource,
+    field_sql,
+    judge,
+    line_sql,
+    line_tables,
+    list_file_of,
+    month_sql,
+    name_source,
+    normalized_path_sql,
+    outside_reason,
+    sql_text,
+    year_sql,
 )
+from data_catalog.names import FIELD_NAMES
 
-LIST_SUFFIX = "_images_paths.txt"
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 SUBSET_FOLDERS = ("database", "queries", "queries_v1", "queries_v2")
 LAYOUT_REASON = "not inside train/, val/<subset>/ or test/<subset>/ of the dataset root"
 DEFAULT_DB = "data/catalog.duckdb"
-
-# --- the bulk parser: a conservative pattern per field ---------------------------------------
-# Each pattern accepts a subset of what names._check_fields accepts for that field, so a
-# name matching the whole pattern is valid for parse_name too. Anything else is decided by
-# parse_name itself (see _parse_one).
-
-_NUMBER = r"[+-]?[0-9]+(?:\.[0-9]+)?"
-_SPECIAL_PATTERNS = {
-    "lat": r"[+-]?0*(?:[1-8]?[0-9](?:\.[0-9]+)?|90(?:\.0+)?)",  # |lat| <= 90
-    "lon": r"[+-]?0*(?:(?:1[0-7][0-9]|[1-9]?[0-9])(?:\.[0-9]+)?|180(?:\.0+)?)",  # |lon| <= 180
-    "utm_zone_number": r"0?(?:[1-9]|[1-5][0-9]|60)",
-    "utm_zone_letter": f"[{ZONE_LETTERS}]",
-    "timestamp": r"(?:[0-9]{4}(?:0[1-9]|1[0-2])(?:[0-9]{2}(?:_[0-9]{6})?)?)?",
-    "extension": r"\.[^@/]*",
-}
-_FREE_TEXT_FIELDS = ("pano_id", "tile_num", "note")  # parse_name checks nothing but '@'
-
-
-def _field_pattern(field: str) -> str:
-    if field in _SPECIAL_PATTERNS:
-        return _SPECIAL_PATTERNS[field]
-    if field in NUMERIC_FIELDS:
-        return _NUMBER
-    if field in OPTIONAL_NUMERIC_FIELDS:
-        return f"(?:{_NUMBER})?"
-    if field in _FREE_TEXT_FIELDS:
-        return "[^@/]*"
-    # A field added to names.py must get a pattern here, or the bulk parser could accept
-    # names that parse_name rejects.
-    raise KeyError(f"no bulk-parser pattern for name field {field!r}")
-
-
-# Matched against the whole relative path: a base name after the last '/' (folders may hold '@').
-FAST_NAME_PATTERN = (
-    "^(?:.*/)?" + "".join(f"@(?:{_field_pattern(field)})" for field in FIELD_NAMES) + "$"
-)
+_sql_text = sql_text
 
 
 def _typed_fields_sql(parts: str = "parts") -> str:
-    """SQL casting each field of a string_split(path, '@') list to its column type."""
-    count = len(FIELD_NAMES)
-    columns = []
-    for index, field in enumerate(FIELD_NAMES):
-        text = f"{parts}[{index - count}]"  # counted from the end: folders may hold '@'
-        kind = NAME_COLUMNS[field].split()[0]
-        if kind == "VARCHAR":
-            columns.append(text)
-        elif NAME_COLUMNS[field].endswith("NOT NULL"):
-            columns.append(f"CAST({text} AS {kind})")
-        else:
-            columns.append(f"CAST(NULLIF({text}, '') AS {kind})")
-    stamp = f"{parts}[{FIELD_NAMES.index('timestamp') - count}]"
-    # Same as SFXLName.year / .month: the first 4 and next 2 characters of the timestamp.
-    columns.append(f"CAST(NULLIF({stamp}[1:4], '') AS SMALLINT)")
-    columns.append(f"CAST(NULLIF({stamp}[5:6], '') AS TINYINT)")
-    return ", ".join(columns)
-
-
-def _typed_row(name: SFXLName) -> dict:
-    """The column values of a name parsed by parse_name (the slow, rare way)."""
-    row: dict = {}
-    for field in FIELD_NAMES:
-        text = getattr(name, field)
-        kind = NAME_COLUMNS[field]
-        if kind.startswith("VARCHAR"):
-            row[field] = text
-        elif kind.startswith("INTEGER"):
-            row[field] = int(text)
-        else:
-            row[field] = float(text) if text else None
-    row["year"], row["month"] = name.year, name.month
-    return row
-
-
-def _parse_one(path: str) -> dict | str:
-    """parse_name's verdict on a path: its typed row, or the reason it is malformed."""
-    try:
-        return _typed_row(parse_name(path))
-    except MalformedNameError as error:
-        return error.reason
-    except ValueError as error:  # e.g. a zone number of non-ASCII digits int() refuses
-        return f"unreadable field: {error}"
-
-
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    """The image columns of a name, in FIELD_NAMES order, then year and month."""
+    columns = [field_sql(name, parts) for name in FIELD_NAMES]
+    return ", ".join([*columns, year_sql(parts), month_sql(parts)])
 
 
 _SUBSET_SQL = (
@@ -155,7 +87,10 @@ _SPLIT_SQL = (
     "WHEN path LIKE 'val/%/%' THEN 'val' WHEN path LIKE 'test/%/%' THEN 'test' END"
 )
 # The rows taken the fast way: a name the pattern accepts, in a known split folder.
-_FAST_SQL = f"split IS NOT NULL AND regexp_full_match(path, {_sql_text(FAST_NAME_PATTERN)})"
+_FAST_SQL = (
+    "reason IS NULL AND split IS NOT NULL AND "
+    f"regexp_full_match(path, {_sql_text(FAST_NAME_PATTERN)})"
+)
 
 
 # --- where the names come from ---------------------------------------------------------------
@@ -167,60 +102,71 @@ class Source:
     prefix: str  # the listed folder relative to dataset_root ('' or e.g. 'val/database/')
     folder: Path  # the folder whose files are listed
     list_file: Path | None  # a *_images_paths.txt file listing them, or None to walk
+    # For a walked dataset root: its parts that have their own list, read from it instead.
+    listed_parts: tuple[Source, ...] = ()
 
 
 def _is_subset_folder(name: str) -> bool:
     return name in SUBSET_FOLDERS or name.startswith(("queries", "database"))
 
 
-def resolve_source(source: str | os.PathLike) -> Source:
-    """Find the dataset root and the prefix of a folder or *_images_paths.txt file."""
-    source = Path(os.path.abspath(source))
-    if source.is_file():
-        if not source.name.endswith(LIST_SUFFIX):
-            raise ValueError(f"{source}: neither a folder nor a *{LIST_SUFFIX} list of paths")
-        folder, list_file = source.with_name(source.name[: -len(LIST_SUFFIX)]), source
-    elif source.is_dir():
-        folder, list_file = source, None
-    else:
-        raise FileNotFoundError(f"{source}: no such folder or file")
+def _split_prefix(folder: Path) -> str | None:
+    """'train/', 'val/' or 'val/database/' when folder is a split or a subset folder."""
     if folder.name in SPLITS:
-        return Source(folder.parent, f"{folder.name}/", folder, list_file)
+        return f"{folder.name}/"
     if folder.parent.name in ("val", "test") and _is_subset_folder(folder.name):
-        prefix = f"{folder.parent.name}/{folder.name}/"
-        return Source(folder.parent.parent, prefix, folder, list_file)
-    return Source(folder, "", folder, list_file)
+        return f"{folder.parent.name}/{folder.name}/"
+    return None
 
 
-def walk_images(folder: Path, progress: bool = True) -> list[str]:
-    """Relative paths of the image files under folder, sorted (hidden entries skipped)."""
-    paths = []
-    with tqdm(desc=f"listing {folder}", unit=" files", disable=not progress) as bar:
-        for directory, subdirs, files in os.walk(folder):
-            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-            relative = os.path.relpath(directory, folder)
-            for file in files:
-                if not file.startswith(".") and os.path.splitext(file)[1].lower() in (
-                    IMAGE_EXTENSIONS
-                ):
-                    paths.append(file if relative == "." else f"{relative}/{file}")
-            bar.update(len(files))
-    paths.sort()
-    return paths
+def _is_dataset_root(folder: Path) -> bool:
+    return any((folder / split).is_dir() for split in SPLITS)
 
 
-def _source_sql(con: duckdb.DuckDBPyConnection, source: Source, progress: bool) -> str:
-    """A SELECT yielding one `path` column, the paths relative to source.folder."""
-    if source.list_file is not None:
-        # One column per line: a delimiter no path holds, no quoting, no type sniffing.
-        return (
-            f"SELECT path FROM read_csv({_sql_text(str(source.list_file))}, "
-            "columns = {'path': 'VARCHAR'}, header = false, delim = '\x01', quote = '', "
-            "escape = '', auto_detect = false, strict_mode = false)"
-        )
-    table = pa.table({"path": pa.array(walk_images(source.folder, progress), pa.string())})
-    con.register("_ingest_walked", table)
-    return "SELECT path FROM _ingest_walked"
+def _place(folder: Path, listed: bool) -> tuple[Path, str]:
+    """(dataset root, prefix of folder in it); a folder outside any layout is refused."""
+    prefix = _split_prefix(folder)
+    if prefix is not None:
+        return folder.parents[prefix.count("/") - 1], prefix
+    if _is_dataset_root(folder) or (listed and not folder.is_dir()):
+        return folder, ""  # a root, or a list of root-relative paths (no folder needed)
+    for ancestor in folder.parents:  # a sub-folder of a split: train/2013
+        prefix = _split_prefix(ancestor)
+        if prefix is not None:
+            root = ancestor.parents[prefix.count("/") - 1]
+            return root, folder.relative_to(root).as_posix() + "/"
+        if _is_dataset_root(ancestor):
+            break
+    raise ValueError(
+        f"{folder} is neither a dataset root (a folder holding train/, val/ or test/) nor "
+        "inside one of its splits; give the dataset root or one of its split folders"
+    )
+
+
+def _listed_parts(root: Path) -> tuple[Source, ...]:
+    """The parts of a dataset root (train, val/<subset>, test/<subset>) that have a list."""
+    parts = [root / "train"]
+    for split in ("val", "test"):
+        if (root / split).is_dir():
+            parts += sorted(p for p in (root / split).iterdir() if _is_subset_folder(p.name))
+    return tuple(
+        Source(root, _split_prefix(part), part, list_file_of(part))
+        for part in parts
+        if list_file_of(part).is_file()
+    )
+
+
+def resolve_source(source: str | os.PathLike) -> Source:
+    """Find the dataset root and the prefix of a folder or *_images_paths.txt file.
+
+    A folder X with X_images_paths.txt beside it is read from that list, as training does.
+    """
+    found = name_source(source)
+    root, prefix = _place(found.folder, found.list_file is not None)
+    parts = ()
+    if found.list_file is None and prefix == "":
+        parts = _listed_parts(root)
+    return Source(root, prefix, found.folder, found.list_file, parts)
 
 
 # --- the ingest ------------------------------------------------------------------------------
@@ -276,8 +222,11 @@ def ingest(
             raise KeyboardInterrupt(f"ingest of {src.folder} interrupted") from error
         raise
     finally:
-        for view in ("_ingest_walked", "_ingest_fallback", "_ingest_malformed"):  # no-op if absent
-            con.unregister(view)
+        for view in ("_ingest_lines", "_ingest_fallback", "_ingest_malformed"):  # no-op if absent
+            try:
+                con.unregister(view)
+            except duckdb.Error:
+                pass  # the connection is unusable only while a rollback is pending
     result.seconds = time.perf_counter() - start
     return result
 
@@ -289,12 +238,16 @@ def _is_interrupt(error: BaseException) -> bool:
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    try:
-        con.rollback()
-    except duckdb.Error:
-        # DuckDB already ended the transaction (a statement failed or was interrupted):
-        # nothing was committed, and the original error is the one worth raising.
-        pass
+    # A few tries: a Ctrl-C arriving again can interrupt the ROLLBACK itself.
+    for _ in range(5):
+        try:
+            con.rollback()
+            return
+        except duckdb.Error as error:
+            if "no transaction is active" in str(error):
+                # DuckDB already ended the transaction (a statement failed): nothing was
+                # committed, and the original error is the one worth raising.
+                return
 
 
 def _ingest_in_transaction(
@@ -311,7 +264,15 @@ def _ingest_in_transaction(
         on_stage(stage)
 
     _register_dataset(con, dataset, src.dataset_root)
-    _create_source_view(con, src, progress)
+    if _load_source(con, src, progress) == 0:
+        what = src.list_file or src.folder
+        raise ValueError(
+            f"{what} lists no images"
+            if src.list_file
+            else f"{what} holds no image files "
+            f"({', '.join(sorted(IMAGE_EXTENSIONS))}); give a folder of SF-XL images or "
+            f"a *{LIST_SUFFIX} list"
+        )
     with tqdm(total=100, desc=f"ingest {dataset}: counting", unit="%", disable=not progress) as bar:
         with _polling(con, bar, 100, progress):
             result.names, unique, already, new_paths = _count(con, dataset)
@@ -336,7 +297,7 @@ def _ingest_in_transaction(
                 "UPDATE datasets SET utm_zone_number = ?, utm_zone_letter = ? WHERE dataset = ?",
                 [zone.number, zone.letter, dataset],
             )
-        run(con, "DROP VIEW _ingest_source")
+        run(con, "DROP TABLE _ingest_source")
         bar.n = unique
         stage_done("checked")
     return result
@@ -379,18 +340,41 @@ def _register_dataset(con: duckdb.DuckDBPyConnection, dataset: str, root: Path) 
         )
 
 
-def _create_source_view(con: duckdb.DuckDBPyConnection, src: Source, progress: bool) -> None:
-    """_ingest_source(path): the listed paths made relative to the dataset root.
+def _load_source(con: duckdb.DuckDBPyConnection, src: Source, progress: bool) -> int:
+    """Fill _ingest_source(path, reason) with the paths made relative to the dataset root.
 
-    A view, not a table: each pass streams the list again rather than holding 41M paths.
+    reason is NULL, or why the line is malformed before any parse (an absolute path outside
+    the folder, a line break in a walked file's name). Lines come from name_table's reader,
+    the one training and evaluation use. Returns the number of lines.
     """
-    run(
-        con,
-        f"""CREATE OR REPLACE TEMP VIEW _ingest_source AS
-            SELECT {_sql_text(src.prefix)} ||
-                   CASE WHEN starts_with(path, './') THEN path[3:] ELSE path END AS path
-            FROM ({_source_sql(con, src, progress)}) WHERE path <> ''""",
-    )
+    run(con, "CREATE OR REPLACE TEMP TABLE _ingest_source (path VARCHAR, reason VARCHAR)")
+    skip = frozenset(part.prefix.rstrip("/") for part in src.listed_parts)
+    total = 0
+    for part in (src, *src.listed_parts):
+        walk_skip = skip if part is src else frozenset()
+        tables, _, _, odd = line_tables(
+            NameSource(part.folder, part.list_file), progress, skip=walk_skip
+        )
+        prefix = _sql_text(part.prefix)
+        path = normalized_path_sql("line", part.folder)
+        insert = f"""INSERT INTO _ingest_source
+            SELECT {prefix} || coalesce(path, line),
+                   CASE WHEN path IS NULL THEN {_sql_text(outside_reason(part.folder))} END
+            FROM (SELECT line, {path} AS path
+                  FROM (SELECT {line_sql("raw")} AS line FROM _ingest_lines))"""
+        for table in tables:
+            con.register("_ingest_lines", table)
+            total += run(con, insert)[0][0]
+            con.unregister("_ingest_lines")
+        if odd:
+            con.register("_ingest_lines", pd.DataFrame(odd, columns=["path", "reason"]))
+            insert_odd = (
+                f"INSERT INTO _ingest_source SELECT {prefix} || path, reason FROM _ingest_lines"
+            )
+            run(con, insert_odd)
+            con.unregister("_ingest_lines")
+            total += len(odd)
+    return total
 
 
 def _known_sql(dataset: str) -> str:
@@ -405,9 +389,9 @@ def _known_sql(dataset: str) -> str:
 def _count(con: duckdb.DuckDBPyConnection, dataset: str) -> tuple[int, int, int, str]:
     """(names, distinct names, already catalogued, SQL of the new distinct paths)."""
     names, hashes = run(con, "SELECT count(*), count(DISTINCT hash(path)) FROM _ingest_source")[0]
-    unique, new_paths = names, "SELECT path FROM _ingest_source"
+    unique, new_paths = names, "SELECT path, reason FROM _ingest_source"
     if hashes != names:  # a list naming a file twice, or (rarely) a hash collision
-        new_paths = "SELECT DISTINCT path FROM _ingest_source"
+        new_paths = "SELECT DISTINCT path, reason FROM _ingest_source"
         unique = run(con, f"SELECT count(*) FROM ({new_paths})")[0][0]
     known = run(
         con,
@@ -420,7 +404,7 @@ def _count(con: duckdb.DuckDBPyConnection, dataset: str) -> tuple[int, int, int,
         known_paths = _known_sql(dataset)
         query = f"SELECT count(*) FROM ({new_paths}) WHERE path IN ({known_paths})"
         already = run(con, query)[0][0]
-        new_paths = f"SELECT path FROM ({new_paths}) WHERE path NOT IN ({known_paths})"
+        new_paths = f"SELECT * FROM ({new_paths}) WHERE path NOT IN ({known_paths})"
     return names, unique, already, new_paths
 
 
@@ -431,7 +415,7 @@ def _insert_fast(con: duckdb.DuckDBPyConnection, dataset: str, new_paths: str) -
         f"""INSERT INTO images ({", ".join(IMAGE_COLUMNS)})
             SELECT $1, path, split, {_SUBSET_SQL}, {_typed_fields_sql()}
             FROM (SELECT path, split, string_split(path, '@') AS parts
-                  FROM (SELECT path, {_SPLIT_SQL} AS split FROM ({new_paths}))
+                  FROM (SELECT path, reason, {_SPLIT_SQL} AS split FROM ({new_paths}))
                   WHERE {_FAST_SQL})""",
         [dataset],
     )[0][0]
@@ -443,15 +427,15 @@ def _insert_fallback(
     """Names the pattern refused: parse_name keeps or rejects each. (added, malformed)."""
     # Fetched whole before inserting: a new statement on the connection ends a pending result.
     odd = con.sql(
-        f"""SELECT path, split, {_SUBSET_SQL} AS subset
-            FROM (SELECT path, {_SPLIT_SQL} AS split FROM ({new_paths}))
+        f"""SELECT path, split, {_SUBSET_SQL} AS subset, reason
+            FROM (SELECT path, reason, {_SPLIT_SQL} AS split FROM ({new_paths}))
             WHERE NOT ({_FAST_SQL})""",
     ).to_arrow_table()
     added = malformed = 0
     for batch in odd.to_batches(max_chunksize=100_000):
         rows, rejected = [], []
-        for path, split, subset in zip(*batch.to_pydict().values(), strict=True):
-            parsed = _parse_one(path)
+        for path, split, subset, reason in zip(*batch.to_pydict().values(), strict=True):
+            parsed = reason or judge(path)
             if isinstance(parsed, str):
                 rejected.append((path, parsed))
             elif split is None:
@@ -523,7 +507,7 @@ def bulk_parse(
     frames = [typed.df().set_axis(["position", "path", "fast", *columns], axis=1)]
     slow_rows, rejected = [], []
     for position, path in parsed.loc[~parsed["fast"], ["position", "path"]].itertuples(index=False):
-        result = _parse_one(path)
+        result = judge(path)
         if isinstance(result, str):
             rejected.append((path, result))
         else:

@@ -112,8 +112,10 @@ def _check_fields(values: dict[str, str]) -> str | None:
             return f"{key} is not a number: {values[key]!r}"
     for key in OPTIONAL_NUMERIC_FIELDS:
         if values[key]:
+            # nan/inf are refused like any non-number: "no heading" is written as empty.
             try:
-                float(values[key])
+                if not math.isfinite(float(values[key])):
+                    return f"{key} is not finite: {values[key]!r}"
             except ValueError:
                 return f"{key} is not a number: {values[key]!r}"
     if not values["utm_zone_number"].isdigit() or not 1 <= int(values["utm_zone_number"]) <= 60:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from data_catalog.catalog import NAME_COLUMNS
 from data_catalog.ingest import bulk_parse
+from data_catalog.name_table import parse_paths
 from data_catalog.names import (
     FIELD_NAMES,
     MalformedNameError,
@@ -82,6 +83,13 @@ MALFORMED = [
     (REAL[1:].replace("0543037.38", "x0543037.38", 1), "found 14"),  # no leading '@'
     (REAL.replace("0543037.38", "east", 1), "utm_east is not a number"),
     (REAL.replace("0543037.38", "inf", 1), "utm_east is not finite"),
+    (REAL.replace("4180974.80", "-Infinity", 1), "utm_north is not finite"),
+    (REAL.replace("037.77510", "NaN", 1), "lat is not finite"),
+    (REAL.replace("@134@", "@nan@", 1), "heading is not finite"),
+    (REAL.replace("@134@", "@-INF@", 1), "heading is not finite"),
+    (REAL.replace("@134@@@@", "@134@+nan@@@", 1), "pitch is not finite"),
+    (REAL.replace("@134@@@@", "@134@@inf@@", 1), "roll is not finite"),
+    (REAL.replace("@134@@@@", "@134@@@Infinity@", 1), "height is not finite"),
     (REAL.replace("@10@", "@61@", 1), "utm_zone_number must be 1..60"),
     (REAL.replace("@S@", "@I@", 1), "utm_zone_letter"),
     (REAL.replace("037.77510", "095.00000", 1), "lat/lon out of range"),
@@ -148,16 +156,22 @@ def _same(a, b) -> bool:
 
 
 def assert_bulk_agrees(paths: list[str]) -> None:
+    """The ingest's rows and the training arrays both agree with parse_name on every path."""
     con = duckdb.connect()
     valid, rejected = bulk_parse(con, paths)
     reasons = dict(rejected)
     rows = {row["path"]: row for row in valid.to_dict("records")}
+    arrays, index = parse_paths(paths, extra=("pano_id",))
+    array_reasons = dict(arrays.malformed)
+    position = {paths[i]: row for row, i in enumerate(index.tolist())}
     for path in paths:
         try:
             name = parse_name(path)
         except MalformedNameError as error:
             assert path not in rows, f"bulk parser accepted {path!r}: {error.reason}"
             assert reasons[path] == error.reason
+            assert path not in position, f"array parser accepted {path!r}: {error.reason}"
+            assert array_reasons[path] == error.reason
             continue
         assert path in rows, f"bulk parser rejected {path!r}: {reasons.get(path)}"
         row = rows[path]
@@ -165,6 +179,17 @@ def assert_bulk_agrees(paths: list[str]) -> None:
             expected = _expected_value(field, getattr(name, field))
             assert _same(row[field], expected), (path, field, row[field], expected)
         assert _same(row["year"], name.year) and _same(row["month"], name.month)
+        assert path in position, f"array parser rejected {path!r}: {array_reasons.get(path)}"
+        i = position[path]
+        assert arrays.paths[i] == path
+        assert (arrays.east[i], arrays.north[i]) == (name.east, name.north)
+        assert _same(float(arrays.heading[i]), name.heading_deg)
+        assert (int(arrays.zone_number[i]), chr(arrays.zone_letter[i])) == (
+            name.zone_number,
+            name.utm_zone_letter,
+        )
+        assert int(arrays.year[i]) == (-1 if name.year is None else name.year)
+        assert arrays.extra["pano_id"][i] == name.pano_id
 
 
 def test_bulk_parser_takes_the_fast_way_for_real_names():
@@ -181,7 +206,6 @@ def test_bulk_parser_agrees_on_odd_and_malformed_names():
         REAL.replace("@134@", "@ 134@", 1),  # float() strips spaces
         REAL.replace("@10@", "@010@", 1),
         REAL.replace("037.77510", "+37.7751", 1),
-        REAL.replace("@134@", "@nan@", 1),  # optional fields may be NaN for parse_name
         REAL.replace("-122.51130", "-180", 1),
         REAL.replace("037.77510", "90.000", 1),
         REAL.replace("201311", "20131105_235959", 1),
@@ -191,10 +215,11 @@ def test_bulk_parser_agrees_on_odd_and_malformed_names():
     assert_bulk_agrees(paths)
 
 
-_FIELD_TEXT = st.text("0123456789.+-eE_ SNIna@/\u0663x", max_size=8)
+# Letters enough for nan, inf and infinity in any case, with signs and exponents.
+_FIELD_TEXT = st.text("0123456789.+-eE_ SNIAFYnaifty@/\u0663x", max_size=9)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, len(FIELD_NAMES) - 1), _FIELD_TEXT), max_size=40))
 def test_bulk_parser_agrees_on_mutated_names(mutations):
     fields = REAL.split("@")[1:]

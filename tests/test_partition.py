@@ -113,11 +113,11 @@ def test_eq1_and_eq2_on_a_worked_example():
     assert part.group_keys[part.class_group[0]].tolist() == [3, 2, 0]
 
 
-def test_groups_are_ordered_by_size_then_key_and_deterministic():
+def test_size_order_ranks_groups_by_size_then_key_and_is_deterministic():
     rng = np.random.default_rng(1)
     east, north = rng.uniform(0, 300, 2000), rng.uniform(0, 300, 2000)
     heading = rng.uniform(0, 360, 2000)
-    params = PartitionParams(min_images_per_class=2)
+    params = PartitionParams(min_images_per_class=2, group_order="size")
     first = partition(east, north, heading, params)
     again = partition(east, north, heading, params)
     sizes = np.diff(first.group_offsets)
@@ -159,3 +159,63 @@ def test_uneven_heading_wrap_warns():
 def test_missing_heading_is_an_error():
     with pytest.raises(ValueError, match="heading"):
         partition([1.0], [1.0], [np.nan])
+
+
+def test_reference_group_order_on_a_hand_worked_list():
+    """M=10, alpha=90, N=2, L=2, min 2 images: 8 groups (u, v, w) = (e%2, n%2, h%2).
+
+    image  east north heading -> class (e, n, h) -> group (u, v, w)
+      0     25    5     10        (2, 0, 0)          (0, 0, 0)   kept (images 0, 5)
+      1     15    5     10        (1, 0, 0)          (1, 0, 0)   dropped (1 image)
+      2      5   15    100        (0, 1, 1)          (0, 1, 1)   kept (images 2, 3)
+      3      5   15    120        (0, 1, 1)
+      4     35   25    190        (3, 2, 2)          (1, 0, 0)   kept (images 4, 6)
+      5     25    5     20        (2, 0, 0)
+      6     35   25    200        (3, 2, 2)
+      7      5    5     10        (0, 0, 0)          (0, 0, 0)   kept (images 7, 8)
+      8      5    5     10        (0, 0, 0)
+    Groups by first appearance of a kept class: (0,0,0) at image 0, (0,1,1) at 2, (1,0,0)
+    at 4 (its class at image 1 was dropped, so image 1 does not count), then the five empty
+    groups in (u, v, w) order. Classes in a group by first appearance: (2,0,0) then (0,0,0).
+    By size, (0,0,0) with 2 classes would come first instead.
+    """
+    east = [25, 15, 5, 5, 35, 25, 35, 5, 5]
+    north = [5, 5, 15, 15, 25, 5, 25, 5, 5]
+    heading = [10, 10, 100, 120, 190, 20, 200, 10, 10]
+    params = PartitionParams(M=10, alpha=90, N=2, L=2, min_images_per_class=2)
+    part = partition(east, north, heading, params)
+    expected_groups = [(0, 0, 0), (0, 1, 1), (1, 0, 0)]
+    expected_groups += [(0, 0, 1), (0, 1, 0), (1, 0, 1), (1, 1, 0), (1, 1, 1)]
+    assert [tuple(g) for g in part.group_keys.tolist()] == expected_groups
+    assert part.class_keys.tolist() == [[2, 0, 0], [0, 0, 0], [0, 1, 1], [3, 2, 2]]
+    assert part.group_offsets.tolist() == [0, 2, 3, 4, 4, 4, 4, 4, 4]
+    assert part.image_class.tolist() == [0, -1, 2, 2, 3, 0, 3, 1, 1]
+    assert part.image_group.tolist() == [0, -1, 1, 1, 2, 0, 2, 0, 0]
+    assert [m.tolist() for m in part.class_members(0)] == [[0, 5], [7, 8]]
+    by_size = partition(
+        east, north, heading, PartitionParams(**{**vars(params), "group_order": "size"})
+    )
+    assert by_size.group_keys[0].tolist() == [0, 0, 0]
+    assert by_size.class_keys[:2].tolist() == [[0, 0, 0], [2, 0, 0]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(images(), params_strategy)
+def test_reference_order_follows_first_appearance(data, params):
+    part = partition(*data, params=params)
+    kept = np.flatnonzero(part.image_class >= 0)
+    # The group of each kept image, in input order: its distinct values in order of first
+    # appearance are 0, 1, 2, ... (the groups' numbers), and likewise classes within a group.
+    groups = part.image_group[kept]
+    _, first = np.unique(groups, return_index=True)
+    assert groups[np.sort(first)].tolist() == list(range(len(first)))
+    classes = part.image_class[kept]
+    for group in range(part.num_groups):
+        in_group = classes[groups == group]
+        _, first = np.unique(in_group, return_index=True)
+        assert np.all(np.diff(in_group[np.sort(first)]) > 0)
+
+
+def test_group_order_is_checked():
+    with pytest.raises(ValueError, match="group_order must be one of reference, size"):
+        PartitionParams(group_order="biggest")

@@ -13,11 +13,13 @@ from pathlib import Path
 from core.model import BACKBONE_CHANNELS, POOLINGS
 from core.partition import (
     DEFAULT_ALPHA,
+    DEFAULT_GROUP_ORDER,
     DEFAULT_GROUPS_NUM,
     DEFAULT_L,
     DEFAULT_M,
     DEFAULT_MIN_IMAGES_PER_CLASS,
     DEFAULT_N,
+    GROUP_ORDERS,
     PartitionParams,
 )
 from core.recall import DEFAULT_POSITIVE_DIST_THRESHOLD
@@ -37,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--L", type=int, default=DEFAULT_L, help="heading bins between them")
     parser.add_argument("--groups_num", type=int, default=DEFAULT_GROUPS_NUM)
     parser.add_argument("--min_images_per_class", type=int, default=DEFAULT_MIN_IMAGES_PER_CLASS)
+    parser.add_argument(
+        "--group_order",
+        default=DEFAULT_GROUP_ORDER,
+        choices=GROUP_ORDERS,
+        help="reference: groups in order of first appearance in the (sorted or listed) paths, "
+        "as the reference numbers them; size: largest group first",
+    )
     # Model
     parser.add_argument("--backbone", default="ResNet18", choices=list(BACKBONE_CHANNELS))
     parser.add_argument("--fc_output_dim", type=int, default=512, help="descriptor dimension")
@@ -110,4 +119,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def partition_params(args: argparse.Namespace) -> PartitionParams:
-    return PartitionParams(args.M, args.alpha, args.N, args.L, args.min_images_per_class)
+    return PartitionParams(
+        args.M, args.alpha, args.N, args.L, args.min_images_per_class, args.group_order
+    )

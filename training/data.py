@@ -1,13 +1,21 @@
 """Datasets read from an SF-XL folder: CosPlace groups for training, database/queries for tests.
 
-Labels come from the file names (data_catalog.names) and classes from core.partition, so a
-folder works with or without a catalog. Malformed names are counted and reported, never fatal.
+A folder X is read as the reference reads it: from `X_images_paths.txt` beside X when that
+file exists (paths relative to X, in file order), else by walking X (sorted paths). Names
+become arrays through the one bulk parser (data_catalog.name_table), the same one the
+catalog ingest uses, so a folder works with or without a catalog and every reader reports
+the same malformed names. Malformed names are counted and reported, never fatal; names of
+more than one UTM zone are refused.
+
+`load_train_set(folder, params, cache_dir)` keeps the parsed names and the partition in
+cache_dir (training passes WORKSPACE/cache), so a second start skips both.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +24,68 @@ import torchvision.transforms as T
 from torch.utils.data import Dataset
 
 from core.descriptors import IMAGENET_MEAN, IMAGENET_STD
+from core.geo import MixedUTMZoneError, UTMZone, check_single_zone
 from core.images import load_image
-from core.partition import Partition, PartitionParams, partition
+from core.partition import Partition, PartitionParams
+from data_catalog.name_cache import load_names, load_partition
+from data_catalog.name_table import (
+    NameArrays,
+    NameSource,
+    PathList,
+    name_source,
+    read_names,
+    walk_images,
+)
 from data_catalog.names import MalformedNameError, SFXLName, parse_name
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 log = logging.getLogger(__name__)
+
+
+def dataset_source(folder: str | Path) -> NameSource:
+    """Folder X, or its X_images_paths.txt; the folder must exist (it holds the images)."""
+    source = name_source(folder)
+    if not source.folder.is_dir():
+        raise FileNotFoundError(
+            f"{source.folder} is not a folder: {source.list_file} lists paths relative to it"
+        )
+    return source
+
+
+def _check_first_path(source: NameSource, names: NameArrays) -> None:
+    """The reference's sanity check: the first listed image must exist under the folder."""
+    if source.list_file is None or len(names) == 0:
+        return
+    first = names.paths[0]
+    if not (source.folder / first).exists():
+        raise FileNotFoundError(
+            f"{first}, the first path in {source.list_file}, is not in {source.folder}; "
+            f"the list must hold paths relative to {source.folder.name}/"
+        )
+
+
+def _report_malformed(source: NameSource, names: NameArrays) -> None:
+    if names.malformed:
+        path, reason = names.malformed[0]
+        log.warning(
+            "%s: skipped %d malformed names, e.g. %s: %s",
+            source,
+            len(names.malformed),
+            path,
+            reason,
+        )
+
+
+def single_zone(zones: list[tuple[int, str]], where: object) -> UTMZone:
+    """The one UTM zone of a dataset; MixedUTMZoneError (one sentence) if it spans several."""
+    numbers, letters = zip(*zones, strict=True) if zones else ((), ())
+    try:
+        return check_single_zone(list(numbers), list(letters))
+    except MixedUTMZoneError:
+        found = ", ".join(f"{number}{letter}" for number, letter in zones)
+        raise MixedUTMZoneError(
+            f"{where} mixes UTM zones {found}: eastings of different zones are not "
+            "comparable, so give a folder or list of one zone only"
+        ) from None
 
 
 def list_images(folder: str | Path) -> list[str]:
@@ -29,27 +93,31 @@ def list_images(folder: str | Path) -> list[str]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    return sorted(
-        str(p.relative_to(folder))
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
+    return walk_images(folder)[0]
+
+
+def read_folder(folder: str | Path, extra: tuple[str, ...] = ()) -> NameArrays:
+    """The names of a folder (or its list) as arrays, malformed ones reported and left out.
+
+    `extra` asks for more fields, e.g. ("pano_id",), as arrays in names.extra.
+    """
+    source = dataset_source(folder)
+    names = read_names(source, extra=extra)
+    _check_first_path(source, names)
+    _report_malformed(source, names)
+    return names
 
 
 def parse_folder(folder: str | Path) -> tuple[list[str], list[SFXLName], list[MalformedNameError]]:
-    """Relative paths and parsed names of the well-named images, and the malformed ones."""
-    paths, names, malformed = [], [], []
-    for path in list_images(folder):
-        try:
-            names.append(parse_name(path))
-            paths.append(path)
-        except MalformedNameError as error:
-            malformed.append(error)
-    if malformed:
-        log.warning(
-            "%s: skipped %d malformed file names, e.g. %s", folder, len(malformed), malformed[0]
-        )
-    return paths, names, malformed
+    """Relative paths and parse_name objects of the well-named images, and the malformed ones.
+
+    Kept for callers that need every field as written; the verdicts come from the bulk
+    parser, so they are those of every other reader. For arrays, use read_folder.
+    """
+    names = read_folder(folder)
+    paths = list(names.paths)
+    malformed = [MalformedNameError(path, reason) for path, reason in names.malformed]
+    return paths, [parse_name(path) for path in paths], malformed
 
 
 def utm_of(names: list[SFXLName]) -> np.ndarray:
@@ -58,32 +126,46 @@ def utm_of(names: list[SFXLName]) -> np.ndarray:
 
 @dataclass
 class TrainSet:
+    """The images of a train folder and their CosPlace classes and groups.
+
+    Image i is paths[i]; partition.image_class[i] its class. Partition.class_members(group)
+    gives the images of each class of a group (the only door to them).
+    """
+
     root: Path
-    paths: list[str]
+    paths: PathList
     partition: Partition
-
-    def classes_of_group(self, group: int) -> list[np.ndarray]:
-        """Image indices of each class of `group`, in class-label order."""
-        labels = self.partition.label_in_group()
-        members = self.partition.images_of_group(group)
-        order = members[np.argsort(labels[members], kind="stable")]
-        counts = np.bincount(labels[members], minlength=len(self.partition.classes_of_group(group)))
-        return np.split(order, np.cumsum(counts)[:-1])
+    zone: UTMZone
+    malformed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    cache_entry: Path | None = None  # where the names and partition are cached, if anywhere
 
 
-def load_train_set(folder: str | Path, params: PartitionParams) -> TrainSet:
-    paths, names, _ = parse_folder(folder)
-    if not paths:
-        raise ValueError(f"{folder} holds no SF-XL-named images to train on")
-    missing_heading = [p for p, n in zip(paths, names, strict=True) if n.heading_deg is None]
-    if missing_heading:
+def load_train_set(
+    folder: str | Path,
+    params: PartitionParams,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> TrainSet:
+    """Names of a train folder (or of its X_images_paths.txt) to classes and groups.
+
+    With cache_dir, the parsed names and the partition are kept there and reused while the
+    list of files is unchanged (see data_catalog.name_cache for what counts as a change).
+    """
+    source = dataset_source(folder)
+    names, entry = load_names(source, Path(cache_dir) if cache_dir else None, progress)
+    _check_first_path(source, names)
+    _report_malformed(source, names)
+    if len(names) == 0:
+        raise ValueError(f"{source} holds no SF-XL-named images to train on; check the folder")
+    missing = np.isnan(names.heading)
+    if missing.any():
         raise ValueError(
-            f"{folder}: {len(missing_heading)} images have no heading, e.g. "
-            f"{missing_heading[0]}; training needs headings for the classes"
+            f"{source}: {int(missing.sum())} images have no heading, e.g. "
+            f"{names.paths[int(np.argmax(missing))]}; training needs headings for the classes"
         )
-    utm = utm_of(names)
-    headings = np.array([n.heading_deg for n in names], dtype=np.float64)
-    return TrainSet(Path(folder), paths, partition(utm[:, 0], utm[:, 1], headings, params))
+    zone = single_zone(names.zones(), source)
+    part = load_partition(names, params, entry)
+    return TrainSet(source.folder, names.paths, part, zone, names.malformed, entry)
 
 
 def train_transform(
@@ -113,7 +195,7 @@ class GroupDataset(Dataset):
     def __init__(self, train_set: TrainSet, group: int, transform) -> None:
         self.root = train_set.root
         self.paths = train_set.paths
-        self.classes = train_set.classes_of_group(group)
+        self.classes = train_set.partition.class_members(group)
         self.transform = transform
 
     def __len__(self) -> int:
@@ -136,25 +218,44 @@ class TestSet:
     queries_paths: list[str]
     database_utm: np.ndarray
     queries_utm: np.ndarray
+    zone: UTMZone | None = None
+    malformed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
     @property
     def name(self) -> str:
         return self.root.name
 
 
+def _subset(folder: Path, sub: str) -> tuple[NameSource, NameArrays]:
+    target = folder / sub
+    if not target.is_dir():
+        raise FileNotFoundError(f"{target} is missing: expected SF-XL test layout")
+    source = dataset_source(target)
+    names = read_names(source)
+    _check_first_path(source, names)
+    _report_malformed(source, names)
+    return source, names
+
+
 def load_test_set(folder: str | Path, queries_folder: str = "queries") -> TestSet:
+    """database/ and queries_folder/ of folder, each read from its list when it has one."""
     folder = Path(folder)
-    for sub in ("database", queries_folder):
-        if not (folder / sub).is_dir():
-            raise FileNotFoundError(f"{folder / sub} is missing: expected SF-XL test layout")
-    db_paths, db_names, _ = parse_folder(folder / "database")
-    q_paths, q_names, _ = parse_folder(folder / queries_folder)
-    if not db_paths or not q_paths:
+    _, database = _subset(folder, "database")
+    _, queries = _subset(folder, queries_folder)
+    if len(database) == 0 or len(queries) == 0:
         raise ValueError(f"{folder}: empty database or {queries_folder}")
+    zone = single_zone(
+        sorted(set(database.zones()) | set(queries.zones())),
+        f"{folder} (database and {queries_folder})",
+    )
+    malformed = [(f"database/{p}", r) for p, r in database.malformed]
+    malformed += [(f"{queries_folder}/{p}", r) for p, r in queries.malformed]
     return TestSet(
         folder,
-        [f"database/{p}" for p in db_paths],
-        [f"{queries_folder}/{p}" for p in q_paths],
-        utm_of(db_names),
-        utm_of(q_names),
+        [f"database/{p}" for p in database.paths],
+        [f"{queries_folder}/{p}" for p in queries.paths],
+        np.stack([database.east, database.north], axis=1),
+        np.stack([queries.east, queries.north], axis=1),
+        zone,
+        malformed,
     )

@@ -262,7 +262,12 @@ def train(args) -> dict:
             f"--batch_size {args.batch_size} must divide by {context.world_size} ranks"
         )
     seed_everything(args.seed)
-    train_set = load_train_set(args.train_set_folder, config.partition_params(args))
+    train_set = load_train_set(
+        args.train_set_folder,
+        config.partition_params(args),
+        cache_dir=Path(args.workspace) / "cache",
+        progress=context.is_main,
+    )
     check_groups(train_set, args.groups_num, args.batch_size // context.world_size)
     val_set = load_test_set(args.val_set_folder, "queries")
     model, model_optimizer, heads, head_optimizers = build_training(args, train_set, context.device)

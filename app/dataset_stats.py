@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import pydeck as pdk
 
 from app.catalog_reader import open_catalog
-from app.map_layers import CompactDeck, square_rings
+from app.map_layers import CompactDeck, fit_zoom, square_rings
 from core.geo import UTMZone
 from data_catalog import catalog
 
@@ -127,7 +127,7 @@ def coverage_deck(stats: DatasetStats) -> pdk.Deck:
     view = pdk.ViewState(
         latitude=float(lat.mean()) if lat.size else 0.0,
         longitude=float(lon.mean()) if lon.size else 0.0,
-        zoom=float(np.clip(np.log2(360.0 / max(span, 1e-5)) - 1.2, 1, 18)),
+        zoom=fit_zoom(span, 500),
     )
     layer = pdk.Layer(
         "PolygonLayer", data=data, id="coverage", get_polygon="polygon",

@@ -213,13 +213,20 @@ def _records(rings: np.ndarray, colours: np.ndarray, extra: pd.DataFrame) -> pd.
     return frame
 
 
+def fit_zoom(span_deg: float, width_px: int = 700) -> float:
+    """Web Mercator zoom at which `span_deg` of longitude fills about width_px pixels
+    (at zoom z the world's 360 degrees span 256 * 2^z pixels)."""
+    span = max(float(span_deg), 1e-6)
+    return float(np.clip(math.log2(360.0 * width_px / 256.0 / span), 1.0, 18.0))
+
+
 def _view_state(rings: np.ndarray) -> pdk.ViewState:
     """Centre and zoom that frame the drawn shapes (Web Mercator zoom from their extent)."""
     if len(rings) == 0:
         return pdk.ViewState(latitude=0, longitude=0, zoom=1)
     lon, lat = rings[..., 0], rings[..., 1]
-    span = max(float(lon.max() - lon.min()), float(lat.max() - lat.min()) * 1.3, 1e-5)
-    zoom = max(1.0, min(20.0, math.log2(360.0 / span) - 1.2))
+    span = max(float(lon.max() - lon.min()), float(lat.max() - lat.min()) * 1.3)
+    zoom = fit_zoom(span)
     return pdk.ViewState(
         latitude=float((lat.min() + lat.max()) / 2),
         longitude=float((lon.min() + lon.max()) / 2),

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from app.map_layers import CompactDeck
+from app.map_layers import CompactDeck, fit_zoom
 from core.descriptors import inference_transform
 from core.geo import UTMZone, latlon_to_utm, utm_to_latlon
 from core.images import ImageError, load_image, read_gps
@@ -289,7 +289,7 @@ def retrieval_deck(query: Query, retrieval: Retrieval, zone: UTMZone) -> pdk.Dec
         )
         centre_lat, centre_lon = float(qlat[0]), float(qlon[0])
     spread = max(float(np.ptp(lat)) if len(lat) else 0.0, float(np.ptp(lon)) if len(lon) else 0.0)
-    zoom = 16.0 if spread < 1e-3 else max(10.0, 16.0 - np.log2(spread / 1e-3))
+    zoom = fit_zoom(2.5 * max(spread, 5e-4), 500)  # results around the centre
     return CompactDeck(
         layers=layers,
         initial_view_state=pdk.ViewState(latitude=centre_lat, longitude=centre_lon, zoom=zoom),

@@ -78,12 +78,19 @@ def wait_until_serving(process: subprocess.Popen, port: int, log: Path) -> None:
 
 
 def wait_idle(page) -> None:
-    """The script has finished its run and no element is still a loading skeleton."""
+    """The script has finished its run, no element is still a loading skeleton, and every
+    map canvas has been laid out and painted (two animation frames after that)."""
     page.wait_for_selector(IDLE, timeout=LOAD_TIMEOUT_MS)
     page.wait_for_function(
         "() => document.querySelectorAll('[data-testid=stSkeleton]').length === 0",
         timeout=LOAD_TIMEOUT_MS,
     )
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stDeckGlJsonChart]')]"
+        ".every(chart => { const c = chart.querySelector('canvas'); return c && c.width > 0; })",
+        timeout=LOAD_TIMEOUT_MS,
+    )
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +126,13 @@ def test_every_page_in_chromium(running_app, tmp_path, tiny_city):
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
             for name in PAGES:
-                url = f"{running_app}/{name}" + ("?min_images=1" if name == "map" else "")
+                # Map is the default page: its address is the app's root.
+                path = "?min_images=1" if name == "map" else name
+                url = f"{running_app}/{path}"
                 page.goto(url)
                 wait_idle(page)
                 main = page.get_by_test_id("stMain")
+                assert page.get_by_text("Page not found").count() == 0, url
                 navigation = page.get_by_test_id("stSidebarNav").inner_text()
                 assert navigation.split() == ["Map", "Retrieve", "Dataset", "Results"], navigation
                 assert main.get_by_test_id("stException").count() == 0, name

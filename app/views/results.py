@@ -1,6 +1,286 @@
-"""Results page (placeholder)."""
+"""Results: runs next to the paper, ablations, curves, a threshold slider, the failure browser.
 
+The logic lives in app/results_view.py; this file only lays it out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
 import streamlit as st
 
+from app import results_view as rv
+from app import view_state
+from app.resources import thumbnail_png
+from app.workspace import catalog_path, workspace_dir
+from data_catalog.catalog import CatalogBusyError, connect
+from data_catalog.paper import load_paper_results
+from data_catalog.results import list_results
+
 st.title("Results")
-st.info("This page is being built.")
+workspace = workspace_dir()
+
+
+def export(frame: pd.DataFrame, name: str) -> None:
+    """A download button with the table as CSV."""
+    st.download_button(
+        f"Download {name}.csv",
+        rv.to_csv_bytes(frame),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=f"export_{name}",
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner="Reading predictions…")
+def cached_predictions(path: str, mtime: float) -> pd.DataFrame:
+    return rv.load_predictions(path)
+
+
+def predictions_of(path: Path) -> pd.DataFrame:
+    return cached_predictions(str(path), path.stat().st_mtime)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_database(test_set: str) -> tuple[list[str], object]:
+    return rv.database_utm(test_set)
+
+
+@st.cache_data(show_spinner=False)
+def paper_results() -> pd.DataFrame:
+    return load_paper_results()
+
+
+runs = rv.list_runs(workspace)
+evaluations = rv.list_evaluations(workspace)
+grids = rv.load_grids(workspace)
+claims = rv.load_claims(workspace)
+
+if runs.empty and grids.empty and not claims:
+    st.info(
+        f"No run in {workspace / 'runs'} yet. Train one with `{rv.TRAIN_COMMAND}` and "
+        f"evaluate it with `{rv.EVAL_COMMAND}`, or record the paper's claims on the demo city with "
+        f"`{rv.CLAIMS_COMMAND}` (under an hour on 2 CPU cores)."
+    )
+    st.stop()
+
+view_state.initial("threshold", 25, int)
+threshold = st.slider(
+    "Distance threshold for a correct prediction (m)",
+    min_value=1,
+    max_value=100,
+    step=1,
+    key="threshold",
+    help="Recall@N is recomputed from each run's saved predictions (positions from the file "
+    "names). The paper uses 25 m.",
+)
+view_state.publish(threshold=threshold)
+
+names = sorted({e.run for e in evaluations})
+shown = st.multiselect("Runs shown", names, default=names, key="results_runs")
+chosen = [e for e in evaluations if e.run in shown]
+
+tabs = st.tabs(
+    ["Runs vs paper", "Claims", "Ablations", "Training curves", "Failures", "Paper tables"]
+)
+
+with tabs[0]:
+    st.subheader("Recall@N of every evaluation")
+    if not chosen:
+        st.info(f"No evaluation recorded yet: evaluate a run with `{rv.EVAL_COMMAND}`.")
+    else:
+        table = rv.runs_table(chosen, threshold, predictions_of)
+        st.caption(
+            f"Recomputed at {threshold} m where predictions were saved (`recomputed`); "
+            "otherwise the recall recorded at the run's own threshold."
+        )
+        st.dataframe(table, hide_index=True)
+        export(table, "runs_recall")
+        long = table.melt(
+            id_vars=["run", "queries", "threshold_m"],
+            value_vars=[f"R@{n}" for n in rv.RECALL_NS],
+            var_name="metric",
+            value_name="recall",
+        )
+        long["evaluation"] = long["run"] + " / " + long["queries"]
+        figure = px.bar(
+            long, x="metric", y="recall", color="evaluation", barmode="group", range_y=[0, 100]
+        )
+        st.plotly_chart(figure, key="runs_bar")
+
+        curves = []
+        for evaluation in chosen:
+            if evaluation.predictions is None:
+                continue
+            curve = rv.recall_curve(predictions_of(evaluation.predictions), range(5, 101, 5))
+            curve["evaluation"] = f"{evaluation.run} / {evaluation.queries}"
+            curves.append(curve[curve["metric"] == "R@1"])
+        if curves:
+            curve = pd.concat(curves)
+            figure = px.line(curve, x="threshold_m", y="value", color="evaluation", markers=True)
+            figure.add_vline(x=threshold, line_dash="dash")
+            figure.update_layout(yaxis_title="R@1 (%)", xaxis_title="threshold (m)")
+            st.plotly_chart(figure, key="threshold_curve")
+
+        st.subheader("Next to the paper")
+        side = rv.runs_next_to_paper(table, paper_results())
+        st.caption(
+            "The paper's CosPlace on the same query set (SF-XL test v1/v2: Table 4, VGG-16, "
+            "512-D; val: Table 5, ResNet-18). `note` lists every setting that differs; "
+            "numbers with a note are not measured alike."
+        )
+        st.dataframe(side, hide_index=True)
+        export(side, "runs_vs_paper")
+
+with tabs[1]:
+    st.subheader("The paper's claims on this city")
+    if not claims:
+        st.info(f"Not recorded yet: run `{rv.CLAIMS_COMMAND}`.")
+    else:
+        verdicts = rv.claims_table(claims)
+        budget = ", ".join(f"{k}={v}" for k, v in claims.get("budget", {}).items())
+        st.caption(
+            f"Reduced budget on {claims.get('dataset_folder')} ({budget}); "
+            f"{claims.get('seconds', 0) / 60:.0f} min. One seed: small differences are noise."
+        )
+        st.dataframe(verdicts, hide_index=True)
+        export(verdicts, "claims")
+        memory = rv.memory_table(claims)
+        if not memory.empty:
+            st.markdown("**(b) Training memory at equal batch** (benchmarks.training_memory)")
+            st.dataframe(memory, hide_index=True)
+            export(memory, "claims_memory")
+        if claims.get("failed"):
+            st.warning("Failed points: " + "; ".join(claims["failed"]))
+
+with tabs[2]:
+    st.subheader("Table 5: groups against naive partitions (M, alpha, N, L)")
+    table5 = rv.table5_view(grids, paper_results())
+    if table5.empty:
+        st.info(
+            "No Table 5 grid yet: `python -m training.ablation --grid table5 --dataset_folder "
+            f"DIR ...` or `{rv.CLAIMS_COMMAND}`."
+        )
+    else:
+        st.dataframe(table5, hide_index=True)
+        export(table5, "table5")
+        long = table5.melt(
+            id_vars=["grid", "point"], value_vars=["val_r1", "paper_val_r1"], value_name="R@1"
+        )
+        figure = px.bar(long, x="point", y="R@1", color="variable", barmode="group")
+        st.plotly_chart(figure, key="table5_bar")
+
+    st.subheader("Descriptor dimension: recall and memory per million images")
+    dims = rv.dimension_view(grids)
+    if dims.empty:
+        st.info("No dimension grid yet: `python -m training.ablation --grid dimension ...`.")
+    else:
+        st.dataframe(dims, hide_index=True)
+        export(dims, "dimension")
+        left, right = st.columns(2)
+        recall = px.line(dims, x="fc_output_dim", y=["test_r1", "val_r1"], markers=True, log_x=True)
+        left.plotly_chart(recall, key="dim_recall")
+        memory = px.line(dims, x="fc_output_dim", y="memory_mb_per_million", markers=True)
+        memory.update_layout(yaxis_title="MB per million images (float32)")
+        right.plotly_chart(memory, key="dim_memory")
+
+    st.subheader("Training-set size (Table 6)")
+    sizes = rv.train_size_view(grids, paper_results())
+    st.caption("The paper's rows are Pitts30k R@1 after training on SF-XL subsets.")
+    st.dataframe(sizes, hide_index=True)
+    export(sizes, "train_size")
+    plotted = sizes.melt(
+        id_vars=["source", "train_images"],
+        value_vars=[c for c in ("test_r1", "paper_pitts30k_r1") if c in sizes],
+        value_name="R@1",
+    ).dropna(subset=["R@1"])
+    figure = px.line(plotted, x="train_images", y="R@1", color="source", markers=True, log_x=True)
+    st.plotly_chart(figure, key="size_line")
+
+    st.subheader("Pooling (Table 7)")
+    pooling = rv.pooling_view(grids, paper_results())
+    st.dataframe(pooling, hide_index=True)
+    export(pooling, "pooling")
+
+with tabs[3]:
+    st.subheader("Training curves")
+    curves = rv.training_curves(workspace, shown or None)
+    if curves.empty:
+        st.info("No training history among the runs shown (evaluation-only runs have none).")
+    else:
+        left, right = st.columns(2)
+        left.plotly_chart(px.line(curves, x="epoch", y="loss", color="run", markers=True))
+        right.plotly_chart(px.line(curves, x="epoch", y="val_r1", color="run", markers=True))
+        export(curves, "training_curves")
+
+with tabs[4]:
+    st.subheader("Failure browser")
+    with_predictions = [e for e in chosen if e.predictions is not None]
+    if not with_predictions:
+        st.info(f"Failures need saved predictions: evaluate a run with `{rv.EVAL_COMMAND}`.")
+    else:
+        query_set = st.selectbox("Query set", rv.query_sets(with_predictions), key="fail_queries")
+        candidates = [e for e in with_predictions if e.queries == query_set]
+        labels = [e.label for e in candidates]
+        label = st.selectbox("Evaluation", labels, key="fail_evaluation")
+        evaluation = candidates[labels.index(label)]
+        predictions = predictions_of(evaluation.predictions)
+        wrong = rv.failures(predictions, threshold, cached_database(evaluation.test_set))
+        st.caption(
+            f"{len(wrong)} of {predictions['query'].nunique()} queries have their top-1 "
+            f"farther than {threshold} m; worst first."
+        )
+        st.dataframe(wrong.drop(columns=["missed_positives"]), hide_index=True)
+        export(wrong, "failures")
+        root = Path(evaluation.test_set)
+        shown_failures = st.number_input(
+            "Failures shown with thumbnails", 0, 50, min(5, len(wrong)), key="fail_count"
+        )
+        for row in wrong.head(int(shown_failures)).itertuples():
+            st.markdown(f"**{Path(row.query).name}**: top-1 is {row.top1_error_m:.0f} m off")
+            tiles = [(row.query, "query")]
+            tiles += [
+                (p, f"#{i + 1}: {e:.0f} m")
+                for i, (p, e) in enumerate(
+                    zip(row.predictions, row.prediction_errors_m, strict=True)
+                )
+            ]
+            tiles += [(p, "missed positive") for p in row.missed_positives[:3]]
+            columns = st.columns(len(tiles))
+            for column, (path, caption) in zip(columns, tiles, strict=True):
+                png = thumbnail_png(str(root / path), 128)
+                if png is None:
+                    column.caption(f"{caption} (image not found)")
+                else:
+                    column.image(png, caption=caption)
+
+        st.subheader("Possible label errors")
+        suspects = rv.possible_label_errors(predictions, threshold)
+        st.caption(
+            "Pairs as similar as a typical correct match (cosine similarity ≥ "
+            f"{suspects.attrs.get('similarity_bar', float('nan')):.3f}) yet more than "
+            f"{threshold} m apart: a wrong position label, or a look-alike place, to review."
+        )
+        st.dataframe(suspects, hide_index=True)
+        export(suspects, "possible_label_errors")
+
+with tabs[5]:
+    st.subheader("The paper's Tables 3 to 10")
+    paper = paper_results()
+    number = st.selectbox("Table", sorted(paper["table"].unique()), key="paper_table")
+    table = paper[paper["table"] == number]
+    st.dataframe(table.dropna(axis=1, how="all"), hide_index=True)
+    export(table, f"paper_table{number}")
+    with st.expander("Results recorded in the catalog"):
+        path = catalog_path(workspace)
+        if not path.is_file():
+            st.info(f"No catalog at {path}: `make demo-data` creates it.")
+        else:
+            try:
+                with connect(path, read_only=True) as con:
+                    recorded = list_results(con)
+                st.dataframe(recorded, hide_index=True)
+            except CatalogBusyError as error:
+                st.warning(str(error))

@@ -1,0 +1,588 @@
+"""The Results page's logic, without Streamlit: runs, recall at any threshold, the paper.
+
+The run folders are the source of truth (WORKSPACE/runs/<run>/): summary.json (training
+history, best val R@1, test recalls), args.json (every flag), and one folder per evaluation,
+eval_<set>_<queries>/ with results.json and predictions.csv (query, rank, prediction,
+descriptor distance, correct). Grids of training.ablation and training.claims leave
+runs/ablation_<grid>.json and runs/claims.json beside them.
+
+Recall at another threshold needs no model: SF-XL names carry UTM, so the distance from each
+query to each of its predictions is read from the two file names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from data_catalog.names import MalformedNameError, parse_name
+from data_catalog.paper import SFXL_QUERIES, load_paper_results, paper_table
+
+RECALL_NS = (1, 5, 10, 20)
+PAPER_THRESHOLD_M = 25.0
+TRAIN_COMMAND = "make demo-model"
+EVAL_COMMAND = (
+    "python -m training.eval --dataset_folder data/synthetic_demo --workspace data "
+    "--save_dir demo --resume_model data/runs/demo/best_model.pth --device cpu"
+)
+CLAIMS_COMMAND = "python -m training.claims --dataset_folder data/synthetic_demo --workspace data"
+BYTES_PER_FLOAT = 4
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of a run on a test set and query folder."""
+
+    run: str
+    folder: Path  # eval_<set>_<queries>, or the run folder for a train summary's test
+    test_set: str
+    queries: str
+    recalls: dict[str, float]
+    settings: dict  # the flags of the evaluation (threshold, resizing, image size...)
+    predictions: Path | None
+    num_queries: int | None = None
+    num_database: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.run} / {Path(self.test_set).name} / {self.queries}"
+
+
+def _read_json(path: Path) -> dict | list | None:
+    """The file's JSON, or None while it is missing or half-written by a running command."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_folders(workspace: str | Path) -> list[Path]:
+    """Run folders (holding a summary.json, args.json or an evaluation), sorted by name."""
+    runs = Path(workspace) / "runs"
+    if not runs.is_dir():
+        return []
+    return sorted(
+        p
+        for p in runs.iterdir()
+        if p.is_dir()
+        and (
+            (p / "summary.json").is_file()
+            or (p / "args.json").is_file()
+            or any(p.glob("eval_*/results.json"))
+        )
+    )
+
+
+def list_runs(workspace: str | Path) -> pd.DataFrame:
+    """One row per run: its kind, model, partition and the best val R@1 of its training."""
+    rows = []
+    for folder in run_folders(workspace):
+        args = _read_json(folder / "args.json") or {}
+        summary = _read_json(folder / "summary.json") or {}
+        history = summary.get("history") or []
+        rows.append(
+            {
+                "run": folder.name,
+                "kind": summary.get("kind") or ("eval" if not history else "train"),
+                "backbone": args.get("backbone"),
+                "fc_output_dim": args.get("fc_output_dim"),
+                "pooling": args.get("pooling"),
+                "M": args.get("M"),
+                "alpha": args.get("alpha"),
+                "N": args.get("N"),
+                "L": args.get("L"),
+                "groups_num": args.get("groups_num"),
+                "image_size": args.get("image_size"),
+                "epochs": len(history),
+                "best_val_r1": summary.get("best_val_recall1"),
+                "evaluations": len(list(folder.glob("eval_*/results.json"))),
+                "finished": bool(summary),
+            }
+        )
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+RUN_COLUMNS = [
+    "run", "kind", "backbone", "fc_output_dim", "pooling", "M", "alpha", "N", "L", "groups_num",
+    "image_size", "epochs", "best_val_r1", "evaluations", "finished",
+]  # fmt: skip
+
+
+def list_evaluations(workspace: str | Path) -> list[Evaluation]:
+    """Every evaluation with saved predictions, then the train summaries' tests without them."""
+    found = []
+    for folder in run_folders(workspace):
+        args = _read_json(folder / "args.json") or {}
+        for results_file in sorted(folder.glob("eval_*/results.json")):
+            result = _read_json(results_file)
+            if not result or "recalls" not in result:
+                continue
+            predictions = results_file.parent / "predictions.csv"
+            found.append(
+                Evaluation(
+                    run=folder.name,
+                    folder=results_file.parent,
+                    test_set=str(result.get("test_set", "")),
+                    queries=str(result.get("queries_folder", "")),
+                    recalls=result["recalls"],
+                    settings=result.get("args") or args,
+                    predictions=predictions if predictions.is_file() else None,
+                    num_queries=result.get("num_queries"),
+                    num_database=result.get("num_database"),
+                )
+            )
+        summary = _read_json(folder / "summary.json") or {}
+        tested = {(e.test_set, e.queries) for e in found if e.run == folder.name}
+        test = summary.get("test_result") or {}
+        if summary.get("test") and (test.get("test_set"), test.get("queries_folder")) not in tested:
+            found.append(
+                Evaluation(
+                    run=folder.name,
+                    folder=folder,
+                    test_set=str(test.get("test_set") or args.get("test_set_folder") or ""),
+                    queries=str(test.get("queries_folder") or args.get("queries_folder") or ""),
+                    recalls=summary["test"],
+                    settings=args,
+                    predictions=None,
+                    num_queries=test.get("num_queries"),
+                    num_database=test.get("num_database"),
+                )
+            )
+    return found
+
+
+def settings_of(evaluation: Evaluation) -> dict:
+    """The settings that decide whether two recalls can be compared."""
+    s = evaluation.settings
+    resized = bool(s.get("resize_test_imgs"))
+    return {
+        "threshold_m": float(s.get("positive_dist_threshold", PAPER_THRESHOLD_M)),
+        "test_resize": f"shorter side {s.get('image_size')} px" if resized else "native",
+        "queries": evaluation.queries,
+        "backbone": s.get("backbone"),
+        "descriptor_dim": s.get("fc_output_dim"),
+    }
+
+
+# --- recall from saved predictions, at any threshold ----------------------------------------
+
+
+def _utm_of_names(paths: pd.Series) -> np.ndarray:
+    """[n, 2] UTM east/north from SF-XL file names; NaN where a name carries none."""
+    unique = pd.unique(paths)
+    utm = {}
+    for path in unique:
+        try:
+            name = parse_name(path)
+            utm[path] = (name.east, name.north)
+        except MalformedNameError:
+            utm[path] = (np.nan, np.nan)
+    return np.array([utm[p] for p in paths], dtype=np.float64).reshape(-1, 2)
+
+
+def load_predictions(path: str | Path) -> pd.DataFrame:
+    """predictions.csv with the distance in metres from each query to each prediction.
+
+    `geo_m` is NaN where a name carries no position; `similarity` is the cosine similarity
+    of the L2-normalised descriptors (the file's distance is faiss's squared L2).
+    """
+    frame = pd.read_csv(path)
+    missing = {"query", "rank", "prediction", "distance"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path} lacks the columns {sorted(missing)}: re-run training.eval")
+    query_utm = _utm_of_names(frame["query"])
+    prediction_utm = _utm_of_names(frame["prediction"])
+    frame["geo_m"] = np.hypot(*(query_utm - prediction_utm).T)
+    frame["similarity"] = 1.0 - frame["distance"] / 2.0
+    return frame.sort_values(["query", "rank"], kind="stable").reset_index(drop=True)
+
+
+def recall_at_threshold(
+    predictions: pd.DataFrame, threshold_m: float, ns=RECALL_NS
+) -> dict[str, float]:
+    """Recall@N in percent: queries with a prediction within threshold_m among their first N."""
+    if predictions.empty:
+        raise ValueError("no predictions to compute recall from")
+    hit = predictions["geo_m"].to_numpy() <= threshold_m  # NaN compares False: a miss
+    ranks = predictions["rank"].to_numpy()
+    first_hit = (
+        pd.Series(np.where(hit, ranks, np.inf)).groupby(predictions["query"].to_numpy()).min()
+    )
+    return {f"R@{n}": float((first_hit < n).mean() * 100.0) for n in ns}
+
+
+def recall_curve(predictions: pd.DataFrame, thresholds) -> pd.DataFrame:
+    """Recall@N for each threshold, long format (threshold_m, metric, value)."""
+    rows = [
+        {"threshold_m": float(t), "metric": metric, "value": value}
+        for t in thresholds
+        for metric, value in recall_at_threshold(predictions, t).items()
+    ]
+    return pd.DataFrame(rows)
+
+
+# --- runs next to the paper ---------------------------------------------------------------
+
+
+def runs_table(
+    evaluations: list[Evaluation], threshold_m: float, predictions_of=load_predictions
+) -> pd.DataFrame:
+    """Recall@1/5/10/20 of every evaluation, at threshold_m where predictions were saved."""
+    rows = []
+    for evaluation in evaluations:
+        settings = settings_of(evaluation)
+        recalls = dict(evaluation.recalls)
+        threshold = settings["threshold_m"]
+        if evaluation.predictions is not None:
+            recalls = recall_at_threshold(predictions_of(evaluation.predictions), threshold_m)
+            threshold = threshold_m
+        rows.append(
+            {
+                "run": evaluation.run,
+                "test_set": evaluation.test_set,
+                **settings,
+                "threshold_m": threshold,
+                **{f"R@{n}": recalls.get(f"R@{n}") for n in RECALL_NS},
+                "recomputed": evaluation.predictions is not None,
+                "num_queries": evaluation.num_queries,
+            }
+        )
+    columns = ["run", "test_set", "queries", "threshold_m", "test_resize", "backbone"]
+    columns += ["descriptor_dim", *[f"R@{n}" for n in RECALL_NS], "recomputed", "num_queries"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def dataset_label(test_set: str | Path) -> str:
+    """'SF-XL' when the test set looks like SF-XL's, else the dataset folder's name."""
+    root = Path(str(test_set)).parent
+    if (root / "metadata.json").is_file():  # written by data_catalog.synthetic
+        return f"synthetic city {root.name}"
+    name = root.name.lower().replace("-", "_")
+    return "SF-XL" if "sf_xl" in name or "sfxl" in name else root.name or "unknown"
+
+
+def differences(run_row: dict, paper_row: dict) -> list[str]:
+    """Why a run's number and a paper number are not measured the same way (empty: same)."""
+    notes = []
+    dataset = dataset_label(run_row["test_set"])
+    if dataset != "SF-XL":
+        notes.append(f"dataset: {dataset} vs SF-XL")
+    if float(run_row["threshold_m"]) != float(paper_row["threshold_m"]):
+        notes.append(f"threshold {run_row['threshold_m']:g} m vs {paper_row['threshold_m']:g} m")
+    if run_row["test_resize"] != paper_row["test_resize"]:
+        notes.append(f"test images {run_row['test_resize']} vs {paper_row['test_resize']}")
+    mine, theirs = str(run_row.get("backbone") or ""), str(paper_row.get("backbone") or "")
+    if theirs and mine.replace("-", "").lower() != theirs.replace("-", "").lower():
+        notes.append(f"backbone {mine or '?'} vs {theirs}")
+    dim = paper_row.get("descriptor_dim")
+    if not pd.isna(dim) and run_row.get("descriptor_dim") != dim:
+        notes.append(f"{run_row.get('descriptor_dim')}-D vs {dim}-D")
+    return notes
+
+
+def runs_next_to_paper(runs: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each run's recall beside the paper's CosPlace number on the same query set.
+
+    The `note` column lists every setting that differs (dataset, threshold, resizing,
+    backbone, dimension); it is empty only when the two numbers are measured alike.
+    """
+    paper = load_paper_results() if paper is None else paper
+    cosplace = paper[(paper["method"] == "CosPlace") & paper["table"].isin([4, 5])]
+    rows = []
+    for run_row in runs.to_dict("records"):
+        test_set = SFXL_QUERIES.get(run_row["queries"])
+        for n in RECALL_NS:
+            metric = f"R@{n}"
+            same = (cosplace["test_set"] == test_set) & (cosplace["metric"] == metric)
+            reference = cosplace[same]
+            if test_set == "SF-XL val":  # Table 5: CosPlace's own row
+                reference = reference[(reference["alpha"] == 30) & (reference["N"] == 5)]
+            paper_row = reference.iloc[0].to_dict() if len(reference) else None
+            rows.append(
+                {
+                    "run": run_row["run"],
+                    "queries": run_row["queries"],
+                    "metric": metric,
+                    "run_value": run_row[metric],
+                    "run_threshold_m": run_row["threshold_m"],
+                    "run_test_resize": run_row["test_resize"],
+                    "paper_table": paper_row["table"] if paper_row else None,
+                    "paper_test_set": test_set if paper_row else None,
+                    "paper_value": paper_row["value"] if paper_row else None,
+                    "paper_threshold_m": paper_row["threshold_m"] if paper_row else None,
+                    "paper_test_resize": paper_row["test_resize"] if paper_row else None,
+                    "note": "; ".join(differences(run_row, paper_row))
+                    if paper_row
+                    else "the paper reports no such number",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+# --- grids: Table 5, dimension, train size, pooling ----------------------------------------
+
+
+def load_grids(workspace: str | Path) -> pd.DataFrame:
+    """Every point of every recorded grid (runs/ablation_*.json), one row per point."""
+    runs = Path(workspace) / "runs"
+    rows = []
+    for path in sorted(runs.glob("ablation_*.json")) if runs.is_dir() else []:
+        for row in _read_json(path) or []:
+            row = {k: v for k, v in row.items() if k != "args"}
+            row["grid_file"] = path.name
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def grid_rows(grids: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Points of the grids of one kind (table5, dimension, train_size, pooling)."""
+    if grids.empty:
+        return grids
+    return grids[grids["grid"].astype(str).str.endswith(kind)].reset_index(drop=True)
+
+
+def table5_view(grids: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Table 5: each (M, alpha, N, L) point's val R@1 beside the paper's (SF-XL val, ResNet-18)."""
+    points = grid_rows(grids, "table5")
+    if points.empty:
+        return pd.DataFrame()
+    reference = paper_table(5, paper)
+    out = points[["grid", "point", "M", "alpha", "N", "L", "groups_num", "val_r1", "test_r1"]]
+    out = out.copy()
+    paper_r1 = []
+    for row in out.itertuples():
+        match = reference[
+            (reference["M"] == row.M)
+            & (reference["alpha"] == row.alpha)
+            & (reference["N"] == row.N)
+            & (reference["L"] == row.L)
+        ]
+        paper_r1.append(float(match["value"].iloc[0]) if len(match) else None)
+    out["paper_val_r1"] = paper_r1
+    out["note"] = "paper: SF-XL val, ResNet-18 at 512 px, full training; run: its own val set"
+    return out
+
+
+def memory_per_million_mb(dim: int) -> float:
+    """Float32 descriptors of one million images: dim x 4 bytes x 1e6, in MB (1e6 bytes)."""
+    return dim * BYTES_PER_FLOAT * 1e6 / 1e6
+
+
+def dimension_view(grids: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Recall against descriptor dimension, with the memory per million images.
+
+    Points of the dimension grids; a claims grid's CosPlace point (Table 5 row) is its 512-D
+    point. Runs outside grids are added from `runs` (runs_table) when given.
+    """
+    rows = []
+    for _, row in grid_rows(grids, "dimension").iterrows():
+        rows.append({"source": row["grid"], "run": Path(str(row["run_folder"])).name,
+                     "fc_output_dim": int(row["fc_output_dim"]), "val_r1": row["val_r1"],
+                     "test_r1": row.get("test_r1")})  # fmt: skip
+    for _, row in grid_rows(grids, "claims_table5").iterrows():
+        if row["point"] == "M10_alpha30_N5_L2":
+            rows.append({"source": row["grid"], "run": Path(str(row["run_folder"])).name,
+                         "fc_output_dim": int(row["fc_output_dim"]), "val_r1": row["val_r1"],
+                         "test_r1": row.get("test_r1")})  # fmt: skip
+    out = pd.DataFrame(rows, columns=["source", "run", "fc_output_dim", "val_r1", "test_r1"])
+    out["memory_mb_per_million"] = out["fc_output_dim"].map(memory_per_million_mb)
+    return out.sort_values(["source", "fc_output_dim"]).reset_index(drop=True)
+
+
+def train_size_view(grids: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Recall against the number of training images (Table 6), the paper's beside it."""
+    rows = []
+    for _, row in grid_rows(grids, "train_size").iterrows():
+        rows.append({"source": row["grid"], "train_images": int(row["train_images"]),
+                     "train_fraction": row["train_fraction"], "val_r1": row["val_r1"],
+                     "test_r1": row.get("test_r1")})  # fmt: skip
+    for _, row in grid_rows(grids, "claims_table5").iterrows():
+        if row["point"] == "M10_alpha30_N5_L2" and any(
+            r["source"].startswith("claims") for r in rows
+        ):
+            rows.append({"source": "claims_train_size", "train_images": int(row["train_images"]),
+                         "train_fraction": 1.0, "val_r1": row["val_r1"],
+                         "test_r1": row.get("test_r1")})  # fmt: skip
+    out = pd.DataFrame(rows, columns=["source", "train_images", "train_fraction", "val_r1"])
+    if "test_r1" not in out:
+        out["test_r1"] = pd.Series(dtype=float)
+    paper = paper_table(6, paper)
+    reference = paper[paper["test_set"] == "Pitts30k"][["train_images", "value"]]
+    reference = reference.rename(columns={"value": "paper_pitts30k_r1"})
+    reference["source"] = "paper Table 6 (Pitts30k R@1, ResNet-18 on SF-XL)"
+    return pd.concat([out, reference], ignore_index=True).sort_values(
+        ["source", "train_images"], kind="stable"
+    )
+
+
+def pooling_view(grids: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Pooling points (Table 7) beside the paper's Pitts30k R@1 for the same pooling."""
+    reference = paper_table(7, paper)
+    reference = reference[reference["test_set"] == "Pitts30k"].set_index("pooling")["value"]
+    points = grid_rows(grids, "pooling")
+    out = pd.DataFrame(
+        {
+            "pooling": list(reference.index),
+            "paper_pitts30k_r1": reference.to_numpy(),
+        }
+    )
+    if not points.empty:
+        mine = points[["grid", "pooling", "val_r1", "test_r1"]]
+        out = out.merge(mine, on="pooling", how="left")
+    out["note"] = "paper: ResNet-18 on SF-XL tested on Pitts30k; run: its own test set"
+    return out
+
+
+def training_curves(workspace: str | Path, runs: list[str] | None = None) -> pd.DataFrame:
+    """Loss and val R@1 per epoch of each run's summary.json (or its last checkpoint's args)."""
+    rows = []
+    for folder in run_folders(workspace):
+        if runs is not None and folder.name not in runs:
+            continue
+        summary = _read_json(folder / "summary.json") or {}
+        for entry in summary.get("history") or []:
+            rows.append(
+                {
+                    "run": folder.name,
+                    "epoch": entry.get("epoch"),
+                    "group": entry.get("group"),
+                    "loss": entry.get("loss"),
+                    "val_r1": (entry.get("val") or {}).get("R@1"),
+                    "images_per_s": entry.get("images_per_s"),
+                }
+            )
+    columns = ["run", "epoch", "group", "loss", "val_r1", "images_per_s"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def load_claims(workspace: str | Path) -> dict | None:
+    return _read_json(Path(workspace) / "runs" / "claims.json")
+
+
+def claims_table(claims: dict | None) -> pd.DataFrame:
+    """One row per claim: what was measured and whether it holds on this city."""
+    columns = ["claim", "metric", "holds", "measured"]
+    if not claims:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for name, claim in claims.get("claims", {}).items():
+        measured = "; ".join(
+            ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if v is not None)
+            for row in claim.get("rows", [])
+        )
+        holds = {True: "holds", False: "does not hold", None: "not measured"}[claim.get("holds")]
+        rows.append(
+            {"claim": name, "metric": claim.get("metric"), "holds": holds, "measured": measured}
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def memory_table(claims: dict | None) -> pd.DataFrame:
+    claim = (claims or {}).get("claims", {}).get("memory")
+    if not claim:
+        return pd.DataFrame()
+    out = pd.DataFrame(claim["rows"])
+    keep = ["config", "tuples", "images", "seconds", "peak_rss_mib", "step_rss_mib"]
+    return out[[c for c in keep if c in out]]
+
+
+def _fmt(value) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+# --- failures ------------------------------------------------------------------------------
+
+
+def database_utm(test_set: str | Path) -> tuple[list[str], np.ndarray]:
+    """Relative paths (database/...) and UTM of a test set's database images."""
+    folder = Path(test_set) / "database"
+    if not folder.is_dir():
+        return [], np.zeros((0, 2))
+    paths = sorted(
+        f"database/{p.relative_to(folder)}"
+        for p in folder.rglob("*")
+        if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    )
+    utm = _utm_of_names(pd.Series(paths))
+    keep = ~np.isnan(utm).any(axis=1)
+    return [p for p, k in zip(paths, keep, strict=True) if k], utm[keep]
+
+
+def failures(
+    predictions: pd.DataFrame,
+    threshold_m: float,
+    database: tuple[list[str], np.ndarray] | None = None,
+    top: int = 5,
+) -> pd.DataFrame:
+    """Queries whose top-1 is farther than threshold_m, worst top-1 error first.
+
+    Each row: the query, its top-1 error in metres, its first `top` predictions with their
+    errors, and the positives it missed (database images within threshold_m, from `database`).
+    """
+    first = predictions[predictions["rank"] == 0]
+    wrong = first[~(first["geo_m"] <= threshold_m)].sort_values(
+        "geo_m", ascending=False, na_position="first"
+    )
+    tree = None
+    if database is not None and len(database[0]):
+        tree = cKDTree(database[1])
+    rows = []
+    for query, top1_error in zip(wrong["query"], wrong["geo_m"], strict=True):
+        mine = predictions[predictions["query"] == query].head(top)
+        missed = []
+        if tree is not None:
+            utm = _utm_of_names(pd.Series([query]))[0]
+            if not np.isnan(utm).any():
+                near = tree.query_ball_point(utm, r=threshold_m)
+                missed = sorted(database[0][i] for i in near)
+        rows.append(
+            {
+                "query": query,
+                "top1_error_m": top1_error,
+                "predictions": mine["prediction"].tolist(),
+                "prediction_errors_m": [round(float(v), 1) for v in mine["geo_m"]],
+                "missed_positives": missed,
+                "num_missed_positives": len(missed),
+            }
+        )
+    columns = ["query", "top1_error_m", "predictions", "prediction_errors_m"]
+    return pd.DataFrame(rows, columns=[*columns, "missed_positives", "num_missed_positives"])
+
+
+def possible_label_errors(
+    predictions: pd.DataFrame, threshold_m: float, limit: int = 50
+) -> pd.DataFrame:
+    """Pairs the model finds as similar as its typical correct match, yet farther than the
+    threshold: a wrong position label (or a look-alike place) worth a look.
+
+    "As similar": at least the median similarity of the correct top-1 matches (of all
+    top-1 matches when none is correct). Most similar first.
+    """
+    first = predictions[predictions["rank"] == 0]
+    correct = first[first["geo_m"] <= threshold_m]["similarity"]
+    bar = float((correct if len(correct) else first["similarity"]).median())
+    far = predictions[(predictions["geo_m"] > threshold_m) & (predictions["similarity"] >= bar)]
+    out = far.sort_values("similarity", ascending=False).head(limit)
+    out = out[["query", "prediction", "rank", "similarity", "geo_m"]].reset_index(drop=True)
+    out.attrs["similarity_bar"] = bar
+    return out
+
+
+def query_sets(evaluations: list[Evaluation]) -> list[str]:
+    return sorted({e.queries for e in evaluations})
+
+
+def to_csv_bytes(frame: pd.DataFrame) -> bytes:
+    """A table as CSV for download; list cells are joined with ' | '."""
+    flat = frame.copy()
+    for column in flat.columns:
+        if flat[column].map(lambda v: isinstance(v, list)).any():
+            flat[column] = flat[column].map(
+                lambda v: " | ".join(map(str, v)) if isinstance(v, list) else v
+            )
+    return flat.to_csv(index=False).encode()

@@ -214,3 +214,24 @@ def test_group_separation_meets_the_paper_bound():
         assert separation.min_gap_m == pytest.approx(params.M * (params.N - 1))
         assert separation.min_centre_m == pytest.approx(params.M * params.N)
         assert separation.min_heading_deg == pytest.approx(params.alpha * (params.L - 1))
+
+
+def test_eval_build_index_hook_serves_the_run(workspace, tmp_path, tiny_city):
+    from training.eval import main as eval_main
+
+    run = copy_run(workspace / "runs" / "tiny", tmp_path / "runs" / "evaluated")
+    built_by_command = json.loads((run / "index" / "index_manifest.json").read_text())
+    for name in ("index.faiss", "index_manifest.json", "database.parquet", "serving.json"):
+        (run / "index" / name).unlink()
+    eval_main(
+        [
+            "--test_set_folder", str(tiny_city / "test"), "--resume_model",
+            str(run / "best_model.pth"), "--backbone", "ResNet18", "--fc_output_dim", "16",
+            "--resize_test_imgs", "--image_size", "32", "--device", "cpu", "--num_workers", "0",
+            "--workspace", str(tmp_path), "--save_dir", "evaluated", "--build_index",
+        ]
+    )  # fmt: skip
+    serving = load_run_serving(run)
+    assert serving.manifest.database_fingerprint == built_by_command["database_fingerprint"]
+    assert serving.manifest.model == built_by_command["model"]
+    assert serving.database.resize_shorter_side == 32 and serving.index.ntotal == 96

@@ -31,6 +31,7 @@ from core.index import (
     save_index,
 )
 from core.model import CheckpointError, model_from_checkpoint
+from data_catalog.names import parse_name
 from data_catalog.serving import ServingDatabase, write_serving_database
 from training.data import parse_folder
 
@@ -176,3 +177,39 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- the hook training.eval calls with --build_index ---------------------------------------
+
+
+def pop_build_index_flag(argv: list[str] | None) -> tuple[bool, list[str]]:
+    """(--build_index given?, the other arguments): training.eval's parser does not know it."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    return "--build_index" in words, [w for w in words if w != "--build_index"]
+
+
+def index_from_evaluation(args, model: nn.Module, test_set, database_descriptors) -> Path:
+    """Save the index of the database descriptors training.eval has just extracted.
+
+    test_set is a training.data.TestSet whose database paths start with "database/"; the
+    index is built over that folder exactly as build_index would (same paths, same order).
+    """
+    root = Path(test_set.root) / "database"
+    paths = [str(Path(p).relative_to("database")) for p in test_set.database_paths]
+    names = [parse_name(p) for p in paths]
+    zone = check_single_zone([n.zone_number for n in names], [n.utm_zone_letter for n in names])
+    utm = np.asarray(test_set.database_utm, dtype=np.float64).reshape(-1, 2)
+    resize = args.image_size if args.resize_test_imgs else None
+    out = save_run_index(
+        args.run_folder, model, database_descriptors, root, paths, utm, zone, resize
+    )
+    print(f"retrieval index of {len(paths)} images saved to {out}")
+    if not (Path(args.run_folder) / BEST_MODEL).is_file():
+        log.warning(
+            "%s has no %s: the app serves a run's own best_model.pth, so copy the model "
+            "there (this index belongs to %s)",
+            args.run_folder,
+            BEST_MODEL,
+            args.resume_model,
+        )
+    return out

@@ -26,6 +26,7 @@ from core.recall import RECALL_VALUES, find_positives, format_recalls, recall_at
 from data_catalog import results as catalog_results
 from data_catalog.catalog import connect
 from training import config, distributed
+from training.build_index import index_from_evaluation, pop_build_index_flag
 from training.data import TestSet, load_test_set
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,9 @@ def run(args) -> EvalResult:
         }
         (out / "results.json").write_text(json.dumps(summary, indent=2))
         record_in_catalog(args, "eval", test_set, result.recalls, out / "predictions.csv")
+        if getattr(args, "build_index", False):  # --build_index: serve this model (the app)
+            evaluated = getattr(result, "test_set", None) or test_set
+            index_from_evaluation(args, model, evaluated, result.database_descriptors)
         print(f"{test_set.name} / {args.queries_folder}: {format_recalls(result.recalls)}")
     distributed.teardown()
     return result
@@ -224,7 +228,9 @@ def run(args) -> EvalResult:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    build_index, argv = pop_build_index_flag(argv)
     args = config.parse_arguments(argv)
+    args.build_index = build_index
     if not args.test_set_folder:
         raise SystemExit("--test_set_folder (or --dataset_folder) is required")
     run(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -278,6 +279,77 @@ def test_a_dataset_name_is_bound_to_one_root(dataset_dir, tmp_path):
     with pytest.raises(ValueError, match="already in the catalog"):
         ingest(con, other, progress=False)
     assert ingest(con, other, dataset="sfxl2", progress=False).added == 1
+
+
+def test_a_split_sub_folder_is_ingested_as_that_part(dataset_dir, tmp_path):
+    con = catalog.connect(tmp_path / "c.duckdb")
+    part = ingest(con, dataset_dir / "train" / "spot2" / "2013", progress=False)
+    assert (part.dataset, part.added, part.malformed) == ("sfxl", 12, 0)
+    paths = [row[0] for row in con.execute("SELECT path FROM images").fetchall()]
+    assert all(path.startswith("train/spot2/2013/") for path in paths)
+    # The rest comes with the root; what is there already is not added twice.
+    whole = ingest(con, dataset_dir, progress=False)
+    assert whole.already_present == 12
+    assert counts(con)[0] == TRAIN_IMAGES + sum(SUBSET_SIZES.values())
+
+
+def test_a_folder_outside_any_dataset_is_refused(tmp_path):
+    loose = tmp_path / "photos" / "2013"
+    _touch(loose / name_at(*SPOTS[0], 30))
+    con = catalog.connect(tmp_path / "c.duckdb")
+    with pytest.raises(ValueError) as caught:
+        ingest(con, loose, progress=False)
+    assert str(caught.value) == (
+        f"{loose} is neither a dataset root (a folder holding train/, val/ or test/) nor "
+        "inside one of its splits; give the dataset root or one of its split folders"
+    )
+    assert counts(con) == (0, 0, 0)
+    assert main([str(loose), "--db", str(tmp_path / "c.duckdb"), "--no_progress"]) == 1
+
+
+def test_an_empty_folder_is_refused_and_leaves_nothing(tmp_path, capsys):
+    empty = tmp_path / "new" / "train"
+    empty.mkdir(parents=True)
+    (empty / "notes.txt").touch()
+    db = tmp_path / "c.duckdb"
+    assert main([str(empty), "--db", str(db), "--no_progress"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: {empty} holds no image files (.bmp, .jpeg, .jpg, .png, .tif, .tiff, .webp); "
+        "give a folder of SF-XL images or a *_images_paths.txt list"
+    )
+    assert counts(catalog.connect(db)) == (0, 0, 0)
+
+
+def test_absolute_paths_in_a_list(dataset_dir, tmp_path):
+    train = dataset_dir / "train"
+    inside = sorted(p for p in train.rglob("*@*.jpg"))[:5]
+    outside = tmp_path / "other" / "train" / name_at(*SPOTS[0], 30)
+    listing = tmp_path / "copy" / "train_images_paths.txt"
+    listing.parent.mkdir()
+    (listing.parent / "train").symlink_to(train)
+    lines = [str(listing.parent / "train" / p.relative_to(train)) for p in inside]
+    listing.write_text("\n".join([*lines, str(outside)]) + "\n")
+    con = catalog.connect(tmp_path / "c.duckdb")
+    result = ingest(con, listing, progress=False)
+    assert (result.added, result.malformed) == (5, 1)
+    stored = sorted(row[0] for row in con.execute("SELECT path FROM images").fetchall())
+    assert stored == sorted(f"train/{p.relative_to(train).as_posix()}" for p in inside)
+    bad = catalog.malformed_names(con)
+    assert bad["reason"].tolist() == [
+        f"absolute path outside {listing.parent / 'train'}; list paths relative to train/"
+    ]
+
+
+def test_the_root_reads_a_split_from_its_list(dataset_dir, tmp_path):
+    root = tmp_path / "listed"
+    shutil.copytree(dataset_dir, root)
+    first = sorted(p.relative_to(root / "train") for p in (root / "train").rglob("*@*.jpg"))[:7]
+    (root / "train_images_paths.txt").write_text("".join(f"{p.as_posix()}\n" for p in first))
+    con = catalog.connect(tmp_path / "c.duckdb")
+    ingest(con, root, progress=False)
+    train = con.execute("SELECT count(*) FROM images WHERE split = 'train'").fetchall()[0][0]
+    assert train == 7
+    assert counts(con)[0] == 7 + sum(SUBSET_SIZES.values())
 
 
 # --- queries ---------------------------------------------------------------------------------

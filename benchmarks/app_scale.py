@@ -1,0 +1,220 @@
+"""The app at city scale: each page's logic on a catalog of generated names, and retrieval at 100k.
+
+For --names generated SF-XL names (default 41,200,000, the size of SF-XL raw; written and
+ingested as benchmarks/catalog_ingest does), it times what each page computes, without
+Streamlit: first the cold computation that the app caches (the partition through the
+catalog, the catalog statistics), then the page's own work once that is cached (the
+aggregated map, a group's Fig. 4, a block at full resolution, a cell's images, the charts),
+and the bytes of pydeck/plotly JSON each page sends to the browser (the goals: under 10 s
+once cached, under 20 MB).
+
+Retrieval: a randomly initialised ResNet-18 (512-D) and an exact index over --database
+random unit descriptors; from the bytes of a 1024x768 JPEG upload to the ranked table with
+distances (decode, descriptor, search), best of 5 (goal: under 1 s at 100k).
+
+    python -m benchmarks.app_scale [--names 41200000] [--database 100000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.table import print_table
+
+PAYLOAD_LIMIT_MB = 20.0
+OPEN_LIMIT_S = 10.0
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--names", type=int, default=41_200_000, help="generated names")
+    parser.add_argument("--database", type=int, default=100_000, help="retrieval database size")
+    parser.add_argument("--keep", default=None, help="folder to keep (and reuse) the catalog in")
+    parser.add_argument("--skip_catalog", action="store_true", help="retrieval only")
+    return parser.parse_args()
+
+
+def timed(function):
+    start = time.perf_counter()
+    value = function()
+    return value, time.perf_counter() - start
+
+
+def build_catalog(folder: Path, names: int) -> tuple[Path, float]:
+    """Generate and ingest the names once; a kept folder with a catalog is reused."""
+    from benchmarks.catalog_ingest import generate_names
+    from data_catalog.ingest import main as ingest_main
+
+    db = folder / "catalog.duckdb"
+    if (folder / f".built-{names}").exists():
+        return db, float("nan")
+    listing = folder / "city_images_paths.txt"
+    start = time.perf_counter()
+    generate_names(names, listing)
+    ingest_main([str(listing), "--db", str(db), "--dataset", "city", "--no_progress"])
+    listing.unlink()
+    (folder / f".built-{names}").touch()
+    return db, time.perf_counter() - start
+
+
+def mb(count: int) -> float:
+    return count / 1e6
+
+
+def measure_map(db: Path, rows: list) -> object:
+    from app.dataset_stats import figure_payload_bytes
+    from app.map_layers import (
+        MapSelection,
+        build_map_layers,
+        cell_images,
+        compute_partition_view,
+        deck_payload_bytes,
+        fig4_figure,
+        group_separation,
+    )
+    from core.partition import PartitionParams
+
+    view, cold = timed(lambda: compute_partition_view(db, "city", PartitionParams(), "train"))
+    rows.append(["Map", "partition via catalog (cached by the app)", cold, "-",
+                 f"{len(view.cells):,} cells, {len(view.classes):,} classes"])  # fmt: skip
+    layers, seconds = timed(lambda: build_map_layers(view, MapSelection()))
+    shapes = f"{layers.cells_drawn:,} shapes of {layers.factor}x{layers.factor} cells"
+    payload = mb(deck_payload_bytes(layers.deck))
+    shapes += f", {layers.wedges_drawn:,} wedges"
+    rows.append(["Map", "open: whole map", seconds, payload, shapes])
+    group = int(view.groups["classes"].idxmax())
+
+    def group_view():
+        drawn = build_map_layers(view, MapSelection(group=group))
+        separation = group_separation(view, group)
+        figure = fig4_figure(view, group)
+        return drawn, separation, figure
+
+    (drawn, separation, figure), seconds = timed(group_view)
+    payload = deck_payload_bytes(drawn.deck) + figure_payload_bytes(figure)
+    rows.append(["Map", "pick a group (+ Fig. 4)", seconds, mb(payload),
+                 f"{drawn.cells_drawn:,} shapes, gap {separation.min_gap_m} m"])  # fmt: skip
+    import json
+
+    block = json.loads(layers.deck.to_json())["layers"][0]["data"][0]
+    focus = (block["cell_e"], block["cell_n"], block["level"])
+    focused, seconds = timed(lambda: build_map_layers(view, MapSelection(focus=focus)))
+    step = "click a block: its cells" if layers.factor > 1 else "focus one cell (no blocks)"
+    rows.append(["Map", step, seconds, mb(deck_payload_bytes(focused.deck)),
+                 f"{focused.cells_drawn:,} cells, {focused.wedges_drawn:,} wedges"])  # fmt: skip
+    busiest = view.cells.loc[view.cells["images"].idxmax()]
+    cell = (int(busiest["cell_e"]), int(busiest["cell_n"]))
+    images, seconds = timed(lambda: cell_images(db, view, cell))
+    rows.append(["Map", "click a cell: its images", seconds, "-", f"{len(images)} images listed"])
+    return view
+
+
+def measure_dataset(db: Path, view, rows: list) -> None:
+    from app.dataset_stats import (
+        compute_dataset_stats,
+        coverage_deck,
+        figure_payload_bytes,
+        panoramas_per_cell_figure,
+        panoramas_per_year_figure,
+        splits_figure,
+    )
+    from app.map_layers import deck_payload_bytes
+
+    stats, cold = timed(lambda: compute_dataset_stats(db, "city"))
+    squares = f"{len(stats.coverage):,} coverage squares of {stats.coverage_side_m:g} m"
+    rows.append(["Dataset", "catalog statistics (cached by the app)", cold, "-", squares])
+
+    def page():
+        figures = [
+            splits_figure(stats),
+            panoramas_per_year_figure(stats),
+            panoramas_per_cell_figure(view.cells, view.params.M),
+        ]
+        return sum(figure_payload_bytes(f) for f in figures) + deck_payload_bytes(
+            coverage_deck(stats)
+        )
+
+    payload, seconds = timed(page)
+    rows.append(["Dataset", "open: 3 charts + coverage map", seconds, mb(payload), ""])
+
+
+def measure_retrieval(database: int, rows: list) -> None:
+    import torch
+    from PIL import Image
+
+    from app.retrieval import RunServing, decode_query, retrieve
+    from core.geo import UTMZone
+    from core.index import IndexManifest, build_index
+    from core.model import CosPlaceNet
+    from data_catalog.serving import ServingDatabase
+
+    torch.manual_seed(0)
+    model = CosPlaceNet("ResNet18", 512).eval()
+    rng = np.random.default_rng(0)
+    descriptors = rng.standard_normal((database, 512)).astype(np.float32)
+    descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
+    index, _ = build_index(descriptors, "flat")
+    utm = np.stack(
+        [549_000 + rng.random(database) * 5000, 4_180_000 + rng.random(database) * 5000], 1
+    )
+    zone = UTMZone(10, "S")
+    photo = Image.fromarray(rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=90)
+    upload = buffer.getvalue()
+    # Native-size databases (SF-XL: 512 px crops) get queries capped at a 512 px shorter side;
+    # a run indexed with --resize_test_imgs --image_size 96 (the demo) resizes them to 96 px.
+    for resize, label in ((None, "query at 512 px"), (96, "query at 96 px (demo run)")):
+        serving = RunServing(
+            "synthetic", model, index, IndexManifest("flat", 512, database),
+            ServingDatabase(Path("."), [f"db/{i}.jpg" for i in range(database)], utm, zone, resize),
+        )  # fmt: skip
+        retrieve(serving, decode_query(upload, "warmup.jpg", zone), k=10)  # lazy init
+
+        def upload_to_results(serving=serving):
+            query = decode_query(upload, "photo.jpg", zone)
+            query.position = (551_000.0, 4_182_000.0)  # as if from EXIF GPS: distances, marks
+            return retrieve(serving, query, k=10)
+
+        best, parts = float("inf"), None
+        for _ in range(5):
+            outcome, seconds = timed(upload_to_results)
+            if seconds < best:
+                best, parts = seconds, outcome.seconds
+        _, search_s = timed(lambda: index.search(descriptors[:1], 10))
+        step = f"upload to results, {database:,} x 512 flat, {label}"
+        note = f"descriptor + search {parts:.3f} s (search {search_s:.3f} s)"
+        rows.append(["Retrieve", step, best, "-", note])
+
+
+def main() -> None:
+    args = parse_arguments()
+    rows: list = []
+    if not args.skip_catalog:
+        folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="app_scale_"))
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            db, seconds = build_catalog(folder, args.names)
+            rows.append(["(setup)", f"generate + ingest {args.names:,} names", seconds, "-", ""])
+            view = measure_map(db, rows)
+            measure_dataset(db, view, rows)
+        finally:
+            if not args.keep:
+                shutil.rmtree(folder, ignore_errors=True)
+    measure_retrieval(args.database, rows)
+    print_table(["page", "step", "seconds", "MB to browser", "notes"], rows)
+    print(
+        f"Goals: every page opens in < {OPEN_LIMIT_S:g} s once its partition is cached and sends "
+        f"< {PAYLOAD_LIMIT_MB:g} MB; upload to results < 1 s at 100k."
+    )
+
+
+if __name__ == "__main__":
+    main()

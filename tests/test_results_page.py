@@ -1,0 +1,286 @@
+"""Results page: plain functions on a hand-made workspace, and AppTest with 0, 1 and 2 runs.
+
+The predictions fixture puts every image at a known UTM position (in its SF-XL name), so the
+recall at each threshold is worked out by hand below.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from app import results_view as rv
+from data_catalog.names import make_name
+from training import claims
+
+PAGE = str(Path(__file__).resolve().parents[1] / "app" / "views" / "results.py")
+EAST, NORTH = 550_000.0, 4_180_000.0
+# Query -> metres east of EAST of its predictions, best first (every image on one street).
+# q0 at 0 m: predictions 10, 40, 70 m away; q1 at 200 m: 30, 5, 60 m away.
+QUERIES = {"q0": 0.0, "q1": 200.0}
+PREDICTIONS = {"q0": [10.0, 40.0, 70.0], "q1": [230.0, 205.0, 260.0]}
+DESCRIPTOR_DISTANCES = {"q0": [0.2, 0.5, 0.9], "q1": [0.1, 0.3, 0.8]}
+EXTRA_DATABASE = [3.0]  # a database image 3 m from q0 that no prediction found
+
+
+def image_name(offset_m: float, pano: str, heading: int | None = 0) -> str:
+    return make_name(EAST + offset_m, NORTH, 10, "S", 37.76, -122.43, pano_id=pano,
+                     heading=heading, timestamp="201306")  # fmt: skip
+
+
+def write_image(path: Path, shade: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (32, 32), (shade, 100, 150)).save(path)
+
+
+def make_evaluation(workspace: Path, run: str, queries: str = "queries_v1") -> Path:
+    """A run folder with summary.json, args.json and an evaluation with predictions.csv."""
+    city = workspace / "city"
+    (city / "metadata.json").parent.mkdir(parents=True, exist_ok=True)
+    (city / "metadata.json").write_text("{}")
+    test = city / "test"
+    run_folder = workspace / "runs" / run
+    out = run_folder / f"eval_test_{queries}"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for q, east in QUERIES.items():
+        query = f"{queries}/{image_name(east, q, None)}"
+        write_image(test / query, 20)
+        for rank, (offset, dist) in enumerate(
+            zip(PREDICTIONS[q], DESCRIPTOR_DISTANCES[q], strict=True)
+        ):
+            prediction = f"database/{image_name(offset, f'{q}p{rank}')}"
+            write_image(test / prediction, 200)
+            rows.append([query, rank, prediction, dist, int(abs(offset - east) <= 25)])
+    for offset in EXTRA_DATABASE:
+        write_image(test / "database" / image_name(offset, "extra"), 90)
+    with open(out / "predictions.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["query", "rank", "prediction", "distance", "correct"])
+        writer.writerows(rows)
+    args = {"backbone": "ResNet18", "fc_output_dim": 64, "pooling": "gem", "M": 10, "alpha": 30,
+            "N": 5, "L": 2, "groups_num": 8, "image_size": 64, "resize_test_imgs": True,
+            "positive_dist_threshold": 25.0, "queries_folder": queries}  # fmt: skip
+    results = {"test_set": str(test), "queries_folder": queries, "num_database": 7,
+               "num_queries": 2, "recalls": {"R@1": 50.0, "R@5": 100.0, "R@10": 100.0,
+               "R@20": 100.0}, "args": args}  # fmt: skip
+    (out / "results.json").write_text(json.dumps(results))
+    (run_folder / "args.json").write_text(json.dumps(args))
+    history = [
+        {"epoch": e, "group": e, "loss": 10.0 - e, "seconds": 1.0, "images_per_s": 5.0,
+         "val": {"R@1": 20.0 + 10 * e}}
+        for e in range(3)
+    ]  # fmt: skip
+    summary = {"kind": "train", "best_val_recall1": 40.0, "history": history}
+    (run_folder / "summary.json").write_text(json.dumps(summary))
+    return out
+
+
+@pytest.fixture
+def one_run(tmp_path) -> Path:
+    make_evaluation(tmp_path, "alpha")
+    return tmp_path
+
+
+# --- plain functions ------------------------------------------------------------------------
+
+
+def test_recall_at_any_threshold_from_the_names(one_run):
+    (evaluation,) = rv.list_evaluations(one_run)
+    predictions = rv.load_predictions(evaluation.predictions)
+    assert predictions["geo_m"].round(6).tolist() == [10, 40, 70, 30, 5, 60]
+    # q0's first hit: rank 0 at >= 10 m; q1's: rank 1 at >= 5 m, rank 0 at >= 30 m.
+    assert rv.recall_at_threshold(predictions, 25)["R@1"] == 50.0
+    assert rv.recall_at_threshold(predictions, 25)["R@5"] == 100.0
+    assert rv.recall_at_threshold(predictions, 8) == {
+        "R@1": 0.0, "R@5": 50.0, "R@10": 50.0, "R@20": 50.0
+    }  # fmt: skip
+    assert rv.recall_at_threshold(predictions, 35)["R@1"] == 100.0
+    assert rv.recall_at_threshold(predictions, 4)["R@20"] == 0.0
+    assert np.isclose(predictions["similarity"].iloc[0], 1 - 0.2 / 2)
+
+
+def test_runs_table_and_the_paper_side_by_side_say_what_differs(one_run):
+    evaluations = rv.list_evaluations(one_run)
+    table = rv.runs_table(evaluations, 8)
+    assert table[["R@1", "R@5", "threshold_m"]].iloc[0].tolist() == [0.0, 50.0, 8.0]
+    assert bool(table["recomputed"].iloc[0])
+    side = rv.runs_next_to_paper(table)
+    r1 = side[side["metric"] == "R@1"].iloc[0]
+    assert (r1["paper_table"], r1["paper_value"]) == (4, 64.7)  # CosPlace, SF-XL test v1
+    assert "threshold 8 m vs 25 m" in r1["note"]
+    assert "synthetic city city vs SF-XL" in r1["note"]
+    assert "test images shorter side 64 px vs native" in r1["note"]
+    assert "64-D vs 512-D" in r1["note"]
+    r20 = side[side["metric"] == "R@20"].iloc[0]
+    assert r20["note"] == "the paper reports no such number"
+
+
+def test_failures_worst_first_with_missed_positives(one_run):
+    (evaluation,) = rv.list_evaluations(one_run)
+    predictions = rv.load_predictions(evaluation.predictions)
+    database = rv.database_utm(evaluation.test_set)
+    assert len(database[0]) == 7
+    wrong = rv.failures(predictions, 8, database)
+    assert wrong["top1_error_m"].round(6).tolist() == [30.0, 10.0]  # q1 then q0
+    q1, q0 = wrong.itertuples()
+    assert q1.prediction_errors_m == [30.0, 5.0, 60.0]
+    assert [Path(p).name for p in q1.missed_positives] == [image_name(205, "q1p1")]
+    assert [Path(p).name for p in q0.missed_positives] == [image_name(3, "extra")]
+    assert rv.failures(predictions, 35, database).empty
+
+
+def test_possible_label_errors_are_similar_yet_far(one_run):
+    (evaluation,) = rv.list_evaluations(one_run)
+    predictions = rv.load_predictions(evaluation.predictions)
+    suspects = rv.possible_label_errors(predictions, 25)
+    # Correct top-1 similarity: q0's 0.9 only, so the bar is 0.9; q1's top-1 (0.95, 30 m)
+    # is as similar as that yet wrong.
+    assert suspects.attrs["similarity_bar"] == pytest.approx(0.9)
+    assert suspects["geo_m"].round(6).tolist() == [30.0]
+    assert suspects["similarity"].tolist() == [pytest.approx(0.95)]
+
+
+def test_grids_dimension_memory_and_curves(one_run):
+    runs = one_run / "runs"
+    points = [
+        {"grid": "claims_table5", "point": "M10_alpha30_N5_L2", "M": 10, "alpha": 30, "N": 5,
+         "L": 2, "groups_num": 3, "fc_output_dim": 512, "val_r1": 40.0, "test_r1": 30.0,
+         "train_images": 100, "train_fraction": 1.0, "run_folder": "x/a", "args": {}},
+        {"grid": "claims_table5", "point": "M10_alpha360_N1_L1", "M": 10, "alpha": 360, "N": 1,
+         "L": 1, "groups_num": 1, "fc_output_dim": 512, "val_r1": 35.0, "test_r1": 20.0,
+         "train_images": 100, "train_fraction": 1.0, "run_folder": "x/b", "args": {}},
+    ]  # fmt: skip
+    (runs / "ablation_claims_table5.json").write_text(json.dumps(points))
+    dims = [{"grid": "claims_dimension", "point": "dim32", "fc_output_dim": 32, "val_r1": 30.0,
+             "test_r1": 10.0, "run_folder": "x/c", "args": {}}]  # fmt: skip
+    (runs / "ablation_claims_dimension.json").write_text(json.dumps(dims))
+    grids = rv.load_grids(one_run)
+    table5 = rv.table5_view(grids)
+    assert table5.set_index("point")["paper_val_r1"].to_dict() == {
+        "M10_alpha30_N5_L2": 90.9, "M10_alpha360_N1_L1": 85.8
+    }  # fmt: skip
+    view = rv.dimension_view(grids)
+    assert view["fc_output_dim"].tolist() == [32, 512]
+    assert view["memory_mb_per_million"].tolist() == [128.0, 2048.0]  # dim x 4 B x 1e6
+    curves = rv.training_curves(one_run)
+    assert curves["val_r1"].tolist() == [20.0, 30.0, 40.0]
+    assert rv.list_runs(one_run)["best_val_r1"].tolist() == [40.0]
+    csv_text = rv.to_csv_bytes(rv.failures(rv.load_predictions(
+        rv.list_evaluations(one_run)[0].predictions), 8)).decode()  # fmt: skip
+    assert csv_text.splitlines()[0].startswith("query,top1_error_m,predictions")
+
+
+def test_a_missing_column_is_one_sentence(tmp_path):
+    path = tmp_path / "predictions.csv"
+    path.write_text("query,rank\nq,0\n")
+    with pytest.raises(ValueError, match="lacks the columns"):
+        rv.load_predictions(path)
+
+
+# --- claims: planning and verdicts (the end-to-end run is marked slow) ----------------------
+
+
+def test_claims_train_shared_points_once_and_judge_them():
+    base = claims.config.parse_arguments(["--fc_output_dim", "512", "--groups_num", "3"])
+    planned = claims.plan(list(claims.CLAIMS), base)
+    names = [(p.grid, p.point.name) for p in planned]
+    assert len(names) == 5 + 2 + 2 and len(set(names)) == len(names)
+    assert ("dimension", "dim512") not in names and ("train_size", "fraction1") not in names
+    series = [(0.1, {"test_r1": 10.0}), (0.3, {"test_r1": 20.0}), (1.0, {"test_r1": 30.0})]
+    assert claims.verdict_series(series, strict=True)["holds"] is True
+    series[0] = (0.1, {"test_r1": 25.0})
+    assert claims.verdict_series(series, strict=True)["holds"] is False
+    memory = [{"config": "cosplace", "step_rss_mib": 100.0},
+              {"config": "triplet_equal_queries", "step_rss_mib": 900.0}]  # fmt: skip
+    verdict = claims.verdict_memory(memory, 1000, 512)
+    assert verdict["holds"] is True and verdict["triplet_cache_mib"] == pytest.approx(1.953125)
+
+
+def test_claims_refuse_a_folder_without_the_sfxl_layout(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        claims.main(["--dataset_folder", str(tmp_path), "--workspace", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "has no train/val/test folder" in err and "make demo-data" in err
+
+
+@pytest.mark.slow
+def test_claims_end_to_end_on_the_tiny_city(tiny_city, tmp_path):
+    result = claims.main(
+        ["--dataset_folder", str(tiny_city), "--workspace", str(tmp_path),
+         "--claims", "groups", "dimension", "--batch_size", "2", "--groups_num", "1",
+         "--iterations_per_epoch", "1", "--epochs_num", "1", "--min_images_per_class", "1",
+         "--image_size", "32"]
+    )  # fmt: skip  # N=5 with alpha=360 has groups of 1 class on the tiny city: it fails
+    assert set(result["claims"]) == {"groups", "dimension"}
+    recorded = json.loads((tmp_path / "runs" / "claims.json").read_text())
+    assert recorded["claims"]["dimension"]["rows"][0]["x"] == 32
+    evaluations = rv.list_evaluations(tmp_path)
+    assert all(e.predictions is not None for e in evaluations)
+
+
+# --- the page -------------------------------------------------------------------------------
+
+
+def open_page(monkeypatch, workspace: Path) -> AppTest:
+    monkeypatch.setenv("COSPLACE_WORKSPACE", str(workspace))
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def recall_table(at: AppTest) -> pd.DataFrame:
+    return at.dataframe[0].value
+
+
+def test_page_without_runs_names_the_commands(monkeypatch, tmp_path):
+    at = open_page(monkeypatch, tmp_path)
+    (info,) = at.info
+    assert "No run in" in info.value and "make demo-model" in info.value
+    assert "python -m training.claims" in info.value
+    assert not at.slider
+
+
+def test_page_with_one_run_recomputes_recall_with_the_slider(monkeypatch, one_run):
+    at = open_page(monkeypatch, one_run)
+    assert recall_table(at)[["R@1", "R@5"]].iloc[0].tolist() == [50.0, 100.0]
+    at.slider[0].set_value(8).run()
+    assert recall_table(at)[["R@1", "R@5", "threshold_m"]].iloc[0].tolist() == [0.0, 50.0, 8.0]
+    assert at.query_params["threshold"] == ["8"] or at.query_params["threshold"] == "8"
+    at.slider[0].set_value(35).run()
+    assert recall_table(at)["R@1"].iloc[0] == 100.0
+    # Export: the CSV offered is the table shown.
+    button = next(b for b in at.get("download_button") if "runs_recall" in b.proto.label)
+    assert "runs_recall.csv" in button.proto.label
+    exported = pd.read_csv(io.BytesIO(rv.to_csv_bytes(recall_table(at))))
+    assert exported["R@1"].tolist() == [100.0]
+    texts = " ".join(str(c.value) for c in at.caption)
+    assert "0 of 2 queries have their top-1 farther than 35 m" in texts
+
+
+def test_page_with_several_runs_shows_each_and_the_failures(monkeypatch, one_run):
+    make_evaluation(one_run, "beta", queries="queries_v2")
+    at = open_page(monkeypatch, one_run)
+    table = recall_table(at)
+    assert sorted(zip(table["run"], table["queries"])) == [
+        ("alpha", "queries_v1"), ("beta", "queries_v2")
+    ]  # fmt: skip
+    at.slider[0].set_value(8).run()
+    assert recall_table(at)["R@1"].tolist() == [0.0, 0.0]
+    texts = " ".join(str(c.value) for c in at.caption)
+    assert "2 of 2 queries have their top-1 farther than 8 m" in texts
+    assert at.selectbox(key="fail_queries").options == ["queries_v1", "queries_v2"]
+    at.selectbox(key="fail_queries").set_value("queries_v2").run()
+    assert "beta" in at.selectbox(key="fail_evaluation").value
+    assert len(at.get("image")) >= 1  # thumbnails of the failures
+    curves = [b for b in at.get("download_button") if "training_curves" in b.proto.label]
+    assert curves

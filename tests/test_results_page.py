@@ -271,7 +271,7 @@ def test_page_with_several_runs_shows_each_and_the_failures(monkeypatch, one_run
     make_evaluation(one_run, "beta", queries="queries_v2")
     at = open_page(monkeypatch, one_run)
     table = recall_table(at)
-    assert sorted(zip(table["run"], table["queries"])) == [
+    assert sorted(zip(table["run"], table["queries"], strict=True)) == [
         ("alpha", "queries_v1"), ("beta", "queries_v2")
     ]  # fmt: skip
     at.slider[0].set_value(8).run()

@@ -87,17 +87,21 @@ $(DEMO_MODEL): $(DEMO_CITY)/metadata.json $(DEMO_FLAGS_FILE)
 
 demo-model: $(DEMO_MODEL)
 
+# The queries_v1 evaluation also saves the app's index from the database descriptors it has
+# extracted (--build_index); the index rule rebuilds it alone if it has gone missing.
+$(DEMO_RUN)/eval_test_queries_v1/results.json: EVAL_EXTRA := --build_index
 $(DEMO_RUN)/eval_test_%/results.json: $(DEMO_MODEL)
 	$(PY) -m training.eval --test_set_folder $(DEMO_CITY)/test --queries_folder $* \
 		--resume_model $(DEMO_RUN)/best_model.pth --backbone ResNet18 --fc_output_dim 512 \
 		$(DEMO_INFER_FLAGS) --num_preds_to_save 5 --workspace $(WORKSPACE) --save_dir demo \
-		--overwrite
+		--overwrite $(EVAL_EXTRA)
 
 demo-eval: $(DEMO_EVALS)
 
-$(DEMO_INDEX): $(DEMO_MODEL)
-	$(PY) -m training.build_index --run_dir $(DEMO_RUN) \
+$(DEMO_INDEX): $(DEMO_RUN)/eval_test_queries_v1/results.json
+	test -f $@ || $(PY) -m training.build_index --run_dir $(DEMO_RUN) \
 		--database_folder $(DEMO_CITY)/test/database $(DEMO_INFER_FLAGS)
+	touch $@
 
 demo-index: $(DEMO_INDEX)
 

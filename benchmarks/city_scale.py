@@ -3,8 +3,9 @@
 Measures each `core.index` type (flat, flat_fp16, ivf_pq, hnsw) on --sizes databases of
 unit-norm descriptors of --dim dimensions (clustered like place descriptors, see
 benchmarks/fast_index.py): serialised bytes per descriptor, build time, and the latency of a
-single query (top-20, the app's request pattern, median of --queries queries). HNSW is
-measured only up to --hnsw_max (its build is the slow part on a CPU).
+single query (top-20, the app's request pattern, median of --queries queries). HNSW and
+IVF-PQ are measured only up to --hnsw_max and --ivf_max (their builds are the slow part on a
+CPU). Set OMP_NUM_THREADS to choose faiss's threads; the table says how many it used.
 
 It then projects each type to the SF-XL test database (2.8M images) and the raw SF-XL set
 (41.2M) from its largest measured size: memory = n x bytes/descriptor; flat and flat_fp16
@@ -12,7 +13,8 @@ latency grow linearly in n; IVF-PQ (nlist about 4 sqrt(n), fixed nprobe) scans
 nprobe n / nlist codes, so it grows as sqrt(n); HNSW's graph walk grows about as log(n).
 Projected figures are formulas, not measurements, and the table says which is which.
 
-    python -m benchmarks.city_scale [--sizes 100000 1000000 --dim 512 --hnsw_max 100000]
+    python -m benchmarks.city_scale [--sizes 100000 1000000 --dim 512 --hnsw_max 100000
+        --ivf_max 1000000]
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--hnsw_max", type=int, default=100_000)
+    parser.add_argument("--ivf_max", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--index_types", nargs="+", default=list(INDEX_SETTINGS))
     return parser.parse_args()
@@ -78,6 +81,8 @@ def measure(options) -> dict[str, tuple[int, float, float]]:
         database = places.sample(size, seed=2)
         for index_type in options.index_types:
             if index_type == "hnsw" and size > options.hnsw_max:
+                continue
+            if index_type == "ivf_pq" and size > options.ivf_max:
                 continue
             start = time.perf_counter()
             index, params = build_index(database, index_type, **INDEX_SETTINGS[index_type])

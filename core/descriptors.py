@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from core.images import load_image
+from core.images import ImageError, load_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,23 +31,39 @@ def inference_transform(resize_shorter_side: int | None = None) -> T.Compose:
 
 
 class ImagePathsDataset(Dataset):
-    """Images read from disk with core.images.load_image; yields (tensor, index)."""
+    """Images read from disk with core.images.load_image; yields (tensor, index).
 
-    def __init__(self, paths: Sequence[str | os.PathLike], transform=None) -> None:
+    With skip_unreadable, an image that cannot be decoded yields (None, index) instead of
+    raising ImageError: extract_descriptors then leaves its row NaN, so that a long
+    extraction survives one corrupt file and the caller can name the files left out.
+    """
+
+    def __init__(
+        self, paths: Sequence[str | os.PathLike], transform=None, skip_unreadable: bool = False
+    ) -> None:
         self.paths = list(paths)
         self.transform = transform or inference_transform()
+        self.skip_unreadable = skip_unreadable
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(load_image(self.paths[index])), index
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int]:
+        try:
+            image = load_image(self.paths[index])
+        except ImageError:
+            if self.skip_unreadable:
+                return None, index
+            raise
+        return self.transform(image), index
 
 
 def collate_by_shape(batch: list[tuple[torch.Tensor, int]]):
     """Split a batch into stacks of equally shaped images: [(indices, tensor), ...]."""
     by_shape: dict[tuple[int, ...], list[tuple[torch.Tensor, int]]] = {}
     for tensor, index in batch:
+        if tensor is None:  # an unreadable image (ImagePathsDataset skip_unreadable)
+            continue
         by_shape.setdefault(tuple(tensor.shape), []).append((tensor, index))
     return [
         (torch.tensor([i for _, i in items]), torch.stack([t for t, _ in items]))
@@ -74,7 +90,8 @@ def extract_descriptors(
 ) -> np.ndarray:
     """Descriptors [len(dataset), dim] as float32, row i for dataset item with index i.
 
-    The dataset yields (image tensor, index). On CUDA the model runs channels_last under
+    The dataset yields (image tensor, index); rows of items whose tensor is None (images
+    skipped as unreadable) stay NaN. On CUDA the model runs channels_last under
     autocast (bf16 where supported, else fp16) unless amp=False.
     """
     device = torch.device(device)
@@ -101,12 +118,16 @@ def extract_descriptors(
                     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                         descriptors = model(images)
                     if output is None:
-                        output = np.empty((len(dataset), descriptors.shape[1]), np.float32)
+                        output = np.full((len(dataset), descriptors.shape[1]), np.nan, np.float32)
                     output[indices.numpy()] = descriptors.float().cpu().numpy()
     finally:
         model.train(was_training)
     if output is None:
-        raise ValueError("cannot extract descriptors from an empty dataset")
+        raise ValueError(
+            "cannot extract descriptors from an empty dataset"
+            if len(dataset) == 0
+            else f"none of the {len(dataset)} images could be read"
+        )
     return output
 
 

@@ -14,6 +14,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.errors import UserError
+
 # Pillow's own default; larger images are refused before their pixels are decoded.
 DEFAULT_MAX_PIXELS = 89_478_485
 _GPS_IFD = 0x8825
@@ -22,7 +24,7 @@ _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
 ImageSource = str | os.PathLike | bytes | BinaryIO
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image that cannot be used; the message names the file and the reason."""
 
 

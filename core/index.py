@@ -2,9 +2,16 @@
 
 "flat" is the reference's exhaustive L2 search. The others trade exactness for memory or
 speed on databases of millions: fp16 storage, inverted lists (IVF) with full or
-product-quantised vectors, and an HNSW graph. A manifest (model, dimension, count, type)
-goes beside every saved index so that an index built with another model or another
-database is refused instead of returning confident nonsense.
+product-quantised vectors, and an HNSW graph. A manifest (model, dimension, count, type,
+sha256 of the index file) goes beside every saved index so that an index built with
+another model or another database, or an index file replaced by another, is refused
+instead of returning confident nonsense.
+
+The pair is written so that a kill at any moment leaves the old pair or the new one: both
+files are written to temporary siblings and flushed, then the index is renamed into place,
+then the manifest. A kill between the two renames leaves the new index beside the old
+manifest and the new manifest's complete temporary file; load_index recognises the new
+index by its checksum in that pending manifest and uses the pair.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -22,12 +30,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.errors import UserError
+from core.files import fsync_folder, temporary_path
+
 INDEX_FILE = "index.faiss"
 MANIFEST_FILE = "index_manifest.json"
 INDEX_TYPES = ("flat", "flat_fp16", "ivf_flat", "ivf_pq", "hnsw")
+# The faiss class each index type reads back as (faiss.read_index downcasts).
+FAISS_CLASSES = {
+    "IndexFlatL2": "flat",
+    "IndexScalarQuantizer": "flat_fp16",
+    "IndexIVFFlat": "ivf_flat",
+    "IndexIVFPQ": "ivf_pq",
+    "IndexHNSWFlat": "hnsw",
+}
+_HASH_CHUNK = 16 << 20
 
 
-class IndexMismatchError(ValueError):
+class IndexMismatchError(UserError, ValueError):
     """An index that does not belong to the model or database it is used with."""
 
 
@@ -40,6 +60,22 @@ class IndexManifest:
     database_fingerprint: str = ""
     params: dict = field(default_factory=dict)  # nlist, nprobe, pq_m, hnsw_m, ef_search
     faiss_version: str = faiss.__version__
+    index_sha256: str = ""  # of index.faiss; save_index fills it in
+
+
+def index_type_of(index: faiss.Index) -> str | None:
+    """Which of INDEX_TYPES a faiss index is (None for another kind or a non-L2 metric)."""
+    if index.metric_type != faiss.METRIC_L2:
+        return None
+    return FAISS_CLASSES.get(type(index).__name__)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -134,6 +170,10 @@ def set_search_params(index: faiss.Index, params: dict) -> None:
 
 def search(index: faiss.Index, queries: np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
     """(distances, predictions) of the k nearest database rows for each query."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"k={k!r}: the number of neighbours to return must be an integer >= 1")
+    if index.ntotal == 0:
+        raise ValueError("the index is empty: add database descriptors before searching")
     xq = _as_float32(queries)
     if xq.shape[1] != index.d:
         raise IndexMismatchError(
@@ -148,19 +188,105 @@ def bytes_per_descriptor(index: faiss.Index) -> float:
 
 
 def save_index(index: faiss.Index, folder: str | os.PathLike, manifest: IndexManifest) -> Path:
-    """Write index.faiss and index_manifest.json into `folder`, each atomically."""
+    """Write index.faiss and index_manifest.json into `folder`, as a pair (module docstring).
+
+    The manifest saved records the index file's sha256 (`manifest` itself is not changed).
+    """
     if (manifest.dim, manifest.count) != (index.d, index.ntotal):
         raise ValueError(
             f"manifest says {manifest.count} x {manifest.dim}-D, index holds "
             f"{index.ntotal} x {index.d}-D"
         )
+    if index_type_of(index) != manifest.index_type:
+        raise ValueError(
+            f"manifest says {manifest.index_type!r}, the index is a {type(index).__name__}"
+        )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    faiss.write_index(index, str(folder / (INDEX_FILE + ".tmp")))
-    os.replace(folder / (INDEX_FILE + ".tmp"), folder / INDEX_FILE)
-    (folder / (MANIFEST_FILE + ".tmp")).write_text(json.dumps(asdict(manifest), indent=2))
-    os.replace(folder / (MANIFEST_FILE + ".tmp"), folder / MANIFEST_FILE)
+    index_path, manifest_path = folder / INDEX_FILE, folder / MANIFEST_FILE
+    index_tmp, manifest_tmp = temporary_path(index_path), temporary_path(manifest_path)
+    faiss.write_index(index, str(index_tmp))
+    _fsync_file(index_tmp)
+    record = {**asdict(manifest), "index_sha256": file_sha256(index_tmp)}
+    manifest_tmp.write_text(json.dumps(record, indent=2))
+    _fsync_file(manifest_tmp)
+    os.replace(index_tmp, index_path)
+    fsync_folder(folder)
+    # A kill here leaves the new index and its complete manifest_tmp: load_index uses them.
+    os.replace(manifest_tmp, manifest_path)
+    fsync_folder(folder)
     return folder
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as file:
+        os.fsync(file.fileno())
+
+
+# Manifest fields and the JSON types they must have; a hand edit gets a sentence, not a crash.
+_MANIFEST_FIELDS = {
+    "index_type": (str, "one of " + ", ".join(INDEX_TYPES)),
+    "dim": (int, "a whole number of descriptor dimensions"),
+    "count": (int, "a whole number of database descriptors"),
+    "model": (dict, "an object with backbone, fc_output_dim and fingerprint"),
+    "database_fingerprint": (str, "a sha256 hex string"),
+    "params": (dict, "an object of search parameters (nprobe, ef_search...)"),
+    "faiss_version": (str, "a version string"),
+    "index_sha256": (str, "a sha256 hex string"),
+}
+
+
+def read_manifest(path: Path) -> IndexManifest:
+    """Parse and type-check a manifest; IndexMismatchError with a sentence if it is wrong."""
+    redo = "rebuild the index or restore the manifest"
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise IndexMismatchError(
+            f"{path} is not a valid manifest (not JSON: {error}); {redo}"
+        ) from error
+    if not isinstance(data, dict):
+        raise IndexMismatchError(f"{path} is not a valid manifest (not a JSON object); {redo}")
+    unknown = sorted(set(data) - set(_MANIFEST_FIELDS))
+    missing = [name for name in ("index_type", "dim", "count") if name not in data]
+    if unknown or missing:
+        raise IndexMismatchError(
+            f"{path} is not a valid manifest (unknown fields {unknown}, missing {missing}); {redo}"
+        )
+    for name, (kind, meaning) in _MANIFEST_FIELDS.items():
+        value = data.get(name)
+        wrong_kind = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+        if name in data and wrong_kind:
+            raise IndexMismatchError(
+                f"{path} is not a valid manifest: {name!r} should be {meaning}, not {value!r}; "
+                f"{redo}"
+            )
+    if data["index_type"] not in INDEX_TYPES:
+        raise IndexMismatchError(
+            f"{path} is not a valid manifest: 'index_type' should be one of "
+            f"{', '.join(INDEX_TYPES)}, not {data['index_type']!r}; {redo}"
+        )
+    return IndexManifest(**data)
+
+
+def _manifest_for(folder: Path, index_sha256: str) -> IndexManifest:
+    """The manifest that belongs to the index file with this checksum, or a refusal."""
+    manifest_path = folder / MANIFEST_FILE
+    manifest = read_manifest(manifest_path)
+    if not manifest.index_sha256 or manifest.index_sha256 == index_sha256:
+        return manifest
+    pending = temporary_path(manifest_path)
+    if pending.is_file():  # a save cut off between its two renames
+        try:
+            candidate = read_manifest(pending)
+        except IndexMismatchError:
+            candidate = None
+        if candidate is not None and candidate.index_sha256 == index_sha256:
+            return candidate
+    raise IndexMismatchError(
+        f"{folder / INDEX_FILE} is not the index its manifest describes (sha256 differs): the "
+        "file was replaced or damaged; rebuild the index or restore the original file"
+    )
 
 
 def _check(manifest: IndexManifest, what: str, found, expected, hint: str) -> None:
@@ -180,16 +306,18 @@ def load_index(
     folder = Path(folder)
     if not (folder / MANIFEST_FILE).is_file() or not (folder / INDEX_FILE).is_file():
         raise IndexMismatchError(f"{folder} has no {INDEX_FILE} with its {MANIFEST_FILE}")
-    try:
-        manifest = IndexManifest(**json.loads((folder / MANIFEST_FILE).read_text()))
-    except (json.JSONDecodeError, TypeError) as error:
-        raise IndexMismatchError(
-            f"{folder / MANIFEST_FILE} is not a valid manifest: {error}"
-        ) from error
+    manifest = _manifest_for(folder, file_sha256(folder / INDEX_FILE))
     try:
         index = faiss.read_index(str(folder / INDEX_FILE))
     except RuntimeError as error:
-        raise IndexMismatchError(f"{folder / INDEX_FILE} is not a faiss index: {error}") from error
+        raise IndexMismatchError(
+            f"{folder / INDEX_FILE} is not a faiss index; rebuild the index"
+        ) from error
+    if index_type_of(index) != manifest.index_type:
+        raise IndexMismatchError(
+            f"{folder / INDEX_FILE} is a {type(index).__name__} but its manifest says "
+            f"{manifest.index_type!r}; the files do not belong together: rebuild the index"
+        )
     if (index.d, index.ntotal) != (manifest.dim, manifest.count):
         raise IndexMismatchError(
             f"{folder / INDEX_FILE} holds {index.ntotal} x {index.d}-D but its manifest says "

@@ -7,12 +7,15 @@ released `{backbone}_{dim}_cosplace.pth` match ours exactly and load with strict
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+
+from core.errors import UserError
 
 # Channels of the last feature map each backbone hands to the aggregation.
 BACKBONE_CHANNELS = {"ResNet18": 512, "ResNet50": 2048, "ResNet101": 2048, "ResNet152": 2048}
@@ -22,7 +25,7 @@ POOLINGS = ("gem", "avg", "max")
 _RESNET_LAYER3_BLOCKS = {2: "ResNet18", 6: "ResNet50", 23: "ResNet101", 36: "ResNet152"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A weights file that cannot be loaded into the requested network; says why."""
 
 
@@ -132,15 +135,37 @@ class CheckpointInfo:
     fc_output_dim: int | None
 
 
-def _read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def load_trusted_types(path: str | os.PathLike):
+    """torch.load of a file the user gives, with weights_only=True: tensors, dicts, lists,
+    numbers and strings only, so a .pth from the internet cannot run code while loading.
+
+    Every failure is a CheckpointError whose message says what the file is instead.
+    """
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path} is not a file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for non-checkpoint files
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "GLOBAL" in str(error):  # a class or function the safe unpickler refused
+            raise CheckpointError(
+                f"{path} holds Python objects besides tensors, which could run code when "
+                "loaded, so it is refused; use weights saved as a state_dict of tensors"
+            ) from error
         raise CheckpointError(
-            f"{path} is not a PyTorch checkpoint ({type(error).__name__}: {error})"
+            f"{path} is not a PyTorch checkpoint (another kind of file, or a damaged one); "
+            "give a .pth file written by torch.save"
         ) from error
+    except Exception as error:
+        # Garbage makes torch raise many types: RuntimeError (zip reader) for truncated
+        # files, EOFError for empty ones, IndexError or KeyError from the unpickler...
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint, or only part of one (truncated or empty); "
+            "copy or download it again"
+        ) from error
+
+
+def _read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    obj = load_trusted_types(path)
     if isinstance(obj, dict) and isinstance(obj.get("model_state_dict"), dict):
         obj = obj["model_state_dict"]  # a resumable training checkpoint
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from core.errors import UserError
 from core.geo import UTMZone, check_single_zone, utm_to_latlon
 from core.partition import Partition, PartitionParams, class_keys, partition
 from data_catalog.names import FIELD_NAMES, NUMERIC_FIELDS, OPTIONAL_NUMERIC_FIELDS
@@ -99,7 +100,7 @@ DEFAULT_LOCK_WAIT_S = 30.0
 _LOCK_RETRY_INTERVAL_S = 0.2
 
 
-class CatalogBusyError(RuntimeError):
+class CatalogBusyError(UserError, RuntimeError):
     """The catalog file is locked by another process (an ingest, a training run) for too long."""
 
     def __init__(self, db_path: str | os.PathLike, waited_s: float) -> None:

@@ -3,6 +3,9 @@
 A run is a folder under WORKSPACE/runs (training, ablation point, or an evaluation of a
 downloaded checkpoint); a result is one evaluation of it on one test set and query folder.
 Recording the same (run, test set, queries) again replaces the earlier result.
+
+The run folders are the source of truth: `python -m data_catalog.sync` records here what
+they hold (summary.json, eval_*/results.json), for results a busy catalog could not take.
 """
 
 from __future__ import annotations
@@ -42,8 +45,17 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(statement)
 
 
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
 def record_run(
-    con: duckdb.DuckDBPyConnection, run: str, kind: str, folder: str, settings: dict
+    con: duckdb.DuckDBPyConnection,
+    run: str,
+    kind: str,
+    folder: str,
+    settings: dict,
+    created: datetime | None = None,
 ) -> None:
     create_schema(con)
     con.execute(
@@ -55,7 +67,7 @@ def record_run(
             settings.get("backbone"),
             settings.get("fc_output_dim"),
             json.dumps(settings, default=str),
-            datetime.now(UTC).replace(tzinfo=None),
+            created or _now(),
         ],
     )
 
@@ -69,6 +81,7 @@ def record_result(
     num_database: int,
     num_queries: int,
     predictions: str | None = None,
+    created: datetime | None = None,
 ) -> None:
     create_schema(con)
     con.execute(
@@ -84,9 +97,50 @@ def record_result(
             recalls.get(10),
             recalls.get(20),
             predictions,
-            datetime.now(UTC).replace(tzinfo=None),
+            created or _now(),
         ],
     )
+
+
+def recalls_from_json(recalls: dict[str, float]) -> dict[int, float]:
+    """{"R@1": v, ...} as run folders write it -> {1: v, ...}."""
+    return {int(key.removeprefix("R@")): float(value) for key, value in recalls.items()}
+
+
+def record_evaluation(
+    con: duckdb.DuckDBPyConnection,
+    run: str,
+    kind: str,
+    folder: str,
+    settings: dict,
+    result: dict | None,
+    created: datetime | None = None,
+) -> None:
+    """A run and (if given) one result as run folders write it, in one transaction.
+
+    result: test_set, queries_folder, num_database, num_queries, recalls {"R@n": v},
+    predictions (training.eval.test_result's dict).
+    """
+    create_schema(con)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        record_run(con, run, kind, folder, settings, created)
+        if result is not None:
+            record_result(
+                con,
+                run,
+                result["test_set"],
+                result["queries_folder"],
+                recalls_from_json(result["recalls"]),
+                result["num_database"],
+                result["num_queries"],
+                result.get("predictions"),
+                created,
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def list_results(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

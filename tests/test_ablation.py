@@ -116,6 +116,8 @@ def test_train_subset_is_deterministic_nested_and_made_of_links(tmp_path):
     assert set((other_seed / "subset.txt").read_text().split()) != listed["half"]
 
 
-def test_unknown_point_is_named(tiny_city, tmp_path):
-    with pytest.raises(SystemExit, match="no points"):
+def test_unknown_point_is_named(tiny_city, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
         ablation.main(["--grid", "dimension", "--points", "dim7", *tiny_flags(tiny_city, tmp_path)])
+    assert exit_info.value.code == 2
+    assert "no points ['dim7'] in grid dimension; choose from" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.errors import UserError
 from core.model import model_from_checkpoint
 from data_catalog.catalog import connect
 from data_catalog.results import list_results
@@ -53,7 +54,7 @@ def test_train_writes_checkpoints_and_test_recalls(trained_run):
     assert len(summary["history"]) == 2
     assert [h["group"] for h in summary["history"]] == [0, 1]
     assert set(summary["test"]) == {"R@1", "R@5", "R@10", "R@20"}
-    checkpoint = torch.load(run / "last_checkpoint.pth", weights_only=False)
+    checkpoint = torch.load(run / "last_checkpoint.pth", weights_only=True)
     assert checkpoint["epoch_num"] == 2
     assert len(checkpoint["classifiers_state_dict"]) == 2
     model = model_from_checkpoint(run / "best_model.pth")
@@ -122,7 +123,7 @@ def test_resume_with_another_partition_is_refused(trained_run, tiny_city, tmp_pa
     args = train_args(
         tiny_city, tmp_path, "other", "--resume_train", str(run / "last_checkpoint.pth")
     )
-    with pytest.raises(SystemExit, match="classes per group"):
+    with pytest.raises(UserError, match="classes per group"):
         train.train(parse_arguments([*args, "--N", "3"]))
 
 
@@ -143,13 +144,15 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_last_one_whole(tmp_path, mo
 
 def test_too_few_classes_for_a_batch_is_explained(tiny_city, tmp_path):
     args = parse_arguments(train_args(tiny_city, tmp_path, "big", "--batch_size", "64"))
-    with pytest.raises(SystemExit, match="fewer classes than the batch"):
+    with pytest.raises(UserError, match="fewer classes than the batch"):
         train.train(args)
 
 
-def test_missing_folder_is_named(tmp_path):
-    with pytest.raises(SystemExit, match="is not a folder"):
+def test_missing_folder_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
         parse_arguments(["--train_set_folder", str(tmp_path / "nope")])
+    assert exit_info.value.code == 2
+    assert f"--train_set_folder {tmp_path / 'nope'} is not a folder" in capsys.readouterr().err
 
 
 def test_reference_flags_and_defaults():

@@ -7,9 +7,11 @@
 
 Every point trains with the command line's training flags (those of python -m training.train)
 plus the point's own overrides, in WORKSPACE/runs/ablation_<grid>_<point> (--save_dir is
-not used). After each point the results are written to WORKSPACE/runs/ablation_<grid>.json
-and .csv. Running the grid again skips the points already recorded (--rerun trains them
-again), and a point cut off mid-training resumes from its last checkpoint.
+not used). After each point the results are written (whole) to
+WORKSPACE/runs/ablation_<grid>.json and .csv. Running the grid again skips the points
+already recorded (--rerun trains them again, replacing their folders), and a point cut off
+mid-training resumes from its last checkpoint. A point whose folder holds a run with other
+settings is refused (it fails with a sentence) unless --rerun.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -27,11 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from core.model import POOLINGS
-from data_catalog.catalog import connect
-from data_catalog.results import record_run
+from core import files
+from core.errors import UserError, one_line, user_errors
+from core.model import POOLINGS, load_trusted_types
 from training import config
 from training import train as training
 from training.data import list_images
@@ -57,7 +59,10 @@ COLUMNS = (
     "run_folder",
 )  # fmt: skip
 # Flags that change how fast a run goes, not what it learns.
-VOLATILE = {"num_workers", "infer_batch_size", "device", "resume_train", "catalog"}
+VOLATILE = {
+    "num_workers", "infer_batch_size", "device", "resume_train", "catalog", "overwrite", "debug",
+    "run_kind",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -138,16 +143,23 @@ def changed_settings(recorded: dict, args: argparse.Namespace) -> list[str]:
 
 
 def resume_from(args: argparse.Namespace) -> str | None:
-    """The point's own last checkpoint, if an earlier run of it was cut off with these flags."""
+    """The point's own last checkpoint, if an earlier run of it was cut off with these flags.
+
+    The checkpoint is read with weights_only (core.model.load_trusted_types); one trained
+    with other settings is refused with a sentence (--rerun replaces it).
+    """
     path = Path(args.run_folder) / training.LAST_CHECKPOINT
     if not path.is_file():
         return None
-    changed = changed_settings(
-        torch.load(path, map_location="cpu", weights_only=False)["args"], args
-    )
+    checkpoint = load_trusted_types(path)
+    recorded = checkpoint.get("args") if isinstance(checkpoint, dict) else None
+    if not isinstance(recorded, dict):
+        raise UserError(f"{path} is not a training checkpoint of this project; --rerun replaces it")
+    changed = changed_settings(recorded, args)
     if changed:
-        log.warning("%s was trained with other %s: starting afresh", path, changed)
-        return None
+        raise UserError(
+            f"{path} was trained with other {changed}; --rerun replaces that run, or move it away"
+        )
     return str(path)
 
 
@@ -182,35 +194,23 @@ def load_results(path: Path) -> dict[str, dict]:
 
 def save_results(rows: dict[str, dict], path: Path) -> None:
     """The .json (every flag of every point) and the .csv (COLUMNS), each replaced whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(list(rows.values()), indent=2, default=str))
-    os.replace(tmp, path)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as file:
-        writer = csv.DictWriter(file, COLUMNS, extrasaction="ignore")
+    files.write_json(path, list(rows.values()))
+    with io.StringIO(newline="") as table:
+        writer = csv.DictWriter(table, COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows.values())
-    os.replace(tmp, path.with_suffix(".csv"))
-
-
-def record_kind(args: argparse.Namespace) -> None:
-    """train() records the run as kind 'train'; mark it as an ablation point."""
-    try:
-        with connect(args.catalog) as con:
-            record_run(con, Path(args.run_folder).name, "ablation", args.run_folder, vars(args))
-    except Exception as error:  # a locked catalog must not stop the grid
-        log.warning("run kind not recorded in %s (%s)", args.catalog, error)
+        files.write_text(path.with_suffix(".csv"), table.getvalue())
 
 
 def run_point(grid: str, point: Point, base_argv: list[str], fraction: float, rerun: bool):
     args = point_args(base_argv, grid, point, fraction)
     args.resume_train = None if rerun else resume_from(args)
+    args.overwrite = rerun  # the point's own folder: --rerun is the grid's --overwrite
+    args.run_kind = "ablation"  # train() records the run (catalog, summary.json) as this kind
     log.info("ablation %s point %s: %s", grid, point.name, point.flags or f"fraction {fraction}")
     start = time.perf_counter()
     summary = training.train(args)
     seconds = time.perf_counter() - start
-    record_kind(args)
     return result_row(grid, point, args, summary, seconds)
 
 
@@ -220,7 +220,10 @@ def run_grid(grid: str, base_argv: list[str], options: argparse.Namespace) -> di
     if options.points:
         unknown = set(options.points) - {p.name for p in points}
         if unknown:
-            raise SystemExit(f"no points {sorted(unknown)} in {grid}: {[p.name for p in points]}")
+            raise config.BadFlagError(
+                f"no points {sorted(unknown)} in grid {grid}; "
+                f"choose from {[p.name for p in points]}"
+            )
         points = [p for p in points if p.name in options.points]
     path = results_path(base.workspace, grid)
     rows = load_results(path)
@@ -236,14 +239,16 @@ def run_grid(grid: str, base_argv: list[str], options: argparse.Namespace) -> di
             continue
         try:
             rows[point.name] = run_point(grid, point, base_argv, fraction, options.rerun)
-        except SystemExit as error:  # a point the data cannot hold (too few classes...)
-            log.error("ablation %s point %s failed: %s", grid, point.name, error)
+        except (SystemExit, UserError) as error:  # a point the data cannot hold...
+            log.error("ablation %s point %s failed: %s", grid, point.name, one_line(error))
             failed.append(point.name)
             continue
         save_results(rows, path)
     print_results([rows[p.name] for p in points if p.name in rows], path)
     if failed:
-        raise SystemExit(f"points {failed} failed; fix their settings and run the grid again")
+        raise UserError(
+            f"points {failed} failed (reasons above); fix their settings and run the grid again"
+        )
     return rows
 
 
@@ -276,17 +281,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    options, base_argv = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    options, base_argv = parser.parse_known_args(argv)
     fractions = [options.train_fraction, *options.train_fractions]
     if not all(0 < f <= 1 for f in fractions):
-        raise SystemExit("train fractions must lie in (0, 1]")
+        parser.error(f"train fractions {fractions} must lie in (0, 1]")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise SystemExit("run the ablation as one process; it trains its points one by one")
+        raise UserError("run the ablation as one process (no torchrun); it trains points in turn")
     base = config.parse_arguments(base_argv)
     if not base.train_set_folder or not base.val_set_folder:
-        raise SystemExit("--train_set_folder and --val_set_folder (or --dataset_folder) needed")
+        raise config.BadFlagError(
+            "--train_set_folder and --val_set_folder (or --dataset_folder) are required"
+        )
     run_grid(options.grid, base_argv, options)
 
 

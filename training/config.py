@@ -10,6 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
+from core.errors import UserError
 from core.model import BACKBONE_CHANNELS, POOLINGS
 from core.partition import (
     DEFAULT_ALPHA,
@@ -22,7 +23,7 @@ from core.partition import (
     GROUP_ORDERS,
     PartitionParams,
 )
-from core.recall import DEFAULT_POSITIVE_DIST_THRESHOLD
+from core.recall import DEFAULT_POSITIVE_DIST_THRESHOLD, RECALL_VALUES
 
 DEFAULT_WORKSPACE = "data"
 
@@ -30,6 +31,8 @@ DEFAULT_WORKSPACE = "data"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="CosPlace training and evaluation",
+        # A short usage line: a mistake then ends in two lines, not a screen of flags.
+        usage="%(prog)s [--flag value ...] (--help lists every flag)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     # CosPlace groups (paper Sec. 4.1)
@@ -95,27 +98,121 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_dir", default="default", help="run name under WORKSPACE/runs")
     parser.add_argument("--workspace", default=DEFAULT_WORKSPACE, help="datasets, catalog, runs")
     parser.add_argument("--catalog", default=None, help="DuckDB file (default WORKSPACE/catalog)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run folder (training) or evaluation results (eval)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
     return parser
 
 
-def finish(args: argparse.Namespace) -> argparse.Namespace:
-    """Derive folders from --dataset_folder, check what can be checked before any work."""
-    if args.dataset_folder:
-        root = Path(args.dataset_folder)
-        args.train_set_folder = args.train_set_folder or str(root / "train")
-        args.val_set_folder = args.val_set_folder or str(root / "val")
-        args.test_set_folder = args.test_set_folder or str(root / "test")
+class BadFlagError(UserError):
+    """A flag value no run can use; exits 2 like argparse's own errors."""
+
+    exit_code = 2
+
+
+# Smallest allowed value of each integer flag (0 for counts where 0 means "none").
+AT_LEAST = {
+    "batch_size": 1,
+    "image_size": 1,
+    "infer_batch_size": 1,
+    "epochs_num": 1,
+    "iterations_per_epoch": 1,
+    "N": 1,
+    "L": 1,
+    "min_images_per_class": 1,
+    "fc_output_dim": 1,
+    "num_workers": 0,
+    "num_preds_to_save": 0,
+    "seed": 0,
+}
+POSITIVE = ("M", "lr", "classifiers_lr", "positive_dist_threshold")
+NON_NEGATIVE = ("brightness", "contrast", "saturation")
+FILE_FLAGS = ("resume_train", "resume_model", "imagenet_weights")
+
+
+def flag_problem(args: argparse.Namespace) -> str | None:
+    """The first flag value that cannot work, as a sentence with its fix; None if all can."""
+    for name, low in AT_LEAST.items():
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            if name == "epochs_num":
+                return (
+                    f"--epochs_num {value} trains nothing: give at least 1 (to test a model "
+                    "without training, run python -m training.eval --resume_model FILE)"
+                )
+            return f"--{name} {value} is too small: give a value of at least {low}"
+    for name in POSITIVE:
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:  # also refuses nan
+            return f"--{name} {value} must be a positive number"
+    for name in NON_NEGATIVE:
+        value = getattr(args, name, None)
+        if value is not None and not value >= 0:
+            return f"--{name} {value} must be 0 or more"
+    if not 0 < args.alpha <= 360:
+        return f"--alpha {args.alpha} must lie in (0, 360] degrees (360: no heading classes)"
+    if not 0 <= args.hue <= 0.5:
+        return f"--hue {args.hue} must lie in [0, 0.5] (torchvision's ColorJitter range)"
+    if not 0 <= args.random_resized_crop < 1:
+        return f"--random_resized_crop {args.random_resized_crop} must lie in [0, 1)"
+    groups = args.N * args.N * args.L
+    if not 1 <= args.groups_num <= groups:
+        return (
+            f"--groups_num {args.groups_num} is out of range: give 1 to N*N*L = {groups} "
+            f"(--N {args.N}, --L {args.L})"
+        )
+    if args.num_preds_to_save > max(RECALL_VALUES):
+        return (
+            f"--num_preds_to_save {args.num_preds_to_save}: at most {max(RECALL_VALUES)} are kept"
+        )
+    if args.save_dir in ("", ".", "..") or any(sep in args.save_dir for sep in "/\\"):
+        return f"--save_dir {args.save_dir!r} must be a plain folder name, without slashes"
+    for name in FILE_FLAGS:
+        path = getattr(args, name, None)
+        if path and not os.path.isfile(path):
+            return f"--{name} {path} is not a file; check the path"
     for name in ("train_set_folder", "val_set_folder", "test_set_folder"):
         folder = getattr(args, name)
         if folder and not os.path.isdir(folder):
-            raise SystemExit(f"--{name} {folder} is not a folder")
+            return f"--{name} {folder} is not a folder; check the path (or --dataset_folder)"
+    return None
+
+
+def finish(
+    args: argparse.Namespace, parser: argparse.ArgumentParser | None = None
+) -> argparse.Namespace:
+    """Derive folders from --dataset_folder, check every flag before any work.
+
+    A bad value ends in parser.error (one line, exit 2), or BadFlagError without a parser.
+    """
+    if args.dataset_folder:
+        root = Path(args.dataset_folder)
+        if not root.is_dir():
+            problem = f"--dataset_folder {root} is not a folder; check the path"
+            _refuse(problem, parser)
+        args.train_set_folder = args.train_set_folder or str(root / "train")
+        args.val_set_folder = args.val_set_folder or str(root / "val")
+        args.test_set_folder = args.test_set_folder or str(root / "test")
+    problem = flag_problem(args)
+    if problem:
+        _refuse(problem, parser)
     args.catalog = args.catalog or str(Path(args.workspace) / "catalog.duckdb")
     args.run_folder = str(Path(args.workspace) / "runs" / args.save_dir)
     return args
 
 
+def _refuse(problem: str, parser: argparse.ArgumentParser | None) -> None:
+    if parser is not None:
+        parser.error(problem)
+    raise BadFlagError(problem)
+
+
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    return finish(build_parser().parse_args(argv))
+    parser = build_parser()
+    return finish(parser.parse_args(argv), parser)
 
 
 def partition_params(args: argparse.Namespace) -> PartitionParams:

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from core.descriptors import IMAGENET_MEAN, IMAGENET_STD
 from core.geo import MixedUTMZoneError, UTMZone, check_single_zone
-from core.images import load_image
+from core.images import ImageError, load_image
 from core.partition import Partition, PartitionParams
 from data_catalog.name_cache import load_names, load_partition
 from data_catalog.name_table import (
@@ -201,12 +201,39 @@ class GroupDataset(Dataset):
     def __len__(self) -> int:
         return len(self.classes)
 
-    def __getitem__(self, class_index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, class_index: int) -> tuple[torch.Tensor, int, str]:
+        """(image, label, skipped): skipped lists the unreadable images drawn before it.
+
+        A corrupt file must not end a run hours in: another image of the same class is
+        drawn instead. The skipped ones travel with the item ("path<TAB>reason" lines)
+        because DataLoader workers are other processes: the main process logs and counts
+        them (training.train).
+        """
         members = self.classes[class_index]
-        # torch's RNG: seeded per epoch and per DataLoader worker, so runs repeat exactly.
-        chosen = members[int(torch.randint(len(members), ()).item())]
-        image = load_image(self.root / self.paths[chosen])
-        return self.transform(image), class_index
+        skipped: list[str] = []
+        # torch's RNG (in _draws): seeded per epoch and per DataLoader worker, so runs repeat.
+        for chosen in _draws(members):
+            try:
+                image = load_image(self.root / self.paths[chosen])
+            except ImageError as error:
+                skipped.append(f"{self.paths[chosen]}\t{error}")
+                continue
+            return self.transform(image), class_index, "\n".join(skipped)
+        raise ImageError(
+            f"every image of class {class_index} is unreadable ({len(members)} files, e.g. "
+            f"{self.paths[members[0]]}); remove or replace them, then --resume_train"
+        )
+
+
+def _draws(members: np.ndarray):
+    """One random member, then (only if it was unreadable) the others in a random order.
+
+    The usual case takes one number from torch's RNG, as a single draw would.
+    """
+    first = int(torch.randint(len(members), ()).item())
+    yield members[first]
+    rest = np.delete(members, first)
+    yield from rest[torch.randperm(len(rest)).numpy()]
 
 
 @dataclass

@@ -2,15 +2,23 @@
 
     python -m training.eval --test_set_folder DIR --resume_model FILE --backbone ResNet18 \
         --fc_output_dim 512 [--queries_folder queries_v1] [--save_descriptors]
+
+Unreadable images (corrupt or truncated files) are left out, not fatal: the database and
+queries are evaluated without them, the printed recalls say how many were left out, and
+results.json names each with its reason. Results go to RUN/eval_<set>_<queries>/ first
+(written whole), then to the catalog; if the catalog stays busy, `python -m
+data_catalog.sync` records them later. Existing results are kept unless --overwrite.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +26,10 @@ import torch
 from PIL import Image, ImageOps
 from torch import nn
 
+from core import files
 from core.descriptors import ImagePathsDataset, inference_transform
-from core.images import load_image
+from core.errors import UserError, one_line, user_errors
+from core.images import ImageError, load_image
 from core.index import build_index, search
 from core.model import CosPlaceNet, load_checkpoint
 from core.recall import RECALL_VALUES, find_positives, format_recalls, recall_at_n
@@ -40,6 +50,9 @@ class EvalResult:
     positives: list[np.ndarray]
     database_descriptors: np.ndarray
     queries_descriptors: np.ndarray
+    # The test set evaluated: the one given, less its unreadable images (rows match above).
+    test_set: TestSet | None = None
+    unreadable: dict[str, str] = field(default_factory=dict)  # relative path -> reason
 
 
 def evaluate(
@@ -77,23 +90,81 @@ def evaluate(
         "queries",
         common,
     )
+    readable, database, queries, unreadable = leave_out_unreadable(test_set, database, queries)
     index, _ = build_index(database, "flat")
     distances, predictions = search(index, queries, k=max(RECALL_VALUES))
-    positives = find_positives(test_set.database_utm, test_set.queries_utm, positive_dist_threshold)
+    positives = find_positives(readable.database_utm, readable.queries_utm, positive_dist_threshold)
     recalls = recall_at_n(predictions, positives)
-    return EvalResult(recalls, predictions, distances, positives, database, queries)
+    return EvalResult(
+        recalls, predictions, distances, positives, database, queries, readable, unreadable
+    )
+
+
+def leave_out_unreadable(test_set: TestSet, database: np.ndarray, queries: np.ndarray):
+    """The test set and descriptors without the images that could not be decoded.
+
+    Their rows are NaN (ImagePathsDataset skip_unreadable); each is read once more here,
+    in this process, for the reason to report.
+    """
+    bad_db = np.isnan(database).any(axis=1)
+    bad_q = np.isnan(queries).any(axis=1)
+    if not bad_db.any() and not bad_q.any():
+        return test_set, database, queries, {}
+    unreadable = {}
+    for paths, bad in ((test_set.database_paths, bad_db), (test_set.queries_paths, bad_q)):
+        for row in np.flatnonzero(bad):
+            unreadable[paths[row]] = _unreadable_reason(test_set.root / paths[row])
+    if bad_db.all() or bad_q.all():
+        what = "database" if bad_db.all() else "query"
+        raise UserError(
+            f"no {what} image of {test_set.root} could be read (e.g. "
+            f"{next(iter(unreadable.values()))}); check the files"
+        )
+    log.warning(
+        "%s: %d unreadable images left out of the evaluation (%d database, %d queries), e.g. %s",
+        test_set.root,
+        len(unreadable),
+        int(bad_db.sum()),
+        int(bad_q.sum()),
+        next(iter(unreadable.values())),
+    )
+    keep_db, keep_q = np.flatnonzero(~bad_db), np.flatnonzero(~bad_q)
+    readable = dataclasses.replace(
+        test_set,
+        database_paths=[test_set.database_paths[i] for i in keep_db],
+        queries_paths=[test_set.queries_paths[i] for i in keep_q],
+        database_utm=test_set.database_utm[keep_db],
+        queries_utm=test_set.queries_utm[keep_q],
+    )
+    return readable, database[keep_db], queries[keep_q], unreadable
+
+
+def _unreadable_reason(path: Path) -> str:
+    try:
+        load_image(path)
+    except ImageError as error:
+        return str(error)
+    return f"{path}: could not be read during the evaluation"
+
+
+def left_out_note(result: EvalResult) -> str:
+    """What to print next to the recalls when images were left out (empty when none)."""
+    if not result.unreadable:
+        return ""
+    return f" ({len(result.unreadable)} unreadable images left out, listed in results.json)"
 
 
 def sharded_desc(context, model, test_set, paths, transform, batch_size, what, common):
-    dataset = ImagePathsDataset([test_set.root / p for p in paths], transform)
+    dataset = ImagePathsDataset([test_set.root / p for p in paths], transform, True)
     return distributed.sharded_descriptors(
         context, model, dataset, batch_size=batch_size, desc=f"{test_set.name} {what}", **common
     )
 
 
 def save_predictions_table(result: EvalResult, test_set: TestSet, path: Path) -> None:
-    """Machine-readable predictions: one row per (query, rank)."""
-    with open(path, "w", newline="") as file:
+    """Machine-readable predictions: one row per (query, rank), written whole."""
+    test_set = result.test_set or test_set
+    with io.StringIO(newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["query", "rank", "prediction", "distance", "correct"])
         for q, (row, dists) in enumerate(zip(result.predictions, result.distances, strict=True)):
@@ -109,6 +180,7 @@ def save_predictions_table(result: EvalResult, test_set: TestSet, path: Path) ->
                         int(correct),
                     ]
                 )
+        files.write_text(path, file.getvalue())
 
 
 def _thumbnail(path: Path, size: int, colour: str | None) -> Image.Image:
@@ -127,6 +199,7 @@ def save_prediction_images(
     size: int = 256,
 ) -> int:
     """The reference's picture rows: query, then its predictions framed green or red."""
+    test_set = result.test_set or test_set
     folder.mkdir(parents=True, exist_ok=True)
     saved = 0
     for q, row in enumerate(result.predictions):
@@ -148,28 +221,57 @@ def save_prediction_images(
 
 def save_descriptors(result: EvalResult, test_set: TestSet, folder: Path) -> None:
     """Descriptors as .npy, rows in the order of the sorted relative paths saved beside."""
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "database_descriptors.npy", result.database_descriptors)
-    np.save(folder / "queries_descriptors.npy", result.queries_descriptors)
-    (folder / "database_paths.txt").write_text("\n".join(test_set.database_paths) + "\n")
-    (folder / "queries_paths.txt").write_text("\n".join(test_set.queries_paths) + "\n")
+    test_set = result.test_set or test_set
+    for name, array in (
+        ("database_descriptors.npy", result.database_descriptors),
+        ("queries_descriptors.npy", result.queries_descriptors),
+    ):
+        files.write_whole(folder / name, lambda file, array=array: np.save(file, array))
+    files.write_text(folder / "database_paths.txt", "\n".join(test_set.database_paths) + "\n")
+    files.write_text(folder / "queries_paths.txt", "\n".join(test_set.queries_paths) + "\n")
 
 
-def record_in_catalog(args, kind: str, test_set: TestSet, recalls, predictions: Path | None):
-    """Add the run and its result to the catalog; on failure the run folder still has them."""
+def test_result(args, test_set: TestSet, result: EvalResult, predictions=None) -> dict:
+    """One evaluation as the run folder keeps it (and data_catalog.sync reads it back)."""
+    evaluated = result.test_set or test_set
+    return {
+        "test_set": str(test_set.root),
+        "queries_folder": args.queries_folder,
+        "num_database": len(evaluated.database_paths),
+        "num_queries": len(evaluated.queries_paths),
+        "recalls": {f"R@{n}": v for n, v in result.recalls.items()},
+        "predictions": str(predictions) if predictions else None,
+        "unreadable_images": dict(sorted(result.unreadable.items())),
+    }
+
+
+def record_in_catalog(args, kind: str, result: dict) -> bool:
+    """Add the run and its result (test_result's dict) to the catalog.
+
+    The run folder already holds them: if the catalog stays locked or cannot be written,
+    this warns with the command that records them later, and the run goes on.
+    """
     run = Path(args.run_folder).name
     try:
         with connect(args.catalog) as con:
-            catalog_results.record_run(con, run, kind, args.run_folder, vars(args))
-            catalog_results.record_result(
-                con, run, str(test_set.root), args.queries_folder, recalls,
-                len(test_set.database_paths), len(test_set.queries_paths),
-                str(predictions) if predictions else None,
-            )  # fmt: skip
+            catalog_results.record_evaluation(
+                con, run, kind, args.run_folder, plain_args(args), result
+            )
     except Exception as error:  # a locked or unwritable catalog must not lose the run
         log.warning(
-            "results not recorded in %s (%s); they are in %s", args.catalog, error, args.run_folder
+            "results not recorded in the catalog (%s); they are safe in %s: record them later "
+            "with python -m data_catalog.sync --workspace %s",
+            one_line(error),
+            args.run_folder,
+            args.workspace,
         )
+        return False
+    return True
+
+
+def plain_args(args) -> dict:
+    """The flags as JSON types (what run folders and the catalog keep)."""
+    return json.loads(json.dumps(vars(args), default=str))
 
 
 def build_model(args) -> CosPlaceNet:
@@ -182,7 +284,23 @@ def build_model(args) -> CosPlaceNet:
     return model
 
 
+def output_folder(args, test_set_folder) -> Path:
+    return Path(args.run_folder) / f"eval_{Path(test_set_folder).name}_{args.queries_folder}"
+
+
+def check_output_folder(args) -> None:
+    """Refuse, before any descriptor, to replace results of the same evaluation."""
+    out = output_folder(args, args.test_set_folder)
+    found = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if found and not args.overwrite:
+        raise UserError(
+            f"{out} already holds results of this evaluation ({', '.join(found[:4])}); keep "
+            "both by choosing another --save_dir, or replace them with --overwrite"
+        )
+
+
 def run(args) -> EvalResult:
+    check_output_folder(args)
     context = distributed.setup(args.device)
     model = build_model(args)
     test_set = load_test_set(args.test_set_folder, args.queries_folder)
@@ -198,7 +316,7 @@ def run(args) -> EvalResult:
         args.num_workers,
     )
     if context.is_main:
-        out = Path(args.run_folder) / f"eval_{test_set.name}_{args.queries_folder}"
+        out = output_folder(args, test_set.root)
         out.mkdir(parents=True, exist_ok=True)
         save_predictions_table(result, test_set, out / "predictions.csv")
         if args.num_preds_to_save:
@@ -208,31 +326,31 @@ def run(args) -> EvalResult:
         if args.save_descriptors:
             save_descriptors(result, test_set, out)
         summary = {
-            "test_set": str(test_set.root),
-            "queries_folder": args.queries_folder,
-            "num_database": len(test_set.database_paths),
-            "num_queries": len(test_set.queries_paths),
-            "recalls": {f"R@{n}": v for n, v in result.recalls.items()},
+            "kind": "eval",
+            **test_result(args, test_set, result, out / "predictions.csv"),
             "model": args.resume_model,
             "seconds": time.perf_counter() - start,
+            "args": plain_args(args),
         }
-        (out / "results.json").write_text(json.dumps(summary, indent=2))
-        record_in_catalog(args, "eval", test_set, result.recalls, out / "predictions.csv")
+        files.write_json(out / "results.json", summary)  # the run folder first, whole
+        record_in_catalog(args, "eval", summary)
         if getattr(args, "build_index", False):  # --build_index: serve this model (the app)
             evaluated = getattr(result, "test_set", None) or test_set
             index_from_evaluation(args, model, evaluated, result.database_descriptors)
-        print(f"{test_set.name} / {args.queries_folder}: {format_recalls(result.recalls)}")
+        note = left_out_note(result)
+        print(f"{test_set.name} / {args.queries_folder}: {format_recalls(result.recalls)}{note}")
     distributed.teardown()
     return result
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     build_index, argv = pop_build_index_flag(argv)
     args = config.parse_arguments(argv)
     args.build_index = build_index
     if not args.test_set_folder:
-        raise SystemExit("--test_set_folder (or --dataset_folder) is required")
+        raise config.BadFlagError("--test_set_folder (or --dataset_folder) is required")
     run(args)
 
 

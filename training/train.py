@@ -3,17 +3,21 @@
     python -m training.train --dataset_folder DIR [reference flags...]
     torchrun --nproc_per_node K -m training.train --dataset_folder DIR ...
 
-Checkpoints are written atomically; --resume_train RUN/last_checkpoint.pth continues to the
-same result as an uninterrupted run with the same seed.
+Checkpoints, the best model and summary.json are written whole (core.files); --resume_train
+RUN/last_checkpoint.pth continues to the same result as an uninterrupted run with the same
+seed. An existing run folder is never replaced without --overwrite. An unreadable train
+image is skipped (another of its class is drawn), logged, and counted in summary.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
-import os
 import random
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +29,28 @@ from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from core import files
+from core.errors import UserError, one_line, user_errors
 from core.heads import HEADS
-from core.model import CosPlaceNet, load_checkpoint
+from core.model import CosPlaceNet, describe_state_dict, load_checkpoint, load_trusted_types
 from core.recall import format_recalls
 from training import config, distributed
-from training.data import GroupDataset, TrainSet, load_test_set, load_train_set, train_transform
-from training.eval import evaluate, record_in_catalog
+from training.data import (
+    GroupDataset,
+    TestSet,
+    TrainSet,
+    load_test_set,
+    load_train_set,
+    train_transform,
+)
+from training.eval import EvalResult, evaluate, left_out_note, record_in_catalog, test_result
 
 log = logging.getLogger(__name__)
 LAST_CHECKPOINT = "last_checkpoint.pth"
 BEST_MODEL = "best_model.pth"
+SUMMARY = "summary.json"
+# Written before any result: a folder holding only these has nothing to lose.
+PREAMBLE_FILES = ("args.json",)
 
 
 def seed_everything(seed: int) -> None:
@@ -43,13 +59,60 @@ def seed_everything(seed: int) -> None:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """Write to a temporary file, flush to disk, then rename: a kill leaves old or new, whole."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as file:
-        torch.save(obj, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
+    """torch.save written whole: a kill leaves the old file or the new one (core.files)."""
+    files.torch_save(obj, path)
+
+
+def plain_args(args: argparse.Namespace) -> dict:
+    """The flags as JSON types only, so a checkpoint holding them loads with weights_only."""
+    return json.loads(json.dumps(vars(args), default=str))
+
+
+def run_contents(folder: Path) -> list[str]:
+    """What a run folder holds besides its preamble (args.json) and unfinished temp files."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name not in PREAMBLE_FILES and not p.name.endswith(".tmp")
+    )
+
+
+def continues_run(args: argparse.Namespace) -> bool:
+    """True when --resume_train names a checkpoint inside this run's own folder."""
+    if not args.resume_train:
+        return False
+    return Path(args.resume_train).resolve().parent == Path(args.run_folder).resolve()
+
+
+def check_run_folder(args: argparse.Namespace) -> None:
+    """Refuse to replace an earlier run unless --overwrite or --resume_train continues it."""
+    folder = Path(args.run_folder)
+    found = run_contents(folder)
+    if not found or continues_run(args) or args.overwrite:
+        return
+    shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+    raise UserError(
+        f"{folder} already holds a run ({shown}); keep both by choosing another --save_dir, "
+        f"continue it with --resume_train {folder / LAST_CHECKPOINT}, or replace it with "
+        "--overwrite"
+    )
+
+
+def prepare_run_folder(args: argparse.Namespace, context) -> Path:
+    """Check on every rank (before any writes), then clear (--overwrite) and create it."""
+    check_run_folder(args)
+    distributed.barrier(context)
+    folder = Path(args.run_folder)
+    if context.is_main:
+        if args.overwrite and run_contents(folder) and not continues_run(args):
+            log.warning("--overwrite: removing the earlier run in %s", folder)
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        files.write_json(folder / "args.json", plain_args(args))
+    distributed.barrier(context)
+    return folder
 
 
 class Trainee(nn.Module):
@@ -66,16 +129,19 @@ class Trainee(nn.Module):
 
 def check_groups(train_set: TrainSet, groups_num: int, batch_size: int) -> None:
     if train_set.partition.num_classes == 0:
-        raise SystemExit(
+        raise UserError(
             f"no class of {train_set.root} has --min_images_per_class "
             f"{train_set.partition.params.min_images_per_class} images"
         )
     sizes = np.diff(train_set.partition.group_offsets)[:groups_num]
     if len(sizes) < groups_num:
-        raise SystemExit(f"--groups_num {groups_num} > the {len(sizes)} groups of N*N*L")
+        raise UserError(
+            f"--groups_num {groups_num} asks for more groups than the {len(sizes)} that hold "
+            "classes in this dataset; lower --groups_num"
+        )
     small = [(g, int(s)) for g, s in enumerate(sizes) if s < batch_size]
     if small:
-        raise SystemExit(
+        raise UserError(
             f"groups {small} (group, classes) have fewer classes than the batch of {batch_size}: "
             "a batch takes one image of distinct classes; lower --batch_size, --groups_num "
             "or --min_images_per_class"
@@ -122,7 +188,40 @@ def amp_dtype(args, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if getattr(args, "amp_cpu_bf16", False) else None
 
 
-def train_epoch(args, context, trainee, optimizers, train_set, group, epoch) -> dict:
+class UnreadableImages:
+    """Train images that could not be decoded: logged once each, counted for summary.json."""
+
+    def __init__(self, recorded: dict | None = None) -> None:
+        # path -> {"reason": str, "skips": int}; `recorded` comes from a resumed checkpoint.
+        self.files: dict[str, dict] = {k: dict(v) for k, v in (recorded or {}).items()}
+
+    def add(self, skipped: str) -> None:
+        """One item's "path<TAB>reason" lines (GroupDataset.__getitem__), empty for none."""
+        for line in filter(None, skipped.split("\n")):
+            path, _, reason = line.partition("\t")
+            if path not in self.files:
+                log.warning(
+                    "unreadable train image skipped, another of its class drawn: %s", reason
+                )
+                self.files[path] = {"reason": reason, "skips": 0}
+            self.files[path]["skips"] += 1
+
+    def merge(self, other: dict) -> None:
+        for path, entry in other.items():
+            mine = self.files.setdefault(path, {"reason": entry["reason"], "skips": 0})
+            mine["skips"] = max(mine["skips"], entry["skips"])
+
+    def summary(self) -> dict:
+        return {
+            "count": len(self.files),
+            "skips": sum(entry["skips"] for entry in self.files.values()),
+            "files": dict(sorted(self.files.items())),
+        }
+
+
+def train_epoch(
+    args, context, trainee, optimizers, train_set, group, epoch, unreadable=None
+) -> dict:
     dataset = GroupDataset(train_set, group, augmentation(args))
     per_rank_batch = args.batch_size // context.world_size
     epoch_seed = args.seed * 100_003 + epoch
@@ -144,8 +243,11 @@ def train_epoch(args, context, trainee, optimizers, train_set, group, epoch) -> 
         disable=not context.is_main,
         ncols=100,
     )
+    unreadable = unreadable if unreadable is not None else UnreadableImages()
     for _ in progress:
-        images, labels = next(batches)
+        images, labels, skipped = next(batches)
+        for lines in skipped:
+            unreadable.add(lines)
         images = images.to(context.device, non_blocking=True)
         labels = labels.to(context.device, non_blocking=True)
         if context.device.type == "cuda" or dtype is not None:
@@ -207,7 +309,11 @@ def build_training(args, train_set: TrainSet, device: torch.device):
     return model, model_optimizer, heads, head_optimizers
 
 
-def checkpoint_state(epoch, model, model_optimizer, heads, head_optimizers, best, history, args):
+def checkpoint_state(
+    epoch, model, model_optimizer, heads, head_optimizers, best, history, args, unreadable=None
+):
+    """The resumable checkpoint: tensors, dicts, lists, numbers and strings only, so that
+    --resume_train can load it with weights_only=True."""
     return {
         "epoch_num": epoch,
         "model_state_dict": model.state_dict(),
@@ -216,68 +322,166 @@ def checkpoint_state(epoch, model, model_optimizer, heads, head_optimizers, best
         "optimizers_state_dict": [o.state_dict() for o in head_optimizers],
         "best_val_recall1": best,
         "history": history,
-        "args": {k: v for k, v in vars(args).items()},
+        "args": plain_args(args),
+        "unreadable_images": unreadable.files if unreadable is not None else {},
     }
 
 
-def resume(path, model, model_optimizer, heads, head_optimizers):
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    sizes = [h.out_features for h in heads]
-    saved = [s["weight"].shape[0] for s in checkpoint["classifiers_state_dict"]]
-    if saved != sizes:
-        raise SystemExit(
-            f"{path} was trained with classes per group {saved}, this partition has {sizes}: "
-            "same dataset and --M --alpha --N --L --min_images_per_class --groups_num needed"
+RESUME_KEYS = ("epoch_num", "model_state_dict", "optimizer_state_dict", "classifiers_state_dict")
+
+
+@dataclass
+class Resumed:
+    epoch: int
+    best: float
+    history: list
+    unreadable: dict
+
+
+def read_resumable(path, args) -> dict:
+    """The training checkpoint at `path`, checked against the flags; UserError if unusable."""
+    checkpoint = load_trusted_types(path)
+    if isinstance(checkpoint, dict) and not all(key in checkpoint for key in RESUME_KEYS):
+        if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+            raise UserError(
+                f"{path} holds only a network's weights (like best_model.pth), not a training "
+                f"checkpoint; give RUN/{LAST_CHECKPOINT} to --resume_train, or pass this file "
+                "to --resume_model to start a new training from these weights"
+            )
+    if not isinstance(checkpoint, dict) or not all(key in checkpoint for key in RESUME_KEYS):
+        raise UserError(
+            f"{path} is not a training checkpoint (it lacks {', '.join(RESUME_KEYS)}); "
+            f"give the {LAST_CHECKPOINT} of a run to --resume_train"
         )
-    model.load_state_dict(checkpoint["model_state_dict"])
-    model_optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
-    for head, state in zip(heads, checkpoint["classifiers_state_dict"], strict=True):
-        head.load_state_dict(state)
-    for optimizer, state in zip(head_optimizers, checkpoint["optimizers_state_dict"], strict=True):
-        optimizer.load_state_dict(state)
-    return checkpoint["epoch_num"], checkpoint["best_val_recall1"], checkpoint["history"]
+    state = checkpoint["model_state_dict"]
+    found = describe_state_dict(state) if isinstance(state, dict) else None
+    if found is None or (found.backbone, found.fc_output_dim) != (
+        args.backbone,
+        args.fc_output_dim,
+    ):
+        saved = f"{found.backbone} with {found.fc_output_dim}-D" if found else "another network"
+        raise UserError(
+            f"{path} was trained with {saved} descriptors, these flags ask for "
+            f"{args.backbone} with {args.fc_output_dim}-D; give the checkpoint's --backbone "
+            "and --fc_output_dim, or start a new run"
+        )
+    return checkpoint
+
+
+def resume(path, model, model_optimizer, heads, head_optimizers, args=None) -> Resumed:
+    """Load a last_checkpoint.pth (weights_only) into the training objects."""
+    args = args or argparse.Namespace(
+        backbone=model.backbone_name, fc_output_dim=model.fc_output_dim
+    )
+    checkpoint = read_resumable(path, args)
+    sizes = [h.out_features for h in heads]
+    try:
+        saved = [int(s["weight"].shape[0]) for s in checkpoint["classifiers_state_dict"]]
+    except (KeyError, TypeError, AttributeError, IndexError) as error:
+        raise UserError(
+            f"{path} has damaged classifier heads; resume from another checkpoint"
+        ) from error
+    if saved != sizes:
+        raise UserError(
+            f"{path} was trained with classes per group {saved}, this partition has {sizes}: "
+            "give the same dataset and --M --alpha --N --L --min_images_per_class --groups_num"
+        )
+    try:
+        model.load_state_dict(checkpoint["model_state_dict"])
+        model_optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+        for head, state in zip(heads, checkpoint["classifiers_state_dict"], strict=True):
+            head.load_state_dict(state)
+        optimizers = checkpoint.get("optimizers_state_dict", [])
+        for optimizer, state in zip(head_optimizers, optimizers, strict=True):
+            optimizer.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
+        raise UserError(
+            f"{path} does not fit the network these flags describe ({first_line}); give the "
+            "checkpoint's --pooling, --head and --train_all_layers"
+        ) from error
+    return Resumed(
+        int(checkpoint["epoch_num"]),
+        float(checkpoint.get("best_val_recall1", -1.0)),
+        list(checkpoint.get("history", [])),
+        dict(checkpoint.get("unreadable_images", {})),
+    )
 
 
 def validate(args, context, model, val_set) -> dict[int, float]:
+    return evaluate_set(args, context, model, val_set).recalls
+
+
+def evaluate_set(args, context, model, test_set) -> EvalResult:
     return evaluate(
         context,
         model,
-        val_set,
+        test_set,
         args.infer_batch_size,
         args.resize_test_imgs,
         args.image_size,
         args.positive_dist_threshold,
         args.num_workers,
-    ).recalls
+    )
+
+
+def load_datasets(args, context) -> tuple[TrainSet, TestSet]:
+    """The train and val sets; a folder the partition cannot use is a UserError."""
+    try:
+        train_set = load_train_set(
+            args.train_set_folder,
+            config.partition_params(args),
+            cache_dir=Path(args.workspace) / "cache",
+            progress=context.is_main,
+        )
+        val_set = load_test_set(args.val_set_folder, "queries")
+    except ValueError as error:  # no usable names, missing headings, mixed UTM zones...
+        raise UserError(one_line(error)) from error
+    check_groups(train_set, args.groups_num, args.batch_size // context.world_size)
+    return train_set, val_set
+
+
+def adopt_best_model(args, run_folder: Path) -> None:
+    """Resuming into a new folder: bring the checkpoint's best_model.pth along."""
+    source = Path(args.resume_train).resolve().parent / BEST_MODEL
+    target = run_folder / BEST_MODEL
+    if source.is_file() and not target.exists():
+        files.write_bytes(target, source.read_bytes())
+
+
+def gather_unreadable(context, unreadable: UnreadableImages) -> UnreadableImages:
+    """Every rank skips its own files; rank 0 writes the summary, so it collects them all."""
+    if context.distributed:
+        everyone: list = [None] * context.world_size
+        torch.distributed.all_gather_object(everyone, unreadable.files)
+        for files_of_rank in everyone:
+            unreadable.merge(files_of_rank)
+    return unreadable
 
 
 def train(args) -> dict:
     context = distributed.setup(args.device)
-    run_folder = Path(args.run_folder)
-    if context.is_main:
-        run_folder.mkdir(parents=True, exist_ok=True)
-        (run_folder / "args.json").write_text(json.dumps(vars(args), indent=2))
     if args.batch_size % context.world_size:
-        raise SystemExit(
-            f"--batch_size {args.batch_size} must divide by {context.world_size} ranks"
+        raise UserError(
+            f"--batch_size {args.batch_size} does not divide among {context.world_size} "
+            "processes; give a multiple of the process count"
         )
+    run_folder = prepare_run_folder(args, context)
+    kind = getattr(args, "run_kind", "train")  # the ablation runner sets "ablation"
     seed_everything(args.seed)
-    train_set = load_train_set(
-        args.train_set_folder,
-        config.partition_params(args),
-        cache_dir=Path(args.workspace) / "cache",
-        progress=context.is_main,
-    )
-    check_groups(train_set, args.groups_num, args.batch_size // context.world_size)
-    val_set = load_test_set(args.val_set_folder, "queries")
+    train_set, val_set = load_datasets(args, context)
     model, model_optimizer, heads, head_optimizers = build_training(args, train_set, context.device)
-    start_epoch, best, history = 0, -1.0, []
+    start_epoch, best, history, unreadable = 0, -1.0, [], UnreadableImages()
     if args.resume_train:
-        start_epoch, best, history = resume(
-            args.resume_train, model, model_optimizer, heads, head_optimizers
-        )
+        resumed = resume(args.resume_train, model, model_optimizer, heads, head_optimizers, args)
+        start_epoch, best, history = resumed.epoch, resumed.best, resumed.history
+        unreadable = UnreadableImages(resumed.unreadable)
         move_optimizer(model_optimizer, context.device)
+        if context.is_main:
+            adopt_best_model(args, run_folder)
         log.info("resumed from %s at epoch %d", args.resume_train, start_epoch)
+        if start_epoch >= args.epochs_num:
+            log.info("the checkpoint has all %d epochs already: nothing to train", start_epoch)
     if context.is_main:
         log.info(
             "%d train images, %d classes in %d groups; training on %d groups",
@@ -299,6 +503,7 @@ def train(args) -> dict:
             train_set,
             group,
             epoch,
+            unreadable,
         )
         heads[group] = head.cpu()
         move_optimizer(head_optimizers[group], torch.device("cpu"))
@@ -320,32 +525,69 @@ def train(args) -> dict:
                 atomic_save(model.state_dict(), run_folder / BEST_MODEL)
             atomic_save(
                 checkpoint_state(
-                    epoch + 1, model, model_optimizer, heads, head_optimizers, best, history, args
+                    epoch + 1,
+                    model,
+                    model_optimizer,
+                    heads,
+                    head_optimizers,
+                    best,
+                    history,
+                    args,
+                    unreadable,
                 ),
                 run_folder / LAST_CHECKPOINT,
             )
         distributed.barrier(context)
 
-    summary = {"best_val_recall1": best, "history": history}
+    unreadable = gather_unreadable(context, unreadable)
+    summary = {
+        "kind": kind,
+        "best_val_recall1": best,
+        "history": history,
+        "unreadable_images": unreadable.summary(),
+    }
+    if unreadable.files and context.is_main:
+        log.warning(
+            "%d unreadable train images were skipped (%d draws); they are listed in %s",
+            len(unreadable.files),
+            unreadable.summary()["skips"],
+            run_folder / SUMMARY,
+        )
     if args.test_set_folder:
+        if not (run_folder / BEST_MODEL).is_file():
+            raise UserError(
+                f"{run_folder} has no {BEST_MODEL} to test; train at least one epoch, or test "
+                "a model with python -m training.eval --resume_model FILE"
+            )
         load_checkpoint(model, run_folder / BEST_MODEL)
-        test_set = load_test_set(args.test_set_folder, args.queries_folder)
-        recalls = validate(args, context, model, test_set)
-        summary["test"] = {f"R@{n}": v for n, v in recalls.items()}
+        try:
+            test_set = load_test_set(args.test_set_folder, args.queries_folder)
+        except ValueError as error:
+            raise UserError(one_line(error)) from error
+        result = evaluate_set(args, context, model, test_set)
+        summary["test"] = {f"R@{n}": v for n, v in result.recalls.items()}
+        summary["test_result"] = test_result(args, test_set, result)
         if context.is_main:
-            print(f"Test {test_set.name} / {args.queries_folder}: {format_recalls(recalls)}")
-            record_in_catalog(args, "train", test_set, recalls, None)
+            note = left_out_note(result)
+            print(
+                f"Test {test_set.name} / {args.queries_folder}: "
+                f"{format_recalls(result.recalls)}{note}"
+            )
     if context.is_main:
-        (run_folder / "summary.json").write_text(json.dumps(summary, indent=2))
+        files.write_json(run_folder / SUMMARY, summary)  # the run folder first, whole
+        record_in_catalog(args, kind, summary.get("test_result"))
     distributed.teardown()
     return summary
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = config.parse_arguments(argv)
     if not args.train_set_folder or not args.val_set_folder:
-        raise SystemExit("--train_set_folder and --val_set_folder (or --dataset_folder) needed")
+        raise config.BadFlagError(
+            "--train_set_folder and --val_set_folder (or --dataset_folder) are required"
+        )
     if args.device == "cuda" and not torch.cuda.is_available():
         log.warning("CUDA is not available: training on the CPU")
     train(args)

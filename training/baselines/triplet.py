@@ -17,7 +17,6 @@ Single process; the best model by val R@1 is saved as WORKSPACE/runs/SAVE_DIR/be
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -31,19 +30,24 @@ from scipy.spatial import cKDTree
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from core import files
 from core.descriptors import ImagePathsDataset, extract_descriptors, inference_transform
+from core.errors import UserError, one_line, user_errors
 from core.images import load_image
 from core.model import load_checkpoint
 from core.recall import format_recalls
 from training import config, distributed
 from training.data import load_test_set, parse_folder, utm_of
-from training.eval import record_in_catalog
+from training.eval import left_out_note, record_in_catalog, test_result
 from training.train import (
     BEST_MODEL,
+    SUMMARY,
     amp_dtype,
     atomic_save,
     augmentation,
     build_model,
+    evaluate_set,
+    prepare_run_folder,
     seed_everything,
     validate,
 )
@@ -74,7 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    return config.finish(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = config.finish(parser.parse_args(argv), parser)
+    problem = triplet_flag_problem(args)
+    if problem:
+        parser.error(problem)
+    return args
+
+
+def triplet_flag_problem(args: argparse.Namespace) -> str | None:
+    for name in ("negs_num_per_query", "cache_refresh_rate"):
+        if getattr(args, name) < 1:
+            return f"--{name} {getattr(args, name)} is too small: give a value of at least 1"
+    if args.neg_samples_num < 0:
+        return f"--neg_samples_num {args.neg_samples_num} must be 0 (every image) or more"
+    for name in ("margin", "train_positives_dist_threshold"):
+        if not getattr(args, name) > 0:
+            return f"--{name} {getattr(args, name)} must be a positive number"
+    return None
 
 
 @dataclass
@@ -88,7 +109,7 @@ class TrainImages:
 def load_train_images(folder: str | Path) -> TrainImages:
     paths, names, _ = parse_folder(folder)
     if not paths:
-        raise SystemExit(f"{folder} holds no SF-XL-named images to train on")
+        raise UserError(f"{folder} holds no SF-XL-named images to train on; check the folder")
     places = np.array([n.pano_id for n in names], dtype=object)
     return TrainImages(Path(folder), paths, utm_of(names), places)
 
@@ -167,7 +188,7 @@ def refresh(args, model, train: TrainImages, positives_of, candidates, rng, devi
     queries = rng.choice(candidates, min(args.cache_refresh_rate, len(candidates)), replace=False)
     rows = cache_rows(queries, positives_of, len(train.paths), args.neg_samples_num, rng)
     dataset = ImagePathsDataset(
-        [train.root / train.paths[r] for r in rows], inference_transform(args.image_size)
+        [train.root / train.paths[r] for r in rows], inference_transform(args.image_size), True
     )
     descriptors = extract_descriptors(
         model,
@@ -177,6 +198,16 @@ def refresh(args, model, train: TrainImages, positives_of, candidates, rng, devi
         num_workers=args.num_workers,
         progress=False,
     )
+    # Unreadable images (NaN rows) leave the cache: no tuple will then load them.
+    readable = ~np.isnan(descriptors).any(axis=1)
+    if not readable.all():
+        log.warning(
+            "%d unreadable train images left out of the mining cache, e.g. %s",
+            int((~readable).sum()),
+            train.paths[rows[np.flatnonzero(~readable)[0]]],
+        )
+        queries = queries[np.isin(queries, rows[readable])]
+        rows, descriptors = rows[readable], descriptors[readable]
     q, p, n = mine(
         descriptors,
         train.utm[rows],
@@ -210,7 +241,7 @@ def tuple_batches(args, model, train, transform, rng, device, timings) -> Iterat
     positives_of = geo_positives(train.utm, args.train_positives_dist_threshold, train.places)
     candidates = np.flatnonzero([len(p) > 0 for p in positives_of])
     if len(candidates) == 0:
-        raise SystemExit(
+        raise UserError(
             f"no train image has a positive within {args.train_positives_dist_threshold} m"
         )
     while True:
@@ -218,7 +249,7 @@ def tuple_batches(args, model, train, transform, rng, device, timings) -> Iterat
         tuples = refresh(args, model, train, positives_of, candidates, rng, device)
         timings["mining"] += time.perf_counter() - start
         if len(tuples) == 0:
-            raise SystemExit(
+            raise UserError(
                 f"no query has {args.negs_num_per_query} negatives beyond "
                 f"{args.positive_dist_threshold} m in the cache: raise --neg_samples_num"
             )
@@ -276,14 +307,20 @@ def train_epoch(args, device, model, optimizer, batches, timings, epoch: int) ->
 def train(args) -> dict:
     context = distributed.setup(args.device)
     if context.distributed:
-        raise SystemExit("the triplet baseline runs in a single process (no torchrun)")
-    run_folder = Path(args.run_folder)
-    run_folder.mkdir(parents=True, exist_ok=True)
-    (run_folder / "args.json").write_text(json.dumps(vars(args), indent=2))
+        raise UserError("the triplet baseline runs in a single process; start it without torchrun")
+    if args.resume_train:
+        raise UserError(
+            "the triplet baseline does not resume (--resume_train); start it again with "
+            "--overwrite, or in another --save_dir"
+        )
+    run_folder = prepare_run_folder(args, context)
     seed_everything(args.seed)
     rng = np.random.default_rng(args.seed)
     train_images = load_train_images(args.train_set_folder)
-    val_set = load_test_set(args.val_set_folder, "queries")
+    try:
+        val_set = load_test_set(args.val_set_folder, "queries")
+    except ValueError as error:
+        raise UserError(one_line(error)) from error
     model = build_model(args, context.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     # The same augmentation as CosPlace, so that only the loss and the sampling differ.
@@ -300,25 +337,33 @@ def train(args) -> dict:
         if recalls[1] > best:
             best = recalls[1]
             atomic_save(model.state_dict(), run_folder / BEST_MODEL)
-    summary = {"best_val_recall1": best, "history": history}
+    summary = {"kind": "baseline", "best_val_recall1": best, "history": history}
     if args.test_set_folder:
         load_checkpoint(model, run_folder / BEST_MODEL)
-        test_set = load_test_set(args.test_set_folder, args.queries_folder)
-        recalls = validate(args, context, model, test_set)
-        summary["test"] = {f"R@{n}": v for n, v in recalls.items()}
-        print(f"Test {test_set.name} / {args.queries_folder}: {format_recalls(recalls)}")
-        record_in_catalog(args, "baseline", test_set, recalls, None)
-    (run_folder / "summary.json").write_text(json.dumps(summary, indent=2))
+        try:
+            test_set = load_test_set(args.test_set_folder, args.queries_folder)
+        except ValueError as error:
+            raise UserError(one_line(error)) from error
+        result = evaluate_set(args, context, model, test_set)
+        summary["test"] = {f"R@{n}": v for n, v in result.recalls.items()}
+        summary["test_result"] = test_result(args, test_set, result)
+        print(
+            f"Test {test_set.name} / {args.queries_folder}: "
+            f"{format_recalls(result.recalls)}{left_out_note(result)}"
+        )
+    files.write_json(run_folder / SUMMARY, summary)  # the run folder first, whole
+    record_in_catalog(args, "baseline", summary.get("test_result"))
     return summary
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_arguments(argv)
     if not args.train_set_folder or not args.val_set_folder:
-        raise SystemExit("--train_set_folder and --val_set_folder (or --dataset_folder) needed")
-    if args.negs_num_per_query < 1 or args.cache_refresh_rate < 1:
-        raise SystemExit("--negs_num_per_query and --cache_refresh_rate must be >= 1")
+        raise config.BadFlagError(
+            "--train_set_folder and --val_set_folder (or --dataset_folder) are required"
+        )
     if args.device == "cuda" and not torch.cuda.is_available():
         log.warning("CUDA is not available: training on the CPU")
     train(args)

@@ -1,0 +1,68 @@
+"""User mistakes as one sentence: the UserError base class and the command-line wrapper.
+
+A UserError's str() names the problem and the fix. `user_errors` wraps a main(argv)
+function so that such an error (and the other known "your input is wrong" errors below)
+ends the command with that sentence on stderr and a non-zero exit, without a traceback.
+`--debug` on the command line (or COSPLACE_DEBUG=1) lets the traceback through.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+# Exit codes: 1 for a user error, 2 for a bad flag (argparse's own), 130 for Ctrl-C.
+USER_ERROR_EXIT = 1
+BAD_FLAG_EXIT = 2
+INTERRUPTED_EXIT = 130
+
+Main = TypeVar("Main", bound=Callable)
+
+
+class UserError(Exception):
+    """A mistake the user can fix; str() is one sentence naming the problem and the fix."""
+
+    exit_code = USER_ERROR_EXIT
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (a multi-line message would hide its first line)."""
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def debug_requested(argv: list[str] | None) -> bool:
+    words = sys.argv[1:] if argv is None else argv
+    return "--debug" in words or os.environ.get("COSPLACE_DEBUG", "") not in ("", "0")
+
+
+def user_errors(main: Main) -> Main:
+    """Decorate main(argv=None): known user errors end in one sentence and an exit code.
+
+    UserError and FileNotFoundError/NotADirectoryError (a path the user gave) are caught;
+    any other exception is a bug and keeps its traceback.
+    """
+
+    @functools.wraps(main)
+    def wrapper(argv: list[str] | None = None, *rest, **kwargs):
+        try:
+            return main(argv, *rest, **kwargs)
+        except (UserError, FileNotFoundError, NotADirectoryError) as error:
+            if debug_requested(argv):
+                raise
+            print(f"error: {one_line(error)}", file=sys.stderr)
+            raise SystemExit(getattr(error, "exit_code", USER_ERROR_EXIT)) from None
+        except KeyboardInterrupt:
+            if debug_requested(argv):
+                raise
+            print(
+                "interrupted: checkpoints and results already written are whole; "
+                "a training run continues with --resume_train RUN/last_checkpoint.pth",
+                file=sys.stderr,
+            )
+            raise SystemExit(INTERRUPTED_EXIT) from None
+
+    return wrapper  # type: ignore[return-value]

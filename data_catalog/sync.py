@@ -1,0 +1,152 @@
+"""Bring the catalog's runs and results up to date from the run folders.
+
+    python -m data_catalog.sync --workspace data [--catalog FILE] [--wait_s 30]
+
+The run folders are the source of truth: training writes RUN/summary.json and evaluation
+RUN/eval_<set>_<queries>/results.json before they try the catalog, so a result that a busy
+catalog could not take is recorded here later. Idempotent: running it twice leaves the
+same rows (each is written with its file's modification time as `created`).
+Within a run folder, summary.json is recorded first and evaluations in time order, as
+they happened, so the run's kind and settings end as the last command left them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from core.errors import UserError, user_errors
+from data_catalog.catalog import connect
+from data_catalog.results import record_evaluation
+
+log = logging.getLogger(__name__)
+SUMMARY = "summary.json"
+EVAL_RESULTS = "results.json"
+
+
+@dataclass
+class RunRecord:
+    """One file of a run folder, as record_evaluation takes it."""
+
+    run: str
+    kind: str
+    folder: str
+    settings: dict
+    result: dict | None
+    created: datetime
+    source: Path
+
+
+def _modified(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(tzinfo=None)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        log.warning("%s skipped: not readable JSON (%s)", path, error)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _settings(run_folder: Path) -> dict:
+    args = _read_json(run_folder / "args.json") if (run_folder / "args.json").is_file() else None
+    return args or {}
+
+
+def run_records(run_folder: Path) -> list[RunRecord]:
+    """The records a run folder holds: its summary.json, then its evaluations by time."""
+    records = []
+    summary_path = run_folder / SUMMARY
+    summary = _read_json(summary_path) if summary_path.is_file() else None
+    if summary is not None:
+        records.append(
+            RunRecord(
+                run_folder.name,
+                str(summary.get("kind", "train")),
+                str(run_folder),
+                _settings(run_folder),
+                summary.get("test_result"),
+                _modified(summary_path),
+                summary_path,
+            )
+        )
+    evaluations = sorted(run_folder.glob(f"eval_*/{EVAL_RESULTS}"), key=_modified)
+    for path in evaluations:
+        result = _read_json(path)
+        if result is None or "recalls" not in result:
+            continue
+        records.append(
+            RunRecord(
+                run_folder.name,
+                str(result.get("kind", "eval")),
+                str(run_folder),
+                result.get("args") or _settings(run_folder),
+                result,
+                _modified(path),
+                path,
+            )
+        )
+    return records
+
+
+def sync(workspace: str | Path, catalog: str | Path | None = None, wait_s=None) -> int:
+    """Record every run folder's results in the catalog; returns how many files were read."""
+    runs = Path(workspace) / "runs"
+    if not runs.is_dir():
+        raise UserError(f"{runs} does not exist: no runs to record; check --workspace")
+    catalog = Path(catalog) if catalog else Path(workspace) / "catalog.duckdb"
+    folders = sorted(p for p in runs.iterdir() if p.is_dir())
+    records = [record for folder in folders for record in run_records(folder)]
+    with connect(catalog, wait_s=wait_s) as con:
+        for record in tqdm(records, desc="runs", unit="file", disable=not records):
+            try:
+                record_evaluation(
+                    con,
+                    record.run,
+                    record.kind,
+                    record.folder,
+                    record.settings,
+                    record.result,
+                    record.created,
+                )
+            except (KeyError, TypeError, ValueError) as error:  # a hand-edited results file
+                log.warning(
+                    "%s skipped: not a results file of this project (%s)", record.source, error
+                )
+    return len(records)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workspace", default="data", help="folder holding runs/ and the catalog")
+    parser.add_argument("--catalog", default=None, help="DuckDB file (default WORKSPACE/catalog)")
+    parser.add_argument(
+        "--wait_s", type=float, default=None, help="how long to wait for a busy catalog"
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    return parser
+
+
+@user_errors
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.wait_s is not None and not args.wait_s >= 0:
+        parser.error(f"--wait_s {args.wait_s} must be 0 or more seconds")
+    count = sync(args.workspace, args.catalog, args.wait_s)
+    catalog = args.catalog or Path(args.workspace) / "catalog.duckdb"
+    runs = Path(args.workspace) / "runs"
+    print(f"recorded {count} run and evaluation files from {runs} in {catalog}")
+
+
+if __name__ == "__main__":
+    main()

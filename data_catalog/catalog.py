@@ -100,8 +100,12 @@ DEFAULT_LOCK_WAIT_S = 30.0
 _LOCK_RETRY_INTERVAL_S = 0.2
 
 
-class CatalogBusyError(UserError, RuntimeError):
-    """The catalog file is locked by another process (an ingest, a training run) for too long."""
+class CatalogBusyError(UserError, RuntimeError, OSError):
+    """The catalog file is locked by another process (an ingest, a training run) for too long.
+
+    Also an OSError (the file cannot be opened now), so a command that reports unusable
+    files with one line, as the ingest does, reports this one too.
+    """
 
     def __init__(self, db_path: str | os.PathLike, waited_s: float) -> None:
         self.db_path = Path(db_path)

@@ -622,3 +622,21 @@ def test_sync_records_training_runs_from_their_summary(trained, tmp_path):
 def test_sync_without_runs_names_the_folder(tmp_path, capsys):
     code, err = error_of(sync.main, ["--workspace", str(tmp_path)], capsys)
     assert code == 1 and f"{tmp_path / 'runs'} does not exist: no runs to record" in err
+
+
+def test_an_ingest_into_a_busy_catalog_gets_the_sentence(tmp_path, monkeypatch, capsys):
+    from data_catalog import ingest
+
+    catalog = tmp_path / "catalog.duckdb"
+    connect(catalog).close()
+    monkeypatch.setenv("COSPLACE_CATALOG_WAIT_S", "0.3")
+    holder = hold_catalog(catalog, 60)
+    try:
+        code = ingest.main([str(tmp_path), "--db", str(catalog), "--no_progress"])
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"error: The catalog {catalog} is locked by another process that is writing" in err
+    assert "Traceback" not in err and "Could not set lock" not in err

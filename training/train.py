@@ -32,6 +32,7 @@ from tqdm import tqdm
 from core import files
 from core.errors import UserError, one_line, user_errors
 from core.heads import HEADS
+from core.images import ImageError
 from core.model import CosPlaceNet, describe_state_dict, load_checkpoint, load_trusted_types
 from core.recall import format_recalls
 from training import config, distributed
@@ -184,7 +185,8 @@ def amp_dtype(args, device: torch.device) -> torch.dtype | None:
     """The autocast dtype: fp16/bf16 on CUDA, bf16 on a CPU with --amp_cpu_bf16, else none."""
     if device.type == "cuda":
         return torch.float16 if args.use_amp16 else torch.bfloat16
-    # bf16 on CPUs with AVX-512 bf16/AMX runs about 2x fp32; without them it is slower.
+    # Opt-in: on this project's shared 2-vCPU AVX-512-bf16 machine the real loop ran 0.83x fp32
+    # per CPU-second (benchmarks/training_throughput.py); CPUs with AMX tiles may gain.
     return torch.bfloat16 if getattr(args, "amp_cpu_bf16", False) else None
 
 
@@ -245,7 +247,13 @@ def train_epoch(
     )
     unreadable = unreadable if unreadable is not None else UnreadableImages()
     for _ in progress:
-        images, labels, skipped = next(batches)
+        try:
+            images, labels, skipped = next(batches)
+        except ImageError as error:  # a class with no readable image left (GroupDataset)
+            # From a DataLoader worker the message carries the worker's traceback: keep
+            # only its last line, the sentence itself.
+            sentence = str(error).strip().splitlines()[-1].split("ImageError: ", 1)[-1]
+            raise UserError(sentence) from error
         for lines in skipped:
             unreadable.add(lines)
         images = images.to(context.device, non_blocking=True)

@@ -407,6 +407,21 @@ def test_training_skips_corrupt_images_and_counts_them(damaged_city, tmp_path, c
                for r in caplog.records)  # fmt: skip
 
 
+def test_a_class_with_no_readable_image_left_is_one_sentence(damaged_city, tmp_path, capsys):
+    argv = flags(damaged_city, tmp_path, "hopeless", "--num_workers", "1")
+    train_set = load_train_set(damaged_city / "train", config.partition_params(
+        config.parse_arguments(argv)
+    ))  # fmt: skip
+    for member in GroupDataset(train_set, 0, None).classes[0]:
+        corrupt(damaged_city / "train" / train_set.paths[member])
+    code, err = error_of(train.main, argv, capsys)
+    assert code == 1
+    last = err.strip().splitlines()[-1]  # the lines before it are progress bars
+    assert last.startswith("error: every image of class 0 is unreadable (")
+    assert last.endswith("remove or replace them, then --resume_train")
+    assert "Traceback" not in err
+
+
 def test_evaluation_leaves_unreadable_images_out_and_says_so(damaged_city, tmp_path, capsys):
     database = sorted((damaged_city / "test" / "database").rglob("*.jpg"))
     queries = sorted((damaged_city / "test" / "queries_v1").rglob("*.jpg"))

@@ -103,12 +103,12 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(tiny_city, tmp_path
     train.train(parse_arguments(train_args(tiny_city, tmp_path, "straight")))
     train.train(parse_arguments(train_args(tiny_city, tmp_path, "cut", "--epochs_num", "1")))
     cut = tmp_path / "runs" / "cut" / "last_checkpoint.pth"
-    assert torch.load(cut, weights_only=False)["epoch_num"] == 1
+    assert torch.load(cut, weights_only=True)["epoch_num"] == 1
     train.train(parse_arguments(train_args(tiny_city, tmp_path, "cut", "--resume_train", str(cut))))
     straight = torch.load(
-        tmp_path / "runs" / "straight" / "last_checkpoint.pth", weights_only=False
+        tmp_path / "runs" / "straight" / "last_checkpoint.pth", weights_only=True
     )
-    resumed = torch.load(cut, weights_only=False)
+    resumed = torch.load(cut, weights_only=True)
     for key, tensor in straight["model_state_dict"].items():
         assert torch.equal(tensor, resumed["model_state_dict"][key]), key
     for a, b in zip(
@@ -139,7 +139,7 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_last_one_whole(tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         train.atomic_save({"epoch_num": 2}, path)
     monkeypatch.undo()
-    assert torch.load(path, weights_only=False) == {"epoch_num": 1}
+    assert torch.load(path, weights_only=True) == {"epoch_num": 1}
 
 
 def test_too_few_classes_for_a_batch_is_explained(tiny_city, tmp_path):

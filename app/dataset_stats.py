@@ -121,13 +121,10 @@ def coverage_deck(stats: DatasetStats) -> pdk.Deck:
         }
     )  # fmt: skip
     lon, lat = rings[..., 0], rings[..., 1]
-    span = max(
-        float(np.ptp(lon)) if lon.size else 1.0, float(np.ptp(lat)) * 1.3 if lat.size else 1.0
-    )
+    centre = float(lat.mean()) if lat.size else 0.0
+    zoom = fit_zoom(float(np.ptp(lon)), float(np.ptp(lat)), centre, 560, 340) if lon.size else 1.0
     view = pdk.ViewState(
-        latitude=float(lat.mean()) if lat.size else 0.0,
-        longitude=float(lon.mean()) if lon.size else 0.0,
-        zoom=fit_zoom(span, 500),
+        latitude=centre, longitude=float(lon.mean()) if lon.size else 0.0, zoom=zoom
     )
     layer = pdk.Layer(
         "PolygonLayer", data=data, id="coverage", get_polygon="polygon",

@@ -213,24 +213,34 @@ def _records(rings: np.ndarray, colours: np.ndarray, extra: pd.DataFrame) -> pd.
     return frame
 
 
-def fit_zoom(span_deg: float, width_px: int = 700) -> float:
-    """Web Mercator zoom at which `span_deg` of longitude fills about width_px pixels
-    (at zoom z the world's 360 degrees span 256 * 2^z pixels)."""
-    span = max(float(span_deg), 1e-6)
-    return float(np.clip(math.log2(360.0 * width_px / 256.0 / span), 1.0, 18.0))
+def fit_zoom(
+    lon_span: float,
+    lat_span: float = 0.0,
+    lat: float = 0.0,
+    width_px: int = 760,
+    height_px: int = 460,
+) -> float:
+    """Web Mercator zoom at which a lon/lat extent fits in width_px x height_px.
+
+    At zoom z the world's 360 degrees of longitude span 512 * 2^z pixels (deck.gl); a degree of
+    latitude is 1 / cos(lat) times longer on the map. Capped at 18: deck.gl draws nothing
+    in st.pydeck_chart above about 19.
+    """
+    lat_as_lon = max(float(lat_span), 0.0) / max(math.cos(math.radians(lat)), 1e-3)
+    zoom_x = math.log2(360.0 * width_px / 512.0 / max(float(lon_span), 1e-6))
+    zoom_y = math.log2(360.0 * height_px / 512.0 / max(lat_as_lon, 1e-6))
+    return float(np.clip(min(zoom_x, zoom_y), 1.0, 18.0))
 
 
 def _view_state(rings: np.ndarray) -> pdk.ViewState:
-    """Centre and zoom that frame the drawn shapes (Web Mercator zoom from their extent)."""
+    """Centre and zoom that frame the drawn shapes."""
     if len(rings) == 0:
         return pdk.ViewState(latitude=0, longitude=0, zoom=1)
     lon, lat = rings[..., 0], rings[..., 1]
-    span = max(float(lon.max() - lon.min()), float(lat.max() - lat.min()) * 1.3)
-    zoom = fit_zoom(span)
+    centre_lat = float((lat.min() + lat.max()) / 2)
+    zoom = fit_zoom(float(np.ptp(lon)), float(np.ptp(lat)), centre_lat)
     return pdk.ViewState(
-        latitude=float((lat.min() + lat.max()) / 2),
-        longitude=float((lon.min() + lon.max()) / 2),
-        zoom=zoom,
+        latitude=centre_lat, longitude=float((lon.min() + lon.max()) / 2), zoom=zoom
     )
 
 

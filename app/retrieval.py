@@ -289,7 +289,8 @@ def retrieval_deck(query: Query, retrieval: Retrieval, zone: UTMZone) -> pdk.Dec
         )
         centre_lat, centre_lon = float(qlat[0]), float(qlon[0])
     spread = max(float(np.ptp(lat)) if len(lat) else 0.0, float(np.ptp(lon)) if len(lon) else 0.0)
-    zoom = fit_zoom(2.5 * max(spread, 5e-4), 500)  # results around the centre
+    extent = 2.2 * max(spread, 5e-4)  # the results around the query (or the prediction)
+    zoom = fit_zoom(extent, extent, centre_lat, 460, 300)
     return CompactDeck(
         layers=layers,
         initial_view_state=pdk.ViewState(latitude=centre_lat, longitude=centre_lon, zoom=zoom),

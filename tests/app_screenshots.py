@@ -1,0 +1,78 @@
+"""Screenshots of each page of the app on a workspace, for the README (docs/images/app_*.png).
+
+    .venv/bin/python tests/app_screenshots.py --workspace data --run demo --out docs/images
+
+Starts the app on a free port, opens each page in headless chromium (as tests/test_browser.py
+does, waiting on the app's own state), shows a group's Fig. 4 and a cell's images on the map,
+a test-set query on Retrieve, and saves one full-page PNG per page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import urllib.parse
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_browser import (  # noqa: E402
+    CHROMIUM_ARGS,
+    chromium_path,
+    free_port,
+    start_app,
+    wait_idle,
+    wait_until_serving,
+)
+
+
+def page_urls(base: str, run: str, query: str | None, cell: str | None, group: int) -> dict:
+    map_params = {"group": group} | ({"cell": cell} if cell else {})
+    retrieve = {"run": run, "source": "Test-set query"} | ({"query": query} if query else {})
+    return {
+        "map": f"{base}/?{urllib.parse.urlencode(map_params)}",
+        "retrieve": f"{base}/retrieve?{urllib.parse.urlencode(retrieve)}",
+        "dataset": f"{base}/dataset",
+        "results": f"{base}/results",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workspace", default="data")
+    parser.add_argument("--run", default="demo")
+    parser.add_argument("--query", default=None, help="test query, e.g. queries_v1/@...jpg")
+    parser.add_argument("--cell", default=None, help="map cell to open, e.g. 54907_418008")
+    parser.add_argument("--group", type=int, default=0)
+    parser.add_argument("--out", default="docs/images")
+    args = parser.parse_args()
+    executable = chromium_path()
+    if executable is None:
+        raise SystemExit("chromium not found: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = Path(tempfile.mkdtemp()) / "streamlit.log"
+    process = start_app(Path(args.workspace).resolve(), port, log)
+    try:
+        wait_until_serving(process, port, log)
+        urls = page_urls(f"http://127.0.0.1:{port}", args.run, args.query, args.cell, args.group)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 2300})
+            for name, url in urls.items():
+                page.goto(url)
+                wait_idle(page)
+                page.screenshot(path=str(out / f"app_{name}.png"), full_page=True)
+                print(f"{out / f'app_{name}.png'}  <- {url}")
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -50,6 +50,8 @@ bench: install
 	$(PY) -m benchmarks.fast_index
 	$(PY) -m benchmarks.descriptor_extraction
 	$(PY) -m benchmarks.training_memory
+	$(PY) -m benchmarks.training_throughput
+	$(PY) -m benchmarks.city_scale
 
 # `make demo`: install, build and catalog the synthetic city, train the demo model, evaluate it on
 # both query sets (recorded in the catalog), build its retrieval index, start the app. Each step

@@ -45,7 +45,7 @@ chromium:
 test-slow: install
 	$(PY) -m pytest -m slow
 
-bench: install
+bench: install demo-data
 	$(PY) -m benchmarks.exact_search
 	$(PY) -m benchmarks.fast_index
 	$(PY) -m benchmarks.descriptor_extraction

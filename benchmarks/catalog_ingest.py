@@ -66,8 +66,8 @@ def _field_sql() -> dict[str, str]:
     }
 
 
-def generate_names(num_names: int, path: Path) -> None:
-    """Write num_names crop paths (12 per panorama) under train/<lat>/<lon>/ to path."""
+def generate_names(num_names: int, path: Path, prefix: str = "train/") -> None:
+    """Write num_names crop paths (12 per panorama) under <prefix><lat>/<lon>/ to path."""
     panos = -(-num_names // 12)
     # Street cells of 10 m on a square of side S: 2 * (S / spacing) * (S / 10).
     street_cells = panos / PANOS_PER_STREET_CELL
@@ -91,7 +91,7 @@ def generate_names(num_names: int, path: Path) -> None:
                    floor({_unit("5")} * 360)::INT AS offset_deg,
                    2009 + (i % 13) AS year, 1 + (i % 12) AS month
             FROM range({panos}) t(i))
-        SELECT 'train/' || {folder_sql} || '/' || {name_sql} AS path
+        SELECT '{prefix}' || {folder_sql} || '/' || {name_sql} AS path
         FROM panos, range(12) c(crop) LIMIT {num_names}"""
     con = duckdb.connect()
     con.execute(

@@ -48,7 +48,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", 
 LINE_BREAK_REASON = "the file name holds a line break"
 # Bytes of a list file parsed per DuckDB query: big enough to keep both cores busy, small
 # enough that a 41M-line list never sits in memory whole.
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 16 << 20
 
 # --- the pattern: a conservative one per field -----------------------------------------------
 # Each accepts a subset of what names._check_fields accepts for that field, so a name matching
@@ -379,7 +379,21 @@ class PathList(Sequence[str]):
         return self._bytes()[start : start + int(self.length[index])].decode("utf-8")
 
     def __iter__(self) -> Iterator[str]:
-        return (self[i] for i in range(len(self)))
+        step = 1 << 20  # paths decoded a million at a time: a bounded copy of the text
+        for low in range(0, len(self), step):
+            yield from self._decode(low, min(low + step, len(self)))
+
+    def _decode(self, low: int, high: int) -> list[str]:
+        """Paths low..high-1, from one decode of the bytes they span (plain ASCII text)."""
+        start = np.asarray(self.start[low:high], dtype=np.int64)
+        end = start + self.length[low:high]
+        first, last = int(start.min()), int(end.max())
+        try:
+            text = self._bytes()[first:last].decode("ascii")
+        except UnicodeDecodeError:  # byte offsets are not character offsets: one by one
+            return [self[i] for i in range(low, high)]
+        pairs = zip((start - first).tolist(), (end - first).tolist(), strict=True)
+        return [text[begin:stop] for begin, stop in pairs]
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

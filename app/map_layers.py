@@ -427,16 +427,14 @@ def fig4_figure(view: PartitionView, group: int, window_cells: int | None = None
         return figure
     centre = mine.groupby(["cell_e", "cell_n"])["images"].sum().idxmax()
     e_lo, n_lo = centre[0] - window // 2, centre[1] - window // 2
-    key = view.groups.iloc[group]
-    partner_key = ((key.u + 1) % params.N, (key.v + 1) % params.N, (key.w + 1) % params.L)
-    partner = view.groups.index[
-        (view.groups["u"] == partner_key[0])
-        & (view.groups["v"] == partner_key[1])
-        & (view.groups["w"] == partner_key[2])
-    ]
+    inside_window = view.classes["cell_e"].between(e_lo, e_lo + window - 1) & view.classes[
+        "cell_n"
+    ].between(n_lo, n_lo + window - 1)
+    # The second group shown (the paper's purple) is the other group with most classes here.
+    others = view.classes[inside_window & (view.classes["group"] != group)]["group"]
     shown = [(group, FIG4_COLOURS[0])]
-    if len(partner) and int(partner[0]) != group:
-        shown.append((int(partner[0]), FIG4_COLOURS[1]))
+    if len(others):
+        shown.append((int(others.value_counts().idxmax()), FIG4_COLOURS[1]))
     for rank, colour in shown:
         classes = view.classes[view.classes["group"] == rank]
         inside = classes["cell_e"].between(e_lo, e_lo + window - 1) & classes["cell_n"].between(

@@ -225,11 +225,13 @@ def _fetch(
     split: str,
     subset: str | None,
     extra: tuple[str, ...] = (),
+    by_path: bool = False,
 ) -> pa.Table:
-    """image_id, east, north, heading (+ extra columns) of one split, in catalog order."""
+    """image_id, east, north, heading (+ extra columns) of one split, in catalog order
+    (by_path: sorted by path, the order in which training walks the folder)."""
     where, args = _filters(dataset=dataset, split=split, subset=subset)
     columns = ", ".join(("image_id", "utm_east", "utm_north", "heading", *extra))
-    query = f"SELECT {columns} FROM images {where}"
+    query = f"SELECT {columns} FROM images {where}" + (" ORDER BY path" if by_path else "")
     table = con.sql(query, params=args).to_arrow_table()  # con.execute would copy the rows
     if table.num_rows == 0:
         raise KeyError(f"no images in dataset {dataset!r}, split {split!r}, subset {subset!r}")
@@ -252,9 +254,14 @@ def partition_images(
     split: str = "train",
     subset: str | None = None,
 ) -> ImagePartition:
-    """Classes and groups of a dataset's images, by core.partition on arrays from DuckDB."""
+    """Classes and groups of a dataset's images, by core.partition on arrays from DuckDB.
+
+    Images come sorted by path, so the reference group order (params.group_order) numbers
+    the groups as training does on the walked folder (a training list file may order them
+    otherwise: the catalog does not keep list order).
+    """
     params = params or PartitionParams()
-    table = _fetch(con, dataset, split, subset)
+    table = _fetch(con, dataset, split, subset, by_path=params.group_order == "reference")
     image_ids, east, north, heading = (
         _column(table, name) for name in ("image_id", "utm_east", "utm_north", "heading")
     )
@@ -281,7 +288,7 @@ def class_summary(part: Partition) -> pd.DataFrame:
 
 
 def group_summary(part: Partition) -> pd.DataFrame:
-    """One row per group, in rank order (largest first, as training takes them)."""
+    """One row per group, in the partition's group order (training takes the first ones)."""
     classes = np.diff(part.group_offsets)
     images = np.bincount(part.class_group, weights=part.class_sizes, minlength=part.num_groups)
     return pd.DataFrame(

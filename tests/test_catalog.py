@@ -379,7 +379,18 @@ def test_class_and_group_summaries(ingested):
     assert len(groups) == PartitionParams().num_groups
     assert groups["classes"].sum() == part.num_classes
     assert groups["images"].sum() == len(SPOTS) * PANOS * 12
-    assert groups["classes"].is_monotonic_decreasing
+    by_size = catalog.partition_images(ingested, "sfxl", PartitionParams(group_order="size"))
+    assert catalog.group_summary(by_size.partition)["classes"].is_monotonic_decreasing
+
+
+def test_catalog_groups_are_numbered_as_training_numbers_them(ingested, dataset_dir):
+    from training.data import load_train_set
+
+    params = PartitionParams()
+    ours = catalog.partition_images(ingested, "sfxl", params).partition
+    walked = load_train_set(dataset_dir / "train", params, progress=False).partition
+    np.testing.assert_array_equal(ours.group_keys, walked.group_keys)
+    np.testing.assert_array_equal(ours.class_keys, walked.class_keys)
 
 
 def test_cell_summary_and_panoramas(ingested):

@@ -125,7 +125,12 @@ def show_results(query: Query, serving, container) -> None:
         )
 
 
-for name, data in raw_queries:
+progress = st.progress(0.0, text="Retrieving…") if len(raw_queries) > 1 else None
+for number, (name, data) in enumerate(raw_queries):
+    if progress is not None:
+        progress.progress(
+            number / len(raw_queries), text=f"Query {number + 1} of {len(raw_queries)}"
+        )
     try:
         query = decode_query(data, name, first.database.zone)
     except ImageError as error:
@@ -145,3 +150,5 @@ for name, data in raw_queries:
         else:
             serving_query = query
         show_results(serving_query, serving, column)
+if progress is not None:
+    progress.empty()

@@ -11,7 +11,8 @@ DEMO_CITY := $(WORKSPACE)/synthetic_demo
 # num_workers 0: on 2 cores a loader process halves the throughput (66 vs 39 img/s).
 # --hue 0.1, not the reference's 0.5: the synthetic facades differ mostly by colour, and turning
 # hues freely hides it (val R@1 23.0 vs 18.0 after 100 iterations, README "The demo model").
-DEMO_TRAIN_FLAGS := --image_size 96 --resize_test_imgs --batch_size 32 --groups_num 8 \
+DEMO_IMAGE_SIZE := 96
+DEMO_TRAIN_FLAGS := --image_size $(DEMO_IMAGE_SIZE) --resize_test_imgs --batch_size 32 --groups_num 8 \
 	--epochs_num 8 --iterations_per_epoch 150 --train_all_layers --lr 0.001 --hue 0.1 \
 	--device cpu --num_workers 0 --infer_batch_size 64
 
@@ -60,7 +61,7 @@ DEMO_RUN := $(WORKSPACE)/runs/demo
 DEMO_MODEL := $(DEMO_RUN)/summary.json
 DEMO_EVALS := $(DEMO_RUN)/eval_test_queries_v1/results.json $(DEMO_RUN)/eval_test_queries_v2/results.json
 DEMO_INDEX := $(DEMO_RUN)/index/index.faiss
-DEMO_INFER_FLAGS := --resize_test_imgs --image_size 96 --infer_batch_size 64 --device cpu \
+DEMO_INFER_FLAGS := --resize_test_imgs --image_size $(DEMO_IMAGE_SIZE) --infer_batch_size 64 --device cpu \
 	--num_workers 0
 APP_PORT ?= 8501
 

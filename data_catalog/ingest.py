@@ -143,11 +143,11 @@ def _place(folder: Path, listed: bool) -> tuple[Path, str]:
     )
 
 
-def _listed_parts(root: Path) -> tuple[Source, ...]:
-    """The parts of a dataset root (train, val/<subset>, test/<subset>) that have a list."""
-    parts = [root / "train"]
+def _listed_parts(root: Path, prefix: str) -> tuple[Source, ...]:
+    """The parts (train, val/<subset>, test/<subset>) under root/prefix that have a list."""
+    parts = [root / "train"] if prefix == "" else []
     for split in ("val", "test"):
-        if (root / split).is_dir():
+        if prefix in ("", f"{split}/") and (root / split).is_dir():
             parts += sorted(p for p in (root / split).iterdir() if _is_subset_folder(p.name))
     return tuple(
         Source(root, _split_prefix(part), part, list_file_of(part))
@@ -164,8 +164,8 @@ def resolve_source(source: str | os.PathLike) -> Source:
     found = name_source(source)
     root, prefix = _place(found.folder, found.list_file is not None)
     parts = ()
-    if found.list_file is None and prefix == "":
-        parts = _listed_parts(root)
+    if found.list_file is None and prefix in ("", "val/", "test/"):
+        parts = _listed_parts(root, prefix)
     return Source(root, prefix, found.folder, found.list_file, parts)
 
 
@@ -348,7 +348,7 @@ def _load_source(con: duckdb.DuckDBPyConnection, src: Source, progress: bool) ->
     the one training and evaluation use. Returns the number of lines.
     """
     run(con, "CREATE OR REPLACE TEMP TABLE _ingest_source (path VARCHAR, reason VARCHAR)")
-    skip = frozenset(part.prefix.rstrip("/") for part in src.listed_parts)
+    skip = frozenset(part.folder.relative_to(src.folder).as_posix() for part in src.listed_parts)
     total = 0
     for part in (src, *src.listed_parts):
         walk_skip = skip if part is src else frozenset()

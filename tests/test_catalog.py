@@ -350,6 +350,13 @@ def test_the_root_reads_a_split_from_its_list(dataset_dir, tmp_path):
     train = con.execute("SELECT count(*) FROM images WHERE split = 'train'").fetchall()[0][0]
     assert train == 7
     assert counts(con)[0] == 7 + sum(SUBSET_SIZES.values())
+    # A split folder reads its subsets' lists too.
+    database = sorted(p.name for p in (root / "val" / "database").glob("@*@10@*.jpg"))[:2]
+    (root / "val" / "database_images_paths.txt").write_text("\n".join(database) + "\n")
+    con = catalog.connect(tmp_path / "val.duckdb")
+    ingest(con, root / "val", progress=False)
+    rows = dict(con.execute("SELECT subset, count(*) FROM images GROUP BY subset").fetchall())
+    assert rows == {"database": 2, "queries": SUBSET_SIZES[("val", "queries")]}
 
 
 # --- queries ---------------------------------------------------------------------------------

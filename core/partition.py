@@ -93,18 +93,52 @@ def group_keys(keys: np.ndarray, N: int, L: int) -> np.ndarray:
     return np.mod(keys, np.array([N, N, L], dtype=np.int64))
 
 
-def _row_codes(keys: np.ndarray) -> np.ndarray:
-    """One int64 per row, equal for equal rows, ordered like the rows lexicographically."""
-    if len(keys) == 0:
-        return np.zeros(0, dtype=np.int64)
-    low = keys.min(axis=0)
-    spans = keys.max(axis=0) - low + 1
-    if float(np.prod(spans.astype(np.float64))) < 2**62:
-        shifted = keys - low
-        return (shifted[:, 0] * spans[1] + shifted[:, 1]) * spans[2] + shifted[:, 2]
-    # Spans too wide to pack (a continent at M=1 m): fall back to row-wise unique.
-    _, inverse = np.unique(keys, axis=0, return_inverse=True)
-    return inverse.reshape(-1).astype(np.int64)
+def _cell_index(values: np.ndarray, step: float, wrap: float | None = None) -> np.ndarray:
+    """floor(values / step) as int64 (after values mod wrap), with one float temporary."""
+    scaled = np.mod(values, wrap) if wrap is not None else np.divide(values, 1.0)
+    np.divide(scaled, step, out=scaled)
+    np.floor(scaled, out=scaled)
+    return scaled.astype(np.int64)
+
+
+def _class_codes(east, north, heading, M: float, alpha: float):
+    """Eq. 1 as one int64 per image, equal for equal classes, ordered like (e, n, h) rows.
+
+    Returns (codes, keys_of) where keys_of(codes) gives the (e, n, h) rows back. Built one
+    column at a time, so 41M images never hold an [n, 3] array beside its copies.
+    """
+    if np.isnan(np.asarray(heading, dtype=np.float64)).any():
+        raise ValueError("heading has missing values; every training image needs a heading")
+    columns = [
+        _cell_index(np.asarray(east, dtype=np.float64), M),
+        _cell_index(np.asarray(north, dtype=np.float64), M),
+        _cell_index(np.asarray(heading, dtype=np.float64), alpha, wrap=360.0),
+    ]
+    if len(columns[0]) == 0:
+        return np.zeros(0, dtype=np.int64), lambda codes: np.zeros((0, 3), dtype=np.int64)
+    low = np.array([c.min() for c in columns])
+    spans = np.array([c.max() for c in columns]) - low + 1
+    if float(np.prod(spans.astype(np.float64))) >= 2**62:
+        # Spans too wide to pack (a continent at M=1 m): number the distinct rows instead.
+        keys = np.stack(columns, axis=1)
+        unique_keys, inverse = np.unique(keys, axis=0, return_inverse=True)
+        return inverse.reshape(-1).astype(np.int64), lambda codes: unique_keys[codes]
+    codes = columns.pop(0)
+    codes -= low[0]
+    for column, base, span in zip(columns, low[1:], spans[1:], strict=True):
+        codes *= span
+        column -= base
+        codes += column
+    del columns
+
+    def keys_of(packed: np.ndarray) -> np.ndarray:
+        keys = np.empty((len(packed), 3), dtype=np.int64)
+        rest = np.asarray(packed, dtype=np.int64)
+        rest, keys[:, 2] = np.divmod(rest, spans[2])
+        keys[:, 0], keys[:, 1] = np.divmod(rest, spans[1])
+        return keys + low
+
+    return codes, keys_of
 
 
 @dataclass
@@ -162,13 +196,12 @@ def partition(east, north, heading, params: PartitionParams | None = None) -> Pa
     east = np.asarray(east, dtype=np.float64)
     if not (len(east) == len(north) == len(heading)):
         raise ValueError("east, north and heading must have the same length")
-    keys = class_keys(east, north, heading, params.M, params.alpha)
-
-    codes = _row_codes(keys)
+    codes, keys_of = _class_codes(east, north, heading, params.M, params.alpha)
     unique_codes, first_index, image_to_raw, raw_sizes = np.unique(
         codes, return_index=True, return_inverse=True, return_counts=True
     )
-    raw_keys = keys[first_index]
+    del codes
+    raw_keys = keys_of(unique_codes)
     kept_raw = raw_sizes >= params.min_images_per_class
 
     # Every (u, v, w) is a group, even one left empty by the filter: there are N*N*L of them.
@@ -186,10 +219,10 @@ def partition(east, north, heading, params: PartitionParams | None = None) -> Pa
     else:
         # Reference order: kept classes by first appearance, groups by their first class.
         kept_ids = kept_ids[np.argsort(first_index[kept_ids], kind="stable")]
-        first_seen = np.full(params.num_groups, len(codes), dtype=np.int64)
+        first_seen = np.full(params.num_groups, len(east), dtype=np.int64)
         seen_groups, position = np.unique(raw_group_flat[kept_ids], return_index=True)
         first_seen[seen_groups] = first_index[kept_ids[position]]
-        # Empty groups keep len(codes): last, and in (u, v, w) order by the stable sort.
+        # Empty groups keep len(east): last, and in (u, v, w) order by the stable sort.
         rank_to_flat = np.argsort(first_seen, kind="stable")
     flat_to_rank = np.empty_like(rank_to_flat)
     flat_to_rank[rank_to_flat] = np.arange(params.num_groups)

@@ -414,7 +414,7 @@ def train_size_view(grids: pd.DataFrame, paper: pd.DataFrame | None = None) -> p
     paper = paper_table(6, paper)
     reference = paper[paper["test_set"] == "Pitts30k"][["train_images", "value"]]
     reference = reference.rename(columns={"value": "paper_pitts30k_r1"})
-    reference["source"] = "paper Table 6 (Pitts30k R@1, ResNet-18 on SF-XL)"
+    reference["source"] = "paper Table 6 (Pitts30k R@1, trained on SF-XL subsets)"
     return pd.concat([out, reference], ignore_index=True).sort_values(
         ["source", "train_images"], kind="stable"
     )

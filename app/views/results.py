@@ -143,7 +143,9 @@ with tabs[1]:
         budget = ", ".join(f"{k}={v}" for k, v in claims.get("budget", {}).items())
         st.caption(
             f"Reduced budget on {claims.get('dataset_folder')} ({budget}); "
-            f"{claims.get('seconds', 0) / 60:.0f} min. One seed: small differences are noise."
+            f"{claims.get('seconds', 0) / 60:.0f} min wall, "
+            f"{claims.get('cpu_seconds', 0) / 60:.0f} CPU-min. One seed: small differences "
+            "are noise."
         )
         st.dataframe(verdicts, hide_index=True)
         export(verdicts, "claims")

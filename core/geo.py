@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import utm
 
+from core.errors import UserError
 
-class MixedUTMZoneError(ValueError):
-    """Raised when coordinates that must share one UTM zone do not."""
+
+class MixedUTMZoneError(UserError, ValueError):
+    """Raised when coordinates that must share one UTM zone do not (a user's data mistake)."""
 
 
 @dataclass(frozen=True)

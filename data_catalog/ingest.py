@@ -53,6 +53,7 @@ from data_catalog.name_table import (
     IMAGE_EXTENSIONS,
     LIST_SUFFIX,
     NameSource,
+    NameSourceError,
     field_sql,
     judge,
     line_sql,
@@ -137,7 +138,7 @@ def _place(folder: Path, listed: bool) -> tuple[Path, str]:
             return root, folder.relative_to(root).as_posix() + "/"
         if _is_dataset_root(ancestor):
             break
-    raise ValueError(
+    raise NameSourceError(
         f"{folder} is neither a dataset root (a folder holding train/, val/ or test/) nor "
         "inside one of its splits; give the dataset root or one of its split folders"
     )
@@ -266,7 +267,7 @@ def _ingest_in_transaction(
     _register_dataset(con, dataset, src.dataset_root)
     if _load_source(con, src, progress) == 0:
         what = src.list_file or src.folder
-        raise ValueError(
+        raise NameSourceError(
             f"{what} lists no images"
             if src.list_file
             else f"{what} holds no image files "

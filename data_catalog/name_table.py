@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
+from core.errors import UserError
 from data_catalog.names import (
     FIELD_NAMES,
     NUMERIC_FIELDS,
@@ -49,6 +50,11 @@ LINE_BREAK_REASON = "the file name holds a line break"
 # Bytes of a list file parsed per DuckDB query: big enough to keep both cores busy, small
 # enough that a 41M-line list never sits in memory whole.
 CHUNK_BYTES = 16 << 20
+
+
+class NameSourceError(UserError, ValueError):
+    """A folder or list that cannot give names; str() says which and what to give instead."""
+
 
 # --- the pattern: a conservative one per field -----------------------------------------------
 # Each accepts a subset of what names._check_fields accepts for that field, so a name matching
@@ -169,7 +175,7 @@ def name_source(path: str | os.PathLike) -> NameSource:
     path = Path(os.path.abspath(path))
     if path.is_file():
         if not path.name.endswith(LIST_SUFFIX):
-            raise ValueError(
+            raise NameSourceError(
                 f"{path} is neither a folder nor a *{LIST_SUFFIX} list of paths; "
                 "give an image folder or its list"
             )
@@ -325,7 +331,7 @@ def _lines_table(block: memoryview, base: int) -> pa.Table:
         try:
             codecs.utf_8_decode(block, "strict", True)
         except UnicodeDecodeError as error:
-            raise ValueError(
+            raise NameSourceError(
                 f"the list is not UTF-8 text (byte {base + error.start}); save it as UTF-8"
             ) from None
     ends = np.flatnonzero(buffer == 10) + 1

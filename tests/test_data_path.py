@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import UserError
 from core.geo import MixedUTMZoneError, UTMZone, utm_to_latlon
 from core.partition import PartitionParams
 from data_catalog import catalog, name_cache
@@ -242,6 +243,7 @@ def test_mixed_zones_are_refused_in_training_and_evaluation(tmp_path):
         f"{root / 'train'} mixes UTM zones 10S, 11S: eastings of different zones are not "
         "comparable, so give a folder or list of one zone only"
     )
+    assert isinstance(caught.value, UserError)  # the command lines print it, no traceback
     touch_all(root / "test" / "database", [name_at(546_000.0, 4_178_000.0, 90)])
     touch_all(root / "test" / "queries", [far])
     with pytest.raises(MixedUTMZoneError, match=r"\(database and queries\) mixes UTM zones"):
@@ -251,7 +253,7 @@ def test_mixed_zones_are_refused_in_training_and_evaluation(tmp_path):
 def test_folders_without_usable_names_say_why(tmp_path):
     empty = tmp_path / "empty" / "train"
     empty.mkdir(parents=True)
-    with pytest.raises(ValueError, match="holds no SF-XL-named images to train on"):
+    with pytest.raises(UserError, match="holds no SF-XL-named images to train on"):
         load_train_set(empty, PARAMS, progress=False)
     no_heading = tmp_path / "flickr" / "train"
     touch_all(no_heading, [name_at(546_000.0, 4_178_000.0, None, f"q{i}") for i in range(3)])

@@ -31,6 +31,7 @@ from data_catalog.name_cache import load_names, load_partition
 from data_catalog.name_table import (
     NameArrays,
     NameSource,
+    NameSourceError,
     PathList,
     name_source,
     read_names,
@@ -156,10 +157,10 @@ def load_train_set(
     _check_first_path(source, names)
     _report_malformed(source, names)
     if len(names) == 0:
-        raise ValueError(f"{source} holds no SF-XL-named images to train on; check the folder")
+        raise NameSourceError(f"{source} holds no SF-XL-named images to train on; check the folder")
     missing = np.isnan(names.heading)
     if missing.any():
-        raise ValueError(
+        raise NameSourceError(
             f"{source}: {int(missing.sum())} images have no heading, e.g. "
             f"{names.paths[int(np.argmax(missing))]}; training needs headings for the classes"
         )
@@ -270,7 +271,9 @@ def load_test_set(folder: str | Path, queries_folder: str = "queries") -> TestSe
     _, database = _subset(folder, "database")
     _, queries = _subset(folder, queries_folder)
     if len(database) == 0 or len(queries) == 0:
-        raise ValueError(f"{folder}: empty database or {queries_folder}")
+        raise NameSourceError(
+            f"{folder}: no SF-XL-named images in database/ or {queries_folder}/; check the folder"
+        )
     zone = single_zone(
         sorted(set(database.zones()) | set(queries.zones())),
         f"{folder} (database and {queries_folder})",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -178,6 +179,7 @@ def main() -> None:
             folder = _make_listed_folder(work / f"sfxl_{size}" / "train", size)
             print(f"{size:,} names listed in {time.perf_counter() - start:.0f} s", flush=True)
             cache = work / f"cache_{size}"
+            shutil.rmtree(cache, ignore_errors=True)  # the first start finds no cache
             cold = measure_ours(folder, cache)
             warm = measure_ours(folder, cache)
             groups = f"{cold['groups']} non-empty groups"

@@ -103,7 +103,8 @@ def measure_map(db: Path, rows: list) -> object:
                  f"{drawn.cells_drawn:,} shapes, gap {separation.min_gap_m} m"])  # fmt: skip
     import json
 
-    block = json.loads(layers.deck.to_json())["layers"][0]["data"][0]
+    blocks = json.loads(layers.deck.to_json())["layers"][0]["data"]
+    block = max(blocks, key=lambda b: int(b["tip"].split(" cells")[0]))  # the fullest block
     focus = (block["cell_e"], block["cell_n"], block["level"])
     focused, seconds = timed(lambda: build_map_layers(view, MapSelection(focus=focus)))
     step = "click a block: its cells" if layers.factor > 1 else "focus one cell (no blocks)"

@@ -104,7 +104,10 @@ def measure_map(db: Path, rows: list) -> object:
     import json
 
     blocks = json.loads(layers.deck.to_json())["layers"][0]["data"]
-    block = max(blocks, key=lambda b: int(b["tip"].split(" cells")[0]))  # the fullest block
+    if layers.factor > 1:  # the fullest block ("N cells, ..." in its tooltip)
+        block = max(blocks, key=lambda b: int(b["tip"].split(" cells")[0].replace(",", "")))
+    else:
+        block = blocks[0]
     focus = (block["cell_e"], block["cell_n"], block["level"])
     focused, seconds = timed(lambda: build_map_layers(view, MapSelection(focus=focus)))
     step = "click a block: its cells" if layers.factor > 1 else "focus one cell (no blocks)"

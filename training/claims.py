@@ -261,7 +261,7 @@ def verdict_memory(measured: list[dict], train_images: int | None, dim: int) -> 
 
 def verdict_series(rows: list[tuple[float, dict | None]], strict: bool) -> dict:
     """Test R@1 rises along the series (strictly, or never falls), x ascending."""
-    values = [(x, r1_of(r, "test_r1"), r1_of(r, "val_r1")) for x, r in rows]
+    values = sorted((x, r1_of(r, "test_r1"), r1_of(r, "val_r1")) for x, r in rows)
     known = [(x, t) for x, t, _ in values if t is not None]
     holds = None
     if len(known) == len(rows) and len(rows) > 1:

@@ -105,9 +105,7 @@ def test_resume_gives_the_same_model_as_an_uninterrupted_run(tiny_city, tmp_path
     cut = tmp_path / "runs" / "cut" / "last_checkpoint.pth"
     assert torch.load(cut, weights_only=True)["epoch_num"] == 1
     train.train(parse_arguments(train_args(tiny_city, tmp_path, "cut", "--resume_train", str(cut))))
-    straight = torch.load(
-        tmp_path / "runs" / "straight" / "last_checkpoint.pth", weights_only=True
-    )
+    straight = torch.load(tmp_path / "runs" / "straight" / "last_checkpoint.pth", weights_only=True)
     resumed = torch.load(cut, weights_only=True)
     for key, tensor in straight["model_state_dict"].items():
         assert torch.equal(tensor, resumed["model_state_dict"][key]), key

@@ -226,6 +226,17 @@ def recall_curve(predictions: pd.DataFrame, thresholds) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def readable_predictions(evaluation: Evaluation, predictions_of=None) -> pd.DataFrame | None:
+    """The evaluation's predictions, or None when it saved none or a command running beside
+    the app is replacing the file right now (the recorded recalls are used instead)."""
+    if evaluation.predictions is None:
+        return None
+    try:
+        return (predictions_of or load_predictions)(evaluation.predictions)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+
+
 # --- runs next to the paper ---------------------------------------------------------------
 
 
@@ -238,8 +249,9 @@ def runs_table(
         settings = settings_of(evaluation)
         recalls = dict(evaluation.recalls)
         threshold = settings["threshold_m"]
-        if evaluation.predictions is not None:
-            recalls = recall_at_threshold(predictions_of(evaluation.predictions), threshold_m)
+        predictions = readable_predictions(evaluation, predictions_of)
+        if predictions is not None:
+            recalls = recall_at_threshold(predictions, threshold_m)
             threshold = threshold_m
         rows.append(
             {
@@ -248,7 +260,7 @@ def runs_table(
                 **settings,
                 "threshold_m": threshold,
                 **{f"R@{n}": recalls.get(f"R@{n}") for n in RECALL_NS},
-                "recomputed": evaluation.predictions is not None,
+                "recomputed": predictions is not None,
                 "num_queries": evaluation.num_queries,
             }
         )

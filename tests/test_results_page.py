@@ -291,3 +291,11 @@ def test_page_with_several_runs_shows_each_and_the_failures(monkeypatch, one_run
     assert len(at.get("image")) >= 1  # thumbnails of the failures
     curves = [b for b in at.get("download_button") if "training_curves" in b.proto.label]
     assert curves
+
+
+def test_predictions_replaced_while_the_page_reads_fall_back_to_the_recorded_recall(one_run):
+    (evaluation,) = rv.list_evaluations(one_run)
+    evaluation.predictions.unlink()  # an evaluation running beside the app rewrites it
+    table = rv.runs_table([evaluation], 8)
+    assert not bool(table["recomputed"].iloc[0])
+    assert table[["R@1", "threshold_m"]].iloc[0].tolist() == [50.0, 25.0]  # results.json's

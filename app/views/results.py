@@ -53,6 +53,45 @@ def paper_results() -> pd.DataFrame:
     return load_paper_results()
 
 
+def show_failures(evaluation: rv.Evaluation, predictions: pd.DataFrame) -> None:
+    wrong = rv.failures(predictions, threshold, cached_database(evaluation.test_set))
+    st.caption(
+        f"{len(wrong)} of {predictions['query'].nunique()} queries have their top-1 "
+        f"farther than {threshold} m; worst first."
+    )
+    st.dataframe(wrong.drop(columns=["missed_positives"]), hide_index=True)
+    export(wrong, "failures")
+    root = Path(evaluation.test_set)
+    shown_failures = st.number_input(
+        "Failures shown with thumbnails", 0, 50, min(5, len(wrong)), key="fail_count"
+    )
+    for row in wrong.head(int(shown_failures)).itertuples():
+        st.markdown(f"**{Path(row.query).name}**: top-1 is {row.top1_error_m:.0f} m off")
+        tiles = [(row.query, "query")]
+        tiles += [
+            (p, f"#{i + 1}: {e:.0f} m")
+            for i, (p, e) in enumerate(zip(row.predictions, row.prediction_errors_m, strict=True))
+        ]
+        tiles += [(p, "missed positive") for p in row.missed_positives[:3]]
+        columns = st.columns(len(tiles))
+        for column, (path, caption) in zip(columns, tiles, strict=True):
+            png = thumbnail_png(str(root / path), 128)
+            if png is None:
+                column.caption(f"{caption} (image not found)")
+            else:
+                column.image(png, caption=caption)
+
+    st.subheader("Possible label errors")
+    suspects = rv.possible_label_errors(predictions, threshold)
+    st.caption(
+        "Pairs as similar as a typical correct match (cosine similarity ≥ "
+        f"{suspects.attrs.get('similarity_bar', float('nan')):.3f}) yet more than "
+        f"{threshold} m apart: a wrong position label, or a look-alike place, to review."
+    )
+    st.dataframe(suspects, hide_index=True)
+    export(suspects, "possible_label_errors")
+
+
 runs = rv.list_runs(workspace)
 evaluations = rv.list_evaluations(workspace)
 grids = rv.load_grids(workspace)
@@ -112,9 +151,10 @@ with tabs[0]:
 
         curves = []
         for evaluation in chosen:
-            if evaluation.predictions is None:
+            predictions = rv.readable_predictions(evaluation, predictions_of)
+            if predictions is None:
                 continue
-            curve = rv.recall_curve(predictions_of(evaluation.predictions), range(5, 101, 5))
+            curve = rv.recall_curve(predictions, range(5, 101, 5))
             curve["evaluation"] = f"{evaluation.run} / {evaluation.queries}"
             curves.append(curve[curve["metric"] == "R@1"])
         if curves:
@@ -228,45 +268,11 @@ with tabs[4]:
         labels = [e.label for e in candidates]
         label = st.selectbox("Evaluation", labels, key="fail_evaluation")
         evaluation = candidates[labels.index(label)]
-        predictions = predictions_of(evaluation.predictions)
-        wrong = rv.failures(predictions, threshold, cached_database(evaluation.test_set))
-        st.caption(
-            f"{len(wrong)} of {predictions['query'].nunique()} queries have their top-1 "
-            f"farther than {threshold} m; worst first."
-        )
-        st.dataframe(wrong.drop(columns=["missed_positives"]), hide_index=True)
-        export(wrong, "failures")
-        root = Path(evaluation.test_set)
-        shown_failures = st.number_input(
-            "Failures shown with thumbnails", 0, 50, min(5, len(wrong)), key="fail_count"
-        )
-        for row in wrong.head(int(shown_failures)).itertuples():
-            st.markdown(f"**{Path(row.query).name}**: top-1 is {row.top1_error_m:.0f} m off")
-            tiles = [(row.query, "query")]
-            tiles += [
-                (p, f"#{i + 1}: {e:.0f} m")
-                for i, (p, e) in enumerate(
-                    zip(row.predictions, row.prediction_errors_m, strict=True)
-                )
-            ]
-            tiles += [(p, "missed positive") for p in row.missed_positives[:3]]
-            columns = st.columns(len(tiles))
-            for column, (path, caption) in zip(columns, tiles, strict=True):
-                png = thumbnail_png(str(root / path), 128)
-                if png is None:
-                    column.caption(f"{caption} (image not found)")
-                else:
-                    column.image(png, caption=caption)
-
-        st.subheader("Possible label errors")
-        suspects = rv.possible_label_errors(predictions, threshold)
-        st.caption(
-            "Pairs as similar as a typical correct match (cosine similarity ≥ "
-            f"{suspects.attrs.get('similarity_bar', float('nan')):.3f}) yet more than "
-            f"{threshold} m apart: a wrong position label, or a look-alike place, to review."
-        )
-        st.dataframe(suspects, hide_index=True)
-        export(suspects, "possible_label_errors")
+        predictions = rv.readable_predictions(evaluation, predictions_of)
+        if predictions is None:
+            st.warning(f"{evaluation.predictions} cannot be read right now (being rewritten?).")
+        else:
+            show_failures(evaluation, predictions)
 
 with tabs[5]:
     st.subheader("The paper's Tables 3 to 10")

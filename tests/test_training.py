@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -162,10 +163,17 @@ def test_reference_flags_and_defaults():
     assert args.positive_dist_threshold == 25
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_ddp_with_two_processes_on_cpu(tiny_city, tmp_path):
+    # A free port, so that two test runs on one machine do not collide.
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", "29531", "-m", "training.train",
+        "--master_port", str(free_port()), "-m", "training.train",
         *train_args(tiny_city, tmp_path, "ddp", "--epochs_num", "1"),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

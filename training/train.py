@@ -433,6 +433,33 @@ def evaluate_set(args, context, model, test_set) -> EvalResult:
     )
 
 
+def test_best_model(args, context, model, run_folder: Path) -> dict:
+    """Load the run's best model, test it on the test set, print the recalls on rank 0.
+
+    Returns the summary entries: "test" (R@N) and "test_result" (what the catalog records).
+    """
+    if not (run_folder / BEST_MODEL).is_file():
+        raise UserError(
+            f"{run_folder} has no {BEST_MODEL} to test; train at least one epoch, or test "
+            "a model with python -m training.eval --resume_model FILE"
+        )
+    load_checkpoint(model, run_folder / BEST_MODEL)
+    try:
+        test_set = load_test_set(args.test_set_folder, args.queries_folder)
+    except ValueError as error:
+        raise UserError(one_line(error)) from error
+    result = evaluate_set(args, context, model, test_set)
+    if context.is_main:
+        print(
+            f"Test {test_set.name} / {args.queries_folder}: "
+            f"{format_recalls(result.recalls)}{left_out_note(result)}"
+        )
+    return {
+        "test": {f"R@{n}": v for n, v in result.recalls.items()},
+        "test_result": test_result(args, test_set, result),
+    }
+
+
 def load_datasets(args, context) -> tuple[TrainSet, TestSet]:
     """The train and val sets; a folder the partition cannot use is a UserError."""
     try:
@@ -562,25 +589,7 @@ def train(args) -> dict:
             run_folder / SUMMARY,
         )
     if args.test_set_folder:
-        if not (run_folder / BEST_MODEL).is_file():
-            raise UserError(
-                f"{run_folder} has no {BEST_MODEL} to test; train at least one epoch, or test "
-                "a model with python -m training.eval --resume_model FILE"
-            )
-        load_checkpoint(model, run_folder / BEST_MODEL)
-        try:
-            test_set = load_test_set(args.test_set_folder, args.queries_folder)
-        except ValueError as error:
-            raise UserError(one_line(error)) from error
-        result = evaluate_set(args, context, model, test_set)
-        summary["test"] = {f"R@{n}": v for n, v in result.recalls.items()}
-        summary["test_result"] = test_result(args, test_set, result)
-        if context.is_main:
-            note = left_out_note(result)
-            print(
-                f"Test {test_set.name} / {args.queries_folder}: "
-                f"{format_recalls(result.recalls)}{note}"
-            )
+        summary.update(test_best_model(args, context, model, run_folder))
     if context.is_main:
         files.write_json(run_folder / SUMMARY, summary)  # the run folder first, whole
         record_in_catalog(args, kind, summary.get("test_result"))

@@ -34,11 +34,10 @@ from core import files
 from core.descriptors import ImagePathsDataset, extract_descriptors, inference_transform
 from core.errors import UserError, one_line, user_errors
 from core.images import load_image
-from core.model import load_checkpoint
 from core.recall import format_recalls
 from training import config, distributed
 from training.data import load_test_set, parse_folder, utm_of
-from training.eval import left_out_note, record_in_catalog, test_result
+from training.eval import record_in_catalog
 from training.train import (
     BEST_MODEL,
     SUMMARY,
@@ -46,9 +45,9 @@ from training.train import (
     atomic_save,
     augmentation,
     build_model,
-    evaluate_set,
     prepare_run_folder,
     seed_everything,
+    test_best_model,
     validate,
 )
 
@@ -339,18 +338,7 @@ def train(args) -> dict:
             atomic_save(model.state_dict(), run_folder / BEST_MODEL)
     summary = {"kind": "baseline", "best_val_recall1": best, "history": history}
     if args.test_set_folder:
-        load_checkpoint(model, run_folder / BEST_MODEL)
-        try:
-            test_set = load_test_set(args.test_set_folder, args.queries_folder)
-        except ValueError as error:
-            raise UserError(one_line(error)) from error
-        result = evaluate_set(args, context, model, test_set)
-        summary["test"] = {f"R@{n}": v for n, v in result.recalls.items()}
-        summary["test_result"] = test_result(args, test_set, result)
-        print(
-            f"Test {test_set.name} / {args.queries_folder}: "
-            f"{format_recalls(result.recalls)}{left_out_note(result)}"
-        )
+        summary.update(test_best_model(args, context, model, run_folder))
     files.write_json(run_folder / SUMMARY, summary)  # the run folder first, whole
     record_in_catalog(args, "baseline", summary.get("test_result"))
     return summary

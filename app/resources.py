@@ -34,6 +34,16 @@ def dataset_names(path: Path) -> list[str]:
     return _dataset_names(catalog_reader.catalog_fingerprint(path))
 
 
+def catalogued_datasets_or_stop() -> tuple[Path, list[str]]:
+    """The catalog file and its datasets; without them the page names the command and stops."""
+    catalog = catalog_file()
+    try:
+        return catalog, dataset_names(catalog)
+    except (catalog_reader.CatalogMissingError, catalog_reader.CatalogBusyError) as error:
+        st.info(str(error))
+        st.stop()
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def _dataset_splits(fingerprint: tuple, dataset: str) -> list[str]:
     return catalog_reader.dataset_splits(fingerprint[0], dataset)

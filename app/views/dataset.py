@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app import resources, view_state
-from app.catalog_reader import CatalogBusyError, CatalogMissingError
+from app.catalog_reader import CatalogBusyError
 from app.dataset_stats import (
     coverage_deck,
     panoramas_per_cell_figure,
@@ -13,12 +13,7 @@ from app.dataset_stats import (
 from core.partition import PartitionParams
 
 st.title("Dataset")
-catalog = resources.catalog_file()
-try:
-    datasets = resources.dataset_names(catalog)
-except (CatalogMissingError, CatalogBusyError) as error:
-    st.info(str(error))
-    st.stop()
+catalog, datasets = resources.catalogued_datasets_or_stop()
 
 with st.sidebar:
     view_state.initial_choice("dataset", datasets)

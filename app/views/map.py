@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import resources, view_state
-from app.catalog_reader import CatalogBusyError, CatalogMissingError
+from app.catalog_reader import CatalogBusyError
 from app.map_layers import (
     MapSelection,
     build_map_layers,
@@ -25,12 +25,7 @@ from core.partition import (
 )
 
 st.title("Partition map")
-catalog = resources.catalog_file()
-try:
-    datasets = resources.dataset_names(catalog)
-except (CatalogMissingError, CatalogBusyError) as error:
-    st.info(str(error))
-    st.stop()
+catalog, datasets = resources.catalogued_datasets_or_stop()
 
 with st.sidebar:
     st.header("Partition")

@@ -68,10 +68,13 @@ DEMO_INDEX := $(DEMO_RUN)/index/index.faiss
 DEMO_INFER_FLAGS := --resize_test_imgs --image_size $(DEMO_IMAGE_SIZE) --infer_batch_size 64 --device cpu \
 	--num_workers 0
 APP_PORT ?= 8501
+# The renders are independent: one process per core.
+RENDER_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 
 # The synthetic city is written last to metadata.json, so its presence means a whole build.
 $(DEMO_CITY)/metadata.json: | $(STAMP)
-	$(PY) -m data_catalog.synthetic --preset demo --seed 0 --out $(DEMO_CITY) --overwrite
+	$(PY) -m data_catalog.synthetic --preset demo --seed 0 --out $(DEMO_CITY) --overwrite \
+		--workers $(RENDER_WORKERS)
 	$(PY) -m data_catalog.ingest $(DEMO_CITY) --db $(WORKSPACE)/catalog.duckdb
 
 demo-data: $(DEMO_CITY)/metadata.json

@@ -117,6 +117,7 @@ def trained(tiny_city, tmp_path_factory):
         (["--alpha", "400"], "--alpha 400.0 must lie in (0, 360] degrees"),
         (["--lr", "-1"], "--lr -1.0 must be a positive number"),
         (["--hue", "0.7"], "--hue 0.7 must lie in [0, 0.5]"),
+        (["--grayscale", "1.5"], "--grayscale 1.5 is a probability: give a value in [0, 1]"),
         (["--epochs_num", "0"], "--epochs_num 0 trains nothing: give at least 1"),
         (["--num_preds_to_save", "30"], "--num_preds_to_save 30: at most 20 are kept"),
         (["--save_dir", "../elsewhere"], "must be a plain folder name"),

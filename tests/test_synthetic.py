@@ -59,10 +59,10 @@ def test_names_parse_and_lie_in_san_francisco(tiny):
             assert name.pano_id
 
 
-def test_only_queries_v1_lack_heading(tiny):
+def test_only_photos_lack_heading(tiny):
     for subset in SUBSETS:
         headings = [parse_name(p).heading for p in images(tiny, subset)]
-        if subset == "test/queries_v1":
+        if subset.endswith("queries_v1"):  # the test photos and their val counterparts
             assert all(h == "" for h in headings)
         else:
             assert all(h != "" and 0 <= float(h) < 360 for h in headings)
@@ -89,7 +89,7 @@ def test_images_decode_at_expected_sizes(tiny):
                 image.load()
                 assert image.format == "JPEG" and image.mode == "RGB"
                 sizes.add(image.size)
-        if subset == "test/queries_v1":
+        if subset.endswith("queries_v1"):  # the test photos and their val counterparts
             assert len(sizes) >= 3  # several aspect ratios
             assert all(min(s) == round(SIZE * 0.94) for s in sizes)
         else:
@@ -130,6 +130,7 @@ def test_queries_have_database_positives(tiny):
     """Every query lies within 25 m of a database image of its split, so recall is defined."""
     for database, queries in (
         ("val/database", "val/queries"),
+        ("val/database", "val/queries_v1"),
         ("test/database", "test/queries_v1"),
         ("test/database", "test/queries_v2"),
     ):

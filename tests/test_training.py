@@ -100,12 +100,30 @@ def test_eval_prints_reference_format_and_saves_predictions(trained_run, tiny_ci
     assert recorded.loc["queries_v1", "kind"] == "eval"  # the run was re-recorded by eval
 
 
-def test_resume_gives_the_same_model_as_an_uninterrupted_run(tiny_city, tmp_path):
-    train.train(parse_arguments(train_args(tiny_city, tmp_path, "straight")))
-    train.train(parse_arguments(train_args(tiny_city, tmp_path, "cut", "--epochs_num", "1")))
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_gives_the_same_model_as_an_uninterrupted_run(
+    tiny_city, tmp_path, monkeypatch, schedule
+):
+    def run(name, *extra):
+        flags = train_args(tiny_city, tmp_path, name, "--lr_schedule", schedule, *extra)
+        train.train(parse_arguments(flags))
+
+    run("straight")
+    validate, calls = train.validate, []
+
+    def interrupted_in_the_second_epoch(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return validate(*args)
+
+    monkeypatch.setattr(train, "validate", interrupted_in_the_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run("cut")
+    monkeypatch.setattr(train, "validate", validate)
     cut = tmp_path / "runs" / "cut" / "last_checkpoint.pth"
     assert torch.load(cut, weights_only=True)["epoch_num"] == 1
-    train.train(parse_arguments(train_args(tiny_city, tmp_path, "cut", "--resume_train", str(cut))))
+    run("cut", "--resume_train", str(cut))
     straight = torch.load(tmp_path / "runs" / "straight" / "last_checkpoint.pth", weights_only=True)
     resumed = torch.load(cut, weights_only=True)
     for key, tensor in straight["model_state_dict"].items():
@@ -194,3 +212,34 @@ def test_ddp_with_two_processes_on_cpu(tiny_city, tmp_path):
         )
     )  # fmt: skip
     assert {f"R@{n}": v for n, v in single.recalls.items()} == pytest.approx(summary["test"])
+
+
+def test_cosine_schedule_decays_the_network_lr_and_keeps_the_classifiers_lr():
+    args = parse_arguments(["--lr_schedule", "cosine", "--epochs_num", "4"])
+    args.iterations_per_epoch, total = 10, 40
+    factors = [train.learning_rate_factor(args, step) for step in (0, total // 2, total)]
+    assert factors == pytest.approx([1.0, 0.5, 0.0])
+    network = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=args.lr)
+    head = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=args.classifiers_lr)
+    train.set_learning_rates(args, [network, head], 3 * total // 4)
+    assert network.param_groups[0]["lr"] == pytest.approx(args.lr * (1 - 0.5**0.5) / 2)
+    # A classifier first trained in the last epoch needs its full lr (set_learning_rates).
+    assert head.param_groups[0]["lr"] == args.classifiers_lr
+    constant = parse_arguments(["--epochs_num", "4"])
+    constant.iterations_per_epoch = 10
+    assert train.learning_rate_factor(constant, 35) == 1.0
+
+
+@pytest.mark.parametrize("grayscale", [0.0, 1.0])
+def test_train_transform_greys_images_only_when_asked(grayscale):
+    from PIL import Image
+
+    from training.data import train_transform
+
+    red = Image.new("RGB", (48, 48), (200, 30, 30))
+    transform = train_transform(32, 0, 0, 0, 0, 0, grayscale=grayscale)
+    pixels = transform(red) * torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    pixels += torch.tensor([0.485, 0.456, 0.406])[:, None, None]  # back to [0, 1]
+    assert pixels.shape == (3, 32, 32)
+    spread = float(pixels.amax(0).sub(pixels.amin(0)).max())
+    assert (spread < 1e-5) == (grayscale == 1.0)

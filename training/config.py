@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iterations_per_epoch", type=int, default=10_000)
     parser.add_argument("--lr", type=float, default=0.00001, help="network learning rate")
     parser.add_argument("--classifiers_lr", type=float, default=0.01)
+    parser.add_argument(
+        "--lr_schedule",
+        default="constant",
+        choices=["constant", "cosine"],
+        help="constant (the reference) or cosine decay of the network's lr to 0 at the end",
+    )
     parser.add_argument("--head", default="cosface", choices=["cosface", "arcface"])
     # Data augmentation
     parser.add_argument("--brightness", type=float, default=0.7)
@@ -72,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--saturation", type=float, default=0.7)
     parser.add_argument("--hue", type=float, default=0.5)
     parser.add_argument("--random_resized_crop", type=float, default=0.5)
+    parser.add_argument(
+        "--grayscale", type=float, default=0.0, help="probability of a grey train image"
+    )
     parser.add_argument("--image_size", type=int, default=512, help="training crops' side")
     # Validation / test
     parser.add_argument("--resize_test_imgs", action="store_true")
@@ -156,6 +165,8 @@ def flag_problem(args: argparse.Namespace) -> str | None:
         return f"--alpha {args.alpha} must lie in (0, 360] degrees (360: no heading classes)"
     if not 0 <= args.hue <= 0.5:
         return f"--hue {args.hue} must lie in [0, 0.5] (torchvision's ColorJitter range)"
+    if not 0 <= getattr(args, "grayscale", 0.0) <= 1:
+        return f"--grayscale {args.grayscale} is a probability: give a value in [0, 1]"
     if not 0 <= args.random_resized_crop < 1:
         return f"--random_resized_crop {args.random_resized_crop} must lie in [0, 1)"
     groups = args.N * args.N * args.L

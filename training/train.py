@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
 import shutil
 import time
@@ -181,6 +182,28 @@ def group_batches(dataset, batch_size, context, epoch_seed, num_workers):
         pass_number += 1
 
 
+def learning_rate_factor(args, step: int) -> float:
+    """The factor on the network's lr at a global step (epoch * iterations + i).
+
+    A function of the step alone, so a resumed run goes on exactly where it stopped.
+    """
+    if getattr(args, "lr_schedule", "constant") == "constant":
+        return 1.0
+    total = args.epochs_num * args.iterations_per_epoch
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
+def set_learning_rates(args, optimizers, step: int) -> None:
+    """The network's lr follows the schedule; the classifiers keep --classifiers_lr.
+
+    optimizers = [network, head]. A group's classifier starts from scratch in the group's
+    first epoch, also late in training, so a decayed lr would leave it (and the gradients it
+    sends into the network) untrained.
+    """
+    for param_group in optimizers[0].param_groups:
+        param_group["lr"] = args.lr * learning_rate_factor(args, step)
+
+
 def amp_dtype(args, device: torch.device) -> torch.dtype | None:
     """The autocast dtype: fp16/bf16 on CUDA, bf16 on a CPU with --amp_cpu_bf16, else none."""
     if device.type == "cuda":
@@ -246,6 +269,7 @@ def train_epoch(
         ncols=100,
     )
     unreadable = unreadable if unreadable is not None else UnreadableImages()
+    step = epoch * args.iterations_per_epoch
     for _ in progress:
         try:
             images, labels, skipped = next(batches)
@@ -258,9 +282,10 @@ def train_epoch(
             unreadable.add(lines)
         images = images.to(context.device, non_blocking=True)
         labels = labels.to(context.device, non_blocking=True)
-        if context.device.type == "cuda" or dtype is not None:
-            # channels_last is what cuDNN and oneDNN's bf16 convolutions run fastest on.
-            images = images.contiguous(memory_format=torch.channels_last)
+        # channels_last is what cuDNN and oneDNN convolutions run fastest on (the model too).
+        images = images.contiguous(memory_format=torch.channels_last)
+        set_learning_rates(args, optimizers, step)
+        step += 1
         with torch.autocast(context.device.type, dtype=dtype, enabled=dtype is not None):
             loss = module(images, labels)
         for optimizer in optimizers:
@@ -291,10 +316,7 @@ def build_model(args, device: torch.device) -> CosPlaceNet:
     )
     if args.resume_model:
         load_checkpoint(model, args.resume_model)
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    return model.to(device, memory_format=torch.channels_last)
 
 
 def augmentation(args):
@@ -305,6 +327,7 @@ def augmentation(args):
         args.saturation,
         args.hue,
         args.random_resized_crop,
+        getattr(args, "grayscale", 0.0),
     )
 
 

@@ -33,6 +33,9 @@ class Preset:
     val_database_year: int = 2014
     val_queries_year: int = 2018
     val_queries: int = 400
+    # Val photos of other domains, like test/queries_v1 but in the val district: tuning for
+    # queries_v1 (augmentation, schedule) looks at these and never at the test queries.
+    val_photos: int = 400
     # Test: the database from 2013, like SF-XL.
     test_database_year: int = 2013
     database_spacing_m: float = 10.0
@@ -54,6 +57,7 @@ PRESETS: dict[str, Preset] = {
         train_spacing_m=30.0,
         database_spacing_m=40.0,
         val_queries=12,
+        val_photos=12,
         queries_v1=20,
         queries_v2=12,
     ),

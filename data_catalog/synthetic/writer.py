@@ -55,6 +55,7 @@ SUBSETS = (
     "train",
     "val/database",
     "val/queries",
+    "val/queries_v1",
     "test/database",
     "test/queries_v1",
     "test/queries_v2",
@@ -166,11 +167,13 @@ def _query_crops(seed, folder, subset, year, tracks, count, condition):
     return jobs
 
 
-def _photos(seed: int, city: City, tracks: list[Track], count: int, size: int) -> list[Job]:
+def _photos(
+    seed: int, city: City, tracks: list[Track], count: int, size: int, folder: str
+) -> list[Job]:
     """queries_v1: pedestrians' photos anywhere across the street, any heading and lens."""
     jobs = []
     for i in range(count):
-        rng = rng_for(seed, "photo", i)
+        rng = rng_for(seed, *_photo_keys("photo", folder, i))
         track, along = _pick_point(rng, tracks)
         half = _street_half_width(city, track)
         x, y = track.point(along, rng.uniform(-(half - 0.8), half - 0.8))
@@ -183,7 +186,7 @@ def _photos(seed: int, city: City, tracks: list[Track], count: int, size: int) -
         year = int(rng.integers(2014, 2022))
         jobs.append(
             Job(
-                "test/queries_v1",
+                folder,
                 i,
                 round(x, 2),
                 round(y, 2),
@@ -249,7 +252,12 @@ def plan_dataset(city: City, preset: Preset) -> list[Job]:
         "capture",
         0,
     )
-    jobs += _photos(seed, city, tracks["test"], preset.queries_v1, preset.image_size)
+    jobs += _photos(
+        seed, city, tracks["val"], preset.val_photos, preset.image_size, "val/queries_v1"
+    )
+    jobs += _photos(
+        seed, city, tracks["test"], preset.queries_v1, preset.image_size, "test/queries_v1"
+    )
     jobs += _query_crops(
         seed,
         "test/queries_v2",
@@ -283,7 +291,15 @@ def _condition(city: City, job: Job) -> Condition:
     if job.condition == "mild":
         # Same drive, but each query photo gets its own light on top of it.
         return mild_condition(rng_for(city.seed, "mild", job.folder, job.index), job.month)
-    return query_condition(rng_for(city.seed, "query_condition", job.index), job.month)
+    return query_condition(
+        rng_for(city.seed, *_photo_keys("query_condition", job.folder, job.index)), job.month
+    )
+
+
+def _photo_keys(kind: str, folder: str, index: int) -> tuple:
+    """Random-stream keys of a photo; test/queries_v1 keeps its first keys, so adding the val
+    photos left every test photo as it was."""
+    return (kind, index) if folder == "test/queries_v1" else (kind, folder, index)
 
 
 def _occluders(rng: np.random.Generator, job: Job) -> Boxes:
@@ -506,6 +522,7 @@ def readme_text(metadata: dict) -> str:
         "",
         "train/            12 crops per panorama, 30 degrees apart, grouped by year",
         "val/database      one capture year; val/queries: single crops of another year",
+        "val/queries_v1    photos like test/queries_v1, in the val district (for tuning)",
         "test/database     one capture year (2013, like SF-XL)",
         "test/queries_v1   photos of other domains (night, fog, rain, dusk, grayscale, other",
         "                  lenses and viewpoints, occluders); no heading in their names",

@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmarks.table import print_table
 from core.model import model_from_checkpoint
 from data_catalog.synthetic import build_city, get_preset, plan_dataset
-from data_catalog.synthetic.writer import _condition, image_name, job_latlon
+from data_catalog.synthetic.writer import image_name, job_condition, job_latlon
 from training import distributed
 from training.data import load_test_set
 from training.eval import evaluate
@@ -31,7 +31,7 @@ def photo_domains(dataset_folder: Path, folder: str) -> dict[str, str]:
     domains = {}
     for job in plan_dataset(city, preset):
         if job.folder == folder:
-            condition = _condition(city, job)
+            condition = job_condition(city, job)
             name = image_name(city.seed, job, None, job_latlon(job))
             domains[name] = condition.name + ("+grey" if condition.grayscale else "")
     return domains

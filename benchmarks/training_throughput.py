@@ -1,14 +1,14 @@
-"""Training throughput in the real loop: fp32 against bf16 autocast + channels_last, on the CPU.
+"""Training throughput in the real loop: fp32 against bf16 autocast, on the CPU.
 
 Each configuration runs `training.train.train_epoch` (the loader, augmentation, forward,
-CosFace loss, backward and both Adam steps) on one group of a dataset, by default the
-synthetic demo city. The configurations alternate, --repeats times each, and the best run
-of each is kept, so that other work on a shared machine disturbs them alike; the ratio to
-fp32 is the figure to read. Besides wall-clock images/s, it reports images per CPU-second of
-this process (time.process_time), which other processes on a shared machine barely change
-when torch runs one thread (the default here: --threads 1). A "loader only" row times the
-batches alone (decode, colour jitter, random resized crop), which the network's dtype does
-not speed up.
+CosFace loss, backward and both Adam steps; channels_last in both, as training runs) on one
+group of a dataset, by default the synthetic demo city. The configurations alternate,
+--repeats times each, and the best run of each is kept, so that other work on a shared
+machine disturbs them alike; the ratio to fp32 is the figure to read. Besides wall-clock
+images/s, it reports images per CPU-second of this process (time.process_time), which other
+processes on a shared machine barely change when torch runs one thread (the default here:
+--threads 1). A "loader only" row times the batches alone (decode, random resized crop,
+colour jitter), which the network's dtype does not speed up.
 
     python -m benchmarks.training_throughput [--dataset_folder data/synthetic_demo]
         [--image_sizes 96 128] [--batch_size 32] [--iterations 20] [--repeats 2]
@@ -29,7 +29,7 @@ from training.distributed import Context
 from training.train import Trainee, augmentation, build_training, group_batches, train_epoch
 
 CPU = torch.device("cpu")
-PRECISIONS = {"fp32": [], "bf16 autocast + channels_last": ["--amp_cpu_bf16"]}
+PRECISIONS = {"fp32": [], "bf16 autocast": ["--amp_cpu_bf16"]}
 
 
 def parse_arguments() -> argparse.Namespace:

@@ -57,9 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--imagenet_weights", default=None, help="torchvision weights file")
     # Training
     parser.add_argument("--use_amp16", action="store_true", help="fp16 AMP on CUDA (else bf16)")
-    parser.add_argument(
-        "--amp_cpu_bf16", action="store_true", help="bf16 autocast + channels_last on the CPU"
-    )
+    parser.add_argument("--amp_cpu_bf16", action="store_true", help="bf16 autocast on the CPU")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--epochs_num", type=int, default=50)
     parser.add_argument("--iterations_per_epoch", type=int, default=10_000)
@@ -165,7 +163,7 @@ def flag_problem(args: argparse.Namespace) -> str | None:
         return f"--alpha {args.alpha} must lie in (0, 360] degrees (360: no heading classes)"
     if not 0 <= args.hue <= 0.5:
         return f"--hue {args.hue} must lie in [0, 0.5] (torchvision's ColorJitter range)"
-    if not 0 <= getattr(args, "grayscale", 0.0) <= 1:
+    if not 0 <= args.grayscale <= 1:
         return f"--grayscale {args.grayscale} is a probability: give a value in [0, 1]"
     if not 0 <= args.random_resized_crop < 1:
         return f"--random_resized_crop {args.random_resized_crop} must lie in [0, 1)"

@@ -187,20 +187,20 @@ def learning_rate_factor(args, step: int) -> float:
 
     A function of the step alone, so a resumed run goes on exactly where it stopped.
     """
-    if getattr(args, "lr_schedule", "constant") == "constant":
+    if args.lr_schedule == "constant":
         return 1.0
     total = args.epochs_num * args.iterations_per_epoch
     return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
-def set_learning_rates(args, optimizers, step: int) -> None:
+def set_network_lr(args, network_optimizer, step: int) -> None:
     """The network's lr follows the schedule; the classifiers keep --classifiers_lr.
 
-    optimizers = [network, head]. A group's classifier starts from scratch in the group's
-    first epoch, also late in training, so a decayed lr would leave it (and the gradients it
-    sends into the network) untrained.
+    A group's classifier starts from scratch in the group's first epoch, also late in
+    training, so a decayed lr would leave it (and the gradients it sends into the network)
+    untrained.
     """
-    for param_group in optimizers[0].param_groups:
+    for param_group in network_optimizer.param_groups:
         param_group["lr"] = args.lr * learning_rate_factor(args, step)
 
 
@@ -208,7 +208,7 @@ def amp_dtype(args, device: torch.device) -> torch.dtype | None:
     """The autocast dtype: fp16/bf16 on CUDA, bf16 on a CPU with --amp_cpu_bf16, else none."""
     if device.type == "cuda":
         return torch.float16 if args.use_amp16 else torch.bfloat16
-    # Opt-in: on this project's shared 2-vCPU AVX-512-bf16 machine the real loop ran 0.83x fp32
+    # Opt-in: on this project's 2-vCPU AVX-512-bf16 machine the real loop ran 0.73-0.79x fp32
     # per CPU-second (benchmarks/training_throughput.py); CPUs with AMX tiles may gain.
     return torch.bfloat16 if getattr(args, "amp_cpu_bf16", False) else None
 
@@ -284,7 +284,7 @@ def train_epoch(
         labels = labels.to(context.device, non_blocking=True)
         # channels_last is what cuDNN and oneDNN convolutions run fastest on (the model too).
         images = images.contiguous(memory_format=torch.channels_last)
-        set_learning_rates(args, optimizers, step)
+        set_network_lr(args, optimizers[0], step)  # optimizers = [network, head]
         step += 1
         with torch.autocast(context.device.type, dtype=dtype, enabled=dtype is not None):
             loss = module(images, labels)
@@ -327,7 +327,7 @@ def augmentation(args):
         args.saturation,
         args.hue,
         args.random_resized_crop,
-        getattr(args, "grayscale", 0.0),
+        args.grayscale,
     )
 
 

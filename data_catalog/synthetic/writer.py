@@ -284,7 +284,7 @@ def count_images(jobs: list[Job]) -> dict[str, int]:
 # ----------------------------------------------------------------------------- rendering
 
 
-def _condition(city: City, job: Job) -> Condition:
+def job_condition(city: City, job: Job) -> Condition:
     rng = rng_for(city.seed, "condition", *job.drive) if job.drive else None
     if job.condition == "capture":
         return capture_condition(rng, job.month)
@@ -325,7 +325,7 @@ def _occluders(rng: np.random.Generator, job: Job) -> Boxes:
 def render_job(city: City, job: Job, size: int) -> list[tuple[str, bytes]]:
     """(file name, JPEG bytes) of every image of a job."""
     rng = rng_for(city.seed, "render", job.folder, job.index)
-    cond = _condition(city, job)
+    cond = job_condition(city, job)
     scene = city.scene(job.year)
     if job.photo:
         hfov, width, height, horizon = job.photo

@@ -79,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--grayscale", type=float, default=0.0, help="probability of a grey train image"
     )
+    parser.add_argument(
+        "--blur", type=float, default=0.0, help="probability of a Gaussian-blurred train image"
+    )
+    parser.add_argument(
+        "--weather",
+        type=float,
+        default=0.0,
+        help="probability of simulated haze, low light or overcast on a train image",
+    )
     parser.add_argument("--image_size", type=int, default=512, help="training crops' side")
     # Validation / test
     parser.add_argument("--resize_test_imgs", action="store_true")
@@ -163,8 +172,10 @@ def flag_problem(args: argparse.Namespace) -> str | None:
         return f"--alpha {args.alpha} must lie in (0, 360] degrees (360: no heading classes)"
     if not 0 <= args.hue <= 0.5:
         return f"--hue {args.hue} must lie in [0, 0.5] (torchvision's ColorJitter range)"
-    if not 0 <= args.grayscale <= 1:
-        return f"--grayscale {args.grayscale} is a probability: give a value in [0, 1]"
+    for name in ("grayscale", "blur", "weather"):
+        value = getattr(args, name)
+        if not 0 <= value <= 1:
+            return f"--{name} {value} is a probability: give a value in [0, 1]"
     if not 0 <= args.random_resized_crop < 1:
         return f"--random_resized_crop {args.random_resized_crop} must lie in [0, 1)"
     groups = args.N * args.N * args.L

@@ -38,6 +38,7 @@ from data_catalog.name_table import (
     walk_images,
 )
 from data_catalog.names import MalformedNameError, SFXLName, parse_name
+from training.augment import RandomWeather
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +178,12 @@ def train_transform(
     hue: float,
     random_resized_crop: float,
     grayscale: float = 0.0,
+    blur: float = 0.0,
+    weather: float = 0.0,
 ) -> T.Compose:
     """The reference's augmentation (a random resized crop and colour jitter), and optionally
-    grey images with probability `grayscale`.
+    grey images, soft (Gaussian blur) images and simulated haze or low light (training.augment),
+    each with its own probability.
 
     The crop comes first, the reverse of the reference's order: jitter is per pixel (contrast
     uses the mean grey level), so the result is alike, and jittering the smaller crop is
@@ -193,7 +197,12 @@ def train_transform(
     ]
     if grayscale:
         steps.append(T.RandomGrayscale(grayscale))
-    return T.Compose([*steps, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    steps.append(T.ToTensor())
+    if blur:
+        steps.append(T.RandomApply([T.GaussianBlur(5, sigma=(0.4, 1.5))], p=blur))
+    if weather:
+        steps.append(RandomWeather(weather))
+    return T.Compose([*steps, T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 class GroupDataset(Dataset):

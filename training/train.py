@@ -328,6 +328,8 @@ def augmentation(args):
         args.hue,
         args.random_resized_crop,
         args.grayscale,
+        args.blur,
+        args.weather,
     )
 
 

@@ -551,6 +551,9 @@ def train(args) -> dict:
             args.groups_num,
         )
 
+    # Wall time of the whole run, validation included, carried across resumes: the x axis of
+    # the val curve (recall against training minutes).
+    wall_before, wall_start = (history[-1].get("wall_s", 0.0) if history else 0.0), time.monotonic()
     for epoch in range(start_epoch, args.epochs_num):
         group = epoch % args.groups_num
         head = heads[group].to(context.device)  # only the current group's head on the device
@@ -569,6 +572,7 @@ def train(args) -> dict:
         move_optimizer(head_optimizers[group], torch.device("cpu"))
         recalls = validate(args, context, model, val_set)
         stats.update(epoch=epoch, group=group, val={f"R@{n}": v for n, v in recalls.items()})
+        stats["wall_s"] = round(wall_before + time.monotonic() - wall_start, 1)
         history.append(stats)
         is_best = recalls[1] > best
         best = max(best, recalls[1])

@@ -6,18 +6,7 @@ STAMP := $(VENV)/.installed
 
 WORKSPACE := data
 DEMO_CITY := $(WORKSPACE)/synthetic_demo
-# The demo's model: ResNet-18 from scratch on the synthetic demo city, 8.5 minutes on a 2-core
-# CPU (no ImageNet weights can be downloaded, hence all layers train, at lr 1e-3 with a cosine
-# decay). num_workers 0: on 2 cores a loader process halves the throughput.
-# Tuned on val only (README "The demo model"): in a budget this short, lighter augmentation
-# than the reference's learns faster (val R@1 68.0 vs 64.5 at 1,200 iterations; it costs
-# photos of fog and grey cameras), and 16 groups (--group_order size: 8 of 72 classes, 4 of
-# 60, 4 of 36) beat 8 (69.2 vs 68.0); 960 iterations keep `make demo` under 15 minutes.
 DEMO_IMAGE_SIZE := 96
-DEMO_TRAIN_FLAGS := --image_size $(DEMO_IMAGE_SIZE) --resize_test_imgs --batch_size 32 --groups_num 16 \
-	--epochs_num 16 --iterations_per_epoch 60 --train_all_layers --lr 0.001 --lr_schedule cosine \
-	--brightness 0.4 --contrast 0.4 --saturation 0.4 --hue 0.05 --random_resized_crop 0.3 \
-	--group_order size --device cpu --num_workers 0 --infer_batch_size 64
 
 # The shipped demo model (models/demo/): the same network and groups at about 12x the budget
 # (32 epochs of 350 iterations), with stronger augmentation for the photos of other domains
@@ -30,7 +19,8 @@ RELEASE_TRAIN_FLAGS := --image_size $(DEMO_IMAGE_SIZE) --resize_test_imgs --batc
 	--brightness 0.5 --contrast 0.5 --saturation 0.5 --hue 0.1 --random_resized_crop 0.3 \
 	--grayscale 0.15 --blur 0.2 --weather 0.4 --device cpu --num_workers 0 --infer_batch_size 64
 
-.PHONY: chromium install lint format test test-slow bench demo demo-data demo-model demo-eval demo-index demo-app FORCE
+.PHONY: chromium install lint format test test-slow bench demo demo-data demo-model demo-eval demo-index demo-app \
+	demo-train demo-release
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,8 +58,8 @@ bench: install demo-data
 	$(PY) -m benchmarks.training_throughput
 	$(PY) -m benchmarks.city_scale
 
-# `make demo`: install, build and catalog the synthetic city, train the demo model, evaluate it on
-# both query sets (recorded in the catalog), build its retrieval index, start the app. Each step
+# `make demo`: install, build and catalog the synthetic city, install the shipped demo model,
+# evaluate it on both query sets (recorded in the catalog), build its retrieval index, start the app. Each step
 # leaves a file that make checks, so a second `make demo` skips to the app.
 DEMO_RUN := $(WORKSPACE)/runs/demo
 DEMO_MODEL := $(DEMO_RUN)/summary.json
@@ -89,34 +79,36 @@ $(DEMO_CITY)/metadata.json: | $(STAMP)
 
 demo-data: $(DEMO_CITY)/metadata.json
 
-# training.train writes summary.json after its last epoch: without it, a run that was
-# interrupted resumes from its last checkpoint; a finished run older than the city is replaced.
-# The flags are kept in a file that changes only when they do, so new flags retrain the model.
-DEMO_FLAGS_FILE := $(WORKSPACE)/.demo_train_flags
-$(DEMO_FLAGS_FILE): FORCE
-	@mkdir -p $(WORKSPACE)
-	@echo '$(DEMO_TRAIN_FLAGS)' | cmp -s - $@ || echo '$(DEMO_TRAIN_FLAGS)' > $@
-
-FORCE:
-
-$(DEMO_MODEL): $(DEMO_CITY)/metadata.json $(DEMO_FLAGS_FILE)
-	$(PY) -m training.train --dataset_folder $(DEMO_CITY) $(DEMO_TRAIN_FLAGS) \
-		--workspace $(WORKSPACE) --save_dir demo \
-		$$(if [ -f $(DEMO_RUN)/last_checkpoint.pth ] && [ ! -f $@ ]; then \
-		echo --resume_train $(DEMO_RUN)/last_checkpoint.pth; else echo --overwrite; fi)
+# The shipped model (models/demo/, made by `make demo-release`) goes into the demo's run folder
+# once its sha256 and the rendered city's checksum match its record. A run folder that holds
+# another model is kept: DEMO_OVERWRITE=--overwrite replaces it.
+DEMO_RELEASE := models/demo
+DEMO_OVERWRITE ?=
+$(DEMO_MODEL): $(DEMO_CITY)/metadata.json $(DEMO_RELEASE)/record.json $(DEMO_RELEASE)/demo_model.pth
+	$(PY) -m training.release install --run_dir $(DEMO_RUN) --out $(DEMO_RELEASE) \
+		--dataset_folder $(DEMO_CITY) --workspace $(WORKSPACE) $(DEMO_OVERWRITE)
 
 demo-model: $(DEMO_MODEL)
 
 # The shipped model's recipe (RELEASE_TRAIN_FLAGS), trained on train/ and validated on val/:
 # test/ is evaluated once, by demo-release.
 DEMO_TRAIN_RUN := $(WORKSPACE)/runs/demo_train
-$(DEMO_TRAIN_RUN)/summary.json: $(DEMO_CITY)/metadata.json
+$(DEMO_TRAIN_RUN)/summary.json: | $(DEMO_CITY)/metadata.json
 	$(PY) -m training.train --train_set_folder $(DEMO_CITY)/train --val_set_folder $(DEMO_CITY)/val \
 		$(RELEASE_TRAIN_FLAGS) --workspace $(WORKSPACE) --save_dir demo_train \
 		$$(if [ -f $(DEMO_TRAIN_RUN)/last_checkpoint.pth ]; then \
 		echo --resume_train $(DEMO_TRAIN_RUN)/last_checkpoint.pth; fi)
 
+# Trains the recipe (resuming an interrupted run), then prints its val curve beside the record's.
 demo-train: $(DEMO_TRAIN_RUN)/summary.json
+	$(PY) -m training.release compare --run_dir $(DEMO_TRAIN_RUN) --out $(DEMO_RELEASE)
+
+# Evaluates the trained run's fp16 weights on val and test (once), then writes them and their
+# record into models/demo/; RELEASE_OVERWRITE=--overwrite replaces a release already there.
+RELEASE_OVERWRITE ?=
+demo-release: $(DEMO_TRAIN_RUN)/summary.json
+	$(PY) -m training.release export --run_dir $(DEMO_TRAIN_RUN) --out $(DEMO_RELEASE) \
+		--dataset_folder $(DEMO_CITY) --workspace $(WORKSPACE) $(RELEASE_OVERWRITE)
 
 # The queries_v1 evaluation also saves the app's index from the database descriptors it has
 # extracted (--build_index); the index rule rebuilds it alone if it has gone missing.

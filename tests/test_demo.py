@@ -20,10 +20,12 @@ needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 
 def make(workspace: Path, stamp: Path, *targets: str, dry_run: bool = False, **variables):
-    """Run the project's Makefile on `workspace`, with `stamp` standing for an installed venv."""
+    """Run the project's Makefile on `workspace`, with `stamp` standing for an installed venv
+    and the folder `release` beside the workspace for the shipped model."""
     command = ["make", "--no-print-directory", "-C", str(ROOT)]
     command += ["-n"] if dry_run else []
-    command += [f"WORKSPACE={workspace}", f"STAMP={stamp}", *targets]
+    release = workspace.parent / "release"
+    command += [f"WORKSPACE={workspace}", f"STAMP={stamp}", f"DEMO_RELEASE={release}", *targets]
     command += [f"{name}={value}" for name, value in variables.items()]
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
@@ -37,17 +39,20 @@ def touch_in_order(*paths: Path) -> None:
         os.utime(path, (now + offset, now + offset))
 
 
+def shipped_model(tmp_path: Path) -> list[Path]:
+    """The files of the shipped model, in the release folder that make() points to."""
+    return [tmp_path / "release" / "record.json", tmp_path / "release" / "demo_model.pth"]
+
+
 @pytest.fixture
 def finished_demo(tmp_path: Path) -> tuple[Path, Path]:
     """A workspace where every demo step has left its file, as after a whole `make demo`."""
     workspace, stamp = tmp_path / "data", tmp_path / "installed"
-    written = make(workspace, stamp, str(workspace / ".demo_train_flags"))
-    assert written.returncode == 0, written.stderr
     run = workspace / "runs" / "demo"
     touch_in_order(
         stamp,
+        *shipped_model(tmp_path),
         workspace / "synthetic_demo" / "metadata.json",
-        workspace / ".demo_train_flags",
         run / "summary.json",
         run / "eval_test_queries_v1" / "results.json",
         run / "eval_test_queries_v2" / "results.json",
@@ -58,13 +63,15 @@ def finished_demo(tmp_path: Path) -> tuple[Path, Path]:
 
 @needs_make
 def test_fresh_demo_runs_every_step_in_order(tmp_path: Path) -> None:
+    touch_in_order(*shipped_model(tmp_path))
     plan = make(tmp_path / "data", tmp_path / "installed", "demo", dry_run=True)
     assert plan.returncode == 0, plan.stderr
+    assert "training.train" not in plan.stdout  # the demo model is shipped, never trained here
     steps = [
         "pip install",
         "data_catalog.synthetic --preset demo",
         "data_catalog.ingest",
-        "training.train --dataset_folder",
+        "training.release install",
         "--queries_folder queries_v1",
         "--queries_folder queries_v2",
         "training.build_index",
@@ -84,26 +91,41 @@ def test_second_demo_reuses_every_step(finished_demo: tuple[Path, Path]) -> None
     assert result.returncode == 0, result.stderr
     for step in ("training.train", "training.eval", "training.build_index", "synthetic"):
         assert step not in result.stdout, result.stdout
-    assert (workspace / ".demo_train_flags").read_text().startswith("--image_size")
 
 
 @needs_make
-def test_new_demo_flags_retrain_and_reevaluate(finished_demo: tuple[Path, Path]) -> None:
+def test_a_new_release_is_installed_and_evaluated_again(finished_demo: tuple[Path, Path]) -> None:
     workspace, stamp = finished_demo
-    result = make(workspace, stamp, "demo-eval", dry_run=True, DEMO_TRAIN_FLAGS="--hue 0.2")
+    touch_in_order(*shipped_model(workspace.parent)[:1])  # git pull brought a new record
+    os.utime(workspace.parent / "release" / "record.json")  # now: newer than every step
+    result = make(workspace, stamp, "demo-eval", dry_run=True)
     assert result.returncode == 0, result.stderr
-    assert "training.train --dataset_folder" in result.stdout
-    assert "--hue 0.2" in result.stdout
+    assert "training.release install" in result.stdout
     assert "--queries_folder queries_v2" in result.stdout
+    assert "training.train" not in result.stdout
+
+
+@needs_make
+def test_demo_release_trains_the_recipe_then_exports(tmp_path: Path) -> None:
+    workspace, stamp = tmp_path / "data", tmp_path / "installed"
+    touch_in_order(stamp, workspace / "synthetic_demo" / "metadata.json")
+    plan = make(workspace, stamp, "demo-release", dry_run=True)
+    assert plan.returncode == 0, plan.stderr
+    train_at = plan.stdout.find("training.train --train_set_folder")
+    export_at = plan.stdout.find("training.release export")
+    assert -1 < train_at < export_at, plan.stdout
+    training = plan.stdout[train_at:export_at]
+    assert "--weather" in training  # never --dataset_folder: training does not see test/
+    assert "--dataset_folder" not in training and "synthetic_demo/test" not in training
 
 
 @needs_make
 def test_interrupted_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     workspace, stamp = tmp_path / "data", tmp_path / "installed"
     touch_in_order(stamp, workspace / "synthetic_demo" / "metadata.json")
-    (workspace / "runs" / "demo").mkdir(parents=True)
-    (workspace / "runs" / "demo" / "last_checkpoint.pth").touch()
-    plan = make(workspace, stamp, "demo-model", dry_run=True)
+    (workspace / "runs" / "demo_train").mkdir(parents=True)
+    (workspace / "runs" / "demo_train" / "last_checkpoint.pth").touch()
+    plan = make(workspace, stamp, "demo-train", dry_run=True)
     assert plan.returncode == 0, plan.stderr
     # the recipe decides between --resume_train and --overwrite in the shell; run that test
     line = next(ln for ln in plan.stdout.splitlines() if "last_checkpoint.pth ]" in ln)
@@ -111,7 +133,7 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path: Path) -> Non
     chosen = subprocess.run(["sh", "-c", decision], capture_output=True, text=True)
     assert chosen.stdout.split() == [
         "--resume_train",
-        str(workspace / "runs" / "demo" / "last_checkpoint.pth"),
+        str(workspace / "runs" / "demo_train" / "last_checkpoint.pth"),
     ]
 
 

@@ -78,12 +78,33 @@ def run_folders(workspace: str | Path) -> list[Path]:
     )
 
 
+def provenance(summary: dict) -> str:
+    """Where a run's model was made: a shipped record (training.release) or this machine."""
+    note = summary.get("release")
+    if not isinstance(note, dict):
+        return "made on this machine"
+    machine = note.get("machine") if isinstance(note.get("machine"), dict) else {}
+    commit = str(note.get("commit") or "unknown")[:10]
+    return (
+        f"recorded: trained {str(note.get('trained_until', '?'))[:10]} on "
+        f"{machine.get('cpu', 'an unknown machine')}, {note.get('iterations', '?')} iterations "
+        f"in {float(note.get('wall_time_s') or 0) / 60:.0f} min, commit {commit} "
+        f"({note.get('command', 'training.release')})"
+    )
+
+
+def run_provenance(folder: Path) -> str:
+    summary = _read_json(folder / "summary.json")
+    return provenance(summary if isinstance(summary, dict) else {})
+
+
 def list_runs(workspace: str | Path) -> pd.DataFrame:
     """One row per run: its kind, model, partition and the best val R@1 of its training."""
     rows = []
     for folder in run_folders(workspace):
         args = _read_json(folder / "args.json") or {}
         summary = _read_json(folder / "summary.json") or {}
+        summary = summary if isinstance(summary, dict) else {}
         history = summary.get("history") or []
         rows.append(
             {
@@ -102,6 +123,7 @@ def list_runs(workspace: str | Path) -> pd.DataFrame:
                 "best_val_r1": summary.get("best_val_recall1"),
                 "evaluations": len(list(folder.glob("eval_*/results.json"))),
                 "finished": bool(summary),
+                "made": provenance(summary),
             }
         )
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -109,7 +131,7 @@ def list_runs(workspace: str | Path) -> pd.DataFrame:
 
 RUN_COLUMNS = [
     "run", "kind", "backbone", "fc_output_dim", "pooling", "M", "alpha", "N", "L", "groups_num",
-    "image_size", "epochs", "best_val_r1", "evaluations", "finished",
+    "image_size", "epochs", "best_val_r1", "evaluations", "finished", "made",
 ]  # fmt: skip
 
 

@@ -299,3 +299,24 @@ def test_predictions_replaced_while_the_page_reads_fall_back_to_the_recorded_rec
     table = rv.runs_table([evaluation], 8)
     assert not bool(table["recomputed"].iloc[0])
     assert table[["R@1", "threshold_m"]].iloc[0].tolist() == [50.0, 25.0]  # results.json's
+
+
+def test_runs_say_whether_their_model_is_recorded_or_made_here(tmp_path):
+    runs = tmp_path / "runs"
+    note = {
+        "commit": "0123456789abcdef",
+        "machine": {"cpu": "AMD EPYC"},
+        "trained_until": "2026-12-01T11:00:00+00:00",
+        "wall_time_s": 3000.0,
+        "iterations": 11200,
+        "command": "make demo-release",
+    }
+    for name, summary in [("demo", {"history": [], "release": note}), ("mine", {"history": []})]:
+        (runs / name).mkdir(parents=True)
+        (runs / name / "summary.json").write_text(json.dumps(summary))
+    (runs / "broken").mkdir()
+    (runs / "broken" / "summary.json").write_text("[]")  # a malformed file: still listed
+    made = rv.list_runs(tmp_path).set_index("run")["made"].to_dict()
+    assert made["demo"].startswith("recorded: trained 2026-12-01 on AMD EPYC, 11200 iterations")
+    assert "50 min, commit 0123456789" in made["demo"]
+    assert made["mine"] == made["broken"] == "made on this machine"

@@ -5,6 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import resources, view_state
+from app.results_view import run_provenance
 from app.retrieval import (
     UPLOAD_TYPES,
     Query,
@@ -50,6 +51,7 @@ for name in chosen:
 if not servings:
     st.stop()
 first = servings[0]
+st.caption(f"Model of run {run}: {run_provenance(runs_folder / run)}")
 
 view_state.initial("source", "Upload photos")
 source = st.radio("Query", ["Upload photos", "Test-set query"], key="source", horizontal=True)

@@ -19,7 +19,8 @@ from streamlit.testing.v1 import AppTest
 
 from app import results_view as rv
 from data_catalog.names import make_name
-from training import claims
+from training import claims, claims_record
+from training import claims_verdicts as cv
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app" / "views" / "results.py")
 EAST, NORTH = 550_000.0, 4_180_000.0
@@ -189,20 +190,70 @@ def test_a_missing_column_is_one_sentence(tmp_path):
 # --- claims: planning and verdicts (the end-to-end run is marked slow) ----------------------
 
 
-def test_claims_train_shared_points_once_and_judge_them():
+def test_claims_train_shared_points_once_per_seed():
     base = claims.config.parse_arguments(["--fc_output_dim", "512", "--groups_num", "3"])
-    planned = claims.plan(list(claims.CLAIMS), base)
+    planned = claims.plan(list(claims.CLAIMS), base, seeds=(0, 1))
     names = [(p.grid, p.point.name) for p in planned]
-    assert len(names) == 5 + 2 + 2 and len(set(names)) == len(names)
-    assert ("dimension", "dim512") not in names and ("train_size", "fraction1") not in names
-    series = [(0.1, {"test_r1": 10.0}), (0.3, {"test_r1": 20.0}), (1.0, {"test_r1": 30.0})]
-    assert claims.verdict_series(series, strict=True)["holds"] is True
-    series[0] = (0.1, {"test_r1": 25.0})
-    assert claims.verdict_series(series, strict=True)["holds"] is False
+    assert len(names) == 2 * (5 + 2 + 2) and len(set(names)) == len(names)
+    assert ("dimension", "dim512_seed0") not in names
+    assert ("train_size", "fraction1_seed1") not in names
+    assert [p.seed for p in planned[:9]] == [0] * 9  # a whole seed first
+    assert {p.point.flags["seed"] for p in planned} == {0, 1}
+    assert {p.base for p in planned if p.grid == "dimension"} == {"dim32", "dim128"}
     memory = [{"config": "cosplace", "step_rss_mib": 100.0},
               {"config": "triplet_equal_queries", "step_rss_mib": 900.0}]  # fmt: skip
-    verdict = claims.verdict_memory(memory, 1000, 512)
+    verdict = cv.verdict_memory(memory, 1000, 512)
     assert verdict["holds"] is True and verdict["triplet_cache_mib"] == pytest.approx(1.953125)
+
+
+def seeds_of(*values: float, metric: str = "test_queries_v2_r1") -> list[dict]:
+    return [{metric: v} for v in values]
+
+
+def test_a_claim_is_decided_only_by_a_margin_larger_than_the_seed_spread():
+    # Table 6's claim: recall rises with the training set, every step beyond the spread.
+    rising = [(0.1, seeds_of(10, 12, 11)), (0.3, seeds_of(20, 22, 21)), (1.0, seeds_of(30, 31, 29))]
+    verdict = cv.series_verdict("train_size", rising, strict=True)
+    assert verdict["holds"] is True and verdict["verdict"] == "holds"
+    assert verdict["rows"][0]["test_queries_v2_r1"] == {"mean": 11.0, "std": 1.0, "seeds": 3}
+    # means in order, but the middle step (21 -> 23) is within the spread (1 + 5): undecided
+    noisy = [(0.1, seeds_of(10, 12, 11)), (0.3, seeds_of(16, 26, 21)), (1.0, seeds_of(23, 23, 23))]
+    assert cv.series_verdict("train_size", noisy, strict=True)["verdict"] == "undecided"
+    # a step that falls beyond the spread refutes it
+    falling = [
+        (0.1, seeds_of(30, 31, 29)),
+        (0.3, seeds_of(20, 22, 21)),
+        (1.0, seeds_of(40, 41, 39)),
+    ]
+    assert cv.series_verdict("train_size", falling, strict=True)["holds"] is False
+    # one seed has no spread: nothing is decided
+    assert (
+        cv.series_verdict("train_size", [(0.1, seeds_of(1)), (1.0, seeds_of(50))], True)["holds"]
+        is None
+    )
+    # Fig. 5: never falls, ends above where it starts (a flat step is allowed)
+    saturating = [
+        (32, seeds_of(10, 11, 12)),
+        (128, seeds_of(20, 21, 22)),
+        (512, seeds_of(21, 20, 22)),
+    ]
+    assert cv.series_verdict("dimension", saturating, strict=False)["holds"] is True
+
+
+def test_groups_hold_when_cosplace_beats_every_partition_beyond_the_spread():
+    metric = "val_queries_r1"
+    points = {
+        "M10_alpha30_N5_L2": seeds_of(40, 42, 41, metric=metric),
+        "M10_alpha360_N1_L1": seeds_of(30, 31, 29, metric=metric),
+        "M10_alpha30_N5_L1": seeds_of(35, 36, 37, metric=metric),
+    }
+    verdict = cv.groups_verdict(points, "M10_alpha30_N5_L2")
+    assert verdict["verdict"] == "holds"
+    assert verdict["by_metric"]["test_queries_v2_r1"] == "undecided"  # not measured there
+    points["M10_alpha30_N5_L1"] = seeds_of(39, 44, 41, metric=metric)  # within the spread
+    assert cv.groups_verdict(points, "M10_alpha30_N5_L2")["verdict"] == "undecided"
+    points["M10_alpha30_N5_L1"] = seeds_of(50, 51, 52, metric=metric)  # clearly better
+    assert cv.groups_verdict(points, "M10_alpha30_N5_L2")["verdict"] == "does not hold"
 
 
 def test_claims_refuse_a_folder_without_the_sfxl_layout(tmp_path, capsys):
@@ -217,10 +268,10 @@ def test_claims_end_to_end_on_the_tiny_city(tiny_city, tmp_path, capsys):
     flags = ["--dataset_folder", str(tiny_city), "--workspace", str(tmp_path),
              "--claims", "groups", "dimension", "--batch_size", "2", "--groups_num", "1",
              "--iterations_per_epoch", "1", "--epochs_num", "1", "--min_images_per_class", "1",
-             "--image_size", "32"]  # fmt: skip
+             "--image_size", "32", "--seeds", "0", "1"]  # fmt: skip
     # On the tiny city, alpha=360 with N=5 leaves a first group of one class: that point
     # fails with its reason, the others are recorded, and the command ends in one sentence.
-    with pytest.raises(SystemExit, match="1 trainings failed .*M10_alpha360_N5_L1"):
+    with pytest.raises(SystemExit, match="2 trainings failed .*M10_alpha360_N5_L1"):
         claims.main(flags)
     recorded = json.loads((tmp_path / "runs" / "claims.json").read_text())
     assert set(recorded["claims"]) == {"groups", "dimension"}
@@ -228,10 +279,17 @@ def test_claims_end_to_end_on_the_tiny_city(tiny_city, tmp_path, capsys):
     assert recorded["claims"]["groups"]["holds"] is None  # a Table 5 row is missing
     dims = recorded["claims"]["dimension"]
     assert [r["x"] for r in dims["rows"]] == [32, 128, 512]
-    assert dims["holds"] in (True, False)
+    assert all(r["test_queries_v2_r1"]["seeds"] == 2 for r in dims["rows"])
+    assert recorded["untrained"]["val_queries_r1"]["seeds"] == 2
     evaluations = rv.list_evaluations(tmp_path)
-    assert len(evaluations) == 6 and all(e.predictions is not None for e in evaluations)
-    assert "(dimension) test R@1" in capsys.readouterr().out
+    # 2 seeds x (4 Table 5 rows + 2 dimensions + the untrained network), each on 3 sets
+    assert len(evaluations) == 2 * 7 * 3 and all(e.predictions is not None for e in evaluations)
+    assert "(dimension) test_queries_v2_r1" in capsys.readouterr().out
+    shipped = claims_record.record(tmp_path, tmp_path / "records", overwrite=False)
+    assert "claims.json" in shipped["files"] and shipped["machine"]["cpu"]
+    assert any(name.endswith("predictions.csv") for name in shipped["files"])
+    assert not any(name.endswith(".pth") for name in shipped["files"])
+    assert rv.load_claims(tmp_path / "records") == recorded
 
 
 # --- the page -------------------------------------------------------------------------------

@@ -17,11 +17,17 @@ point of (c) and the full-size point of (d). Runs are WORKSPACE/runs/ablation_cl
 <point>, each grid's table WORKSPACE/runs/ablation_claims_<grid>.csv/.json, the verdicts
 WORKSPACE/runs/claims.json. Running it again skips what is recorded (--rerun retrains).
 
-The default budget (64 px crops, batch 10, 3 epochs of 300 iterations, 9 trainings, and a
-validation on a third of the val panoramas and a quarter of its queries, built once as
-WORKSPACE/subsets/<city>_claims_val) took 19.4 min on an idle 2-core CPU;
-claims.json records the CPU seconds each step took. Any training flag given on the command
-line overrides it and applies to every point, e.g. `--iterations_per_epoch 2` for a smoke run.
+Every point is trained once per seed (--seeds, 0 1 2 by default) and evaluated on val/queries,
+test/queries_v2 and test/queries_v1, as is the untrained network of each seed; claims.json
+holds the mean and standard deviation over seeds, and each claim is decided only by a margin
+larger than that spread (training.claims_verdicts), otherwise reported undecided.
+
+The default budget: 64 px crops, batch 10, 3 epochs of 300 iterations, 9 trainings per seed,
+and a validation on a third of the val panoramas and a quarter of its queries, built once as
+WORKSPACE/subsets/<city>_claims_val. claims.json records the wall and CPU seconds. Any
+training flag given on the command line overrides the budget and applies to every point,
+e.g. `--iterations_per_epoch 2` for a smoke run. python -m training.claims_record copies
+the results into the repo (records/claims) with their provenance.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from tqdm import tqdm
 
 from core.errors import UserError, user_errors
 from training import ablation, config
+from training import claims_verdicts as cv
 from training import eval as evaluation
 
 log = logging.getLogger(__name__)
@@ -67,6 +74,7 @@ DIMENSIONS = (32, 128, 512)
 TRAIN_FRACTIONS = (1.0, 0.3, 0.1)
 COSPLACE_POINT = "M10_alpha30_N5_L2"  # the Table 5 row with CosPlace's settings
 MEMORY_CONFIGS = ("cosplace", "triplet_equal_queries", "triplet_equal_images")
+SEEDS = (0, 1, 2)
 VAL_PANORAMA_STEP = 3
 VAL_QUERY_STEP = 4
 
@@ -74,8 +82,10 @@ VAL_QUERY_STEP = 4
 @dataclass(frozen=True)
 class Planned:
     grid: str  # the ablation grid whose point this is
-    point: ablation.Point
+    point: ablation.Point  # named <base>_seed<seed>, with the seed among its flags
     fraction: float
+    base: str = ""  # the point's name without the seed: seeds of one base are aggregated
+    seed: int = 0
 
 
 def results_file(workspace: str | Path) -> Path:
@@ -131,62 +141,101 @@ def base_arguments(dataset_folder: str, workspace: str, extra: list[str]) -> lis
     return [*argv, "--workspace", workspace, *extra]
 
 
-def plan(claims: list[str], base: argparse.Namespace) -> list[Planned]:
-    """The trainings the claims need, each once."""
+def plan(claims: list[str], base: argparse.Namespace, seeds=(0,)) -> list[Planned]:
+    """The trainings the claims need, each once per seed (all points of a seed, then the
+    next seed: a run cut short still has whole seeds to aggregate)."""
     table5 = ablation.grid_points("table5", base)
     cosplace = next(p for p in table5 if p.name == COSPLACE_POINT)
-    planned = []
+    points: list[tuple[str, ablation.Point, float]] = []
     if "groups" in claims or {"dimension", "train_size"} & set(claims):
         chosen = table5 if "groups" in claims else [cosplace]
-        planned += [Planned("table5", p, 1.0) for p in chosen]
+        points += [("table5", p, 1.0) for p in chosen]
     if "dimension" in claims:
-        dims = [d for d in DIMENSIONS if d != base.fc_output_dim]
-        for d in dims:
-            point = ablation.Point(f"dim{d}", {**cosplace.flags, "fc_output_dim": d})
-            planned.append(Planned("dimension", point, 1.0))
+        for d in (d for d in DIMENSIONS if d != base.fc_output_dim):
+            points.append(
+                (
+                    "dimension",
+                    ablation.Point(f"dim{d}", {**cosplace.flags, "fc_output_dim": d}),
+                    1.0,
+                )
+            )
     if "train_size" in claims:
-        planned += [
-            Planned("train_size", ablation.Point(f"fraction{f:g}", cosplace.flags, f), f)
+        points += [
+            ("train_size", ablation.Point(f"fraction{f:g}", cosplace.flags, f), f)
             for f in TRAIN_FRACTIONS
             if f < 1
         ]
-    return planned
+    return [
+        Planned(grid, seeded(point, seed), fraction, point.name, seed)
+        for seed in seeds
+        for grid, point, fraction in points
+    ]
 
 
-def evaluate_point(
-    row: dict, test_set_folder: str, queries_folder: str, overwrite: bool
-) -> dict[int, float]:
-    """Test the point's best model; eval saves predictions.csv in the run folder."""
+def seeded(point: ablation.Point, seed: int) -> ablation.Point:
+    flags = {**point.flags, "seed": seed}
+    return ablation.Point(
+        f"{point.name}_seed{seed}", flags, point.train_fraction, point.paper_val_r1
+    )
+
+
+def evaluate_point(row: dict, dataset_folder: Path, overwrite: bool) -> dict[str, float]:
+    """Test the point's best model on every EVAL_SETS; eval saves each predictions.csv in
+    the run folder. {metric: recall}, e.g. test_queries_v2_r1."""
     args = argparse.Namespace(**row["args"])
-    args.overwrite = overwrite  # a retrained point replaces its earlier evaluation
-    args.test_set_folder = test_set_folder
-    args.queries_folder = queries_folder
+    args.overwrite = overwrite  # a retrained point replaces its earlier evaluations
     args.resume_model = str(Path(args.run_folder) / "best_model.pth")
-    return evaluation.run(args).recalls
+    return evaluate_sets(args, dataset_folder)
+
+
+def evaluate_sets(args: argparse.Namespace, dataset_folder: Path) -> dict[str, float]:
+    recalls = {}
+    for subset, queries in cv.EVAL_SETS:
+        args.test_set_folder, args.queries_folder = str(dataset_folder / subset), queries
+        result = evaluation.run(args).recalls
+        recalls |= {cv.metric_name(subset, queries, n): result.get(n) for n in (1, 5)}
+    return recalls
+
+
+def evaluate_untrained(base_argv: list[str], seed: int, dataset_folder: Path, overwrite: bool):
+    """The randomly initialised network of `seed` on EVAL_SETS: the floor a point must beat."""
+    args = config.parse_arguments([*base_argv, "--seed", str(seed)])
+    args.save_dir = f"ablation_{grid_name('untrained')}_seed{seed}"
+    args.run_folder = str(Path(args.workspace) / "runs" / args.save_dir)
+    args.overwrite, args.resume_model = overwrite, None
+    return {"point": f"untrained_seed{seed}", "base_point": "untrained", "seed": seed,
+            **evaluate_sets(args, dataset_folder)}  # fmt: skip
 
 
 def train_points(
     planned: list[Planned],
     base_argv: list[str],
-    test_folder: str,
-    queries: str,
+    dataset_folder: Path,
     rerun: bool,
     after_point=lambda tables, failed: None,
 ) -> tuple[dict[str, dict[str, dict]], list[str]]:
-    """Train and test every planned point; a grid's table is saved after each point, then
-    after_point(tables, failed) runs (main writes claims.json there)."""
+    """Train and test every planned point, and the untrained network of each seed; a grid's
+    table is saved after each point, then after_point(tables, failed) runs (main writes
+    claims.json there)."""
     workspace = config.parse_arguments(base_argv).workspace
+    grids = {p.grid for p in planned} | {"untrained"}
     tables = {
-        grid: ablation.load_results(ablation.results_path(workspace, grid_name(grid)))
-        for grid in {p.grid for p in planned}
+        g: ablation.load_results(ablation.results_path(workspace, grid_name(g))) for g in grids
     }
     failed = []
     progress = tqdm(planned, desc="claims", unit="training", ncols=100, position=0)
     for item in progress:
         progress.set_postfix_str(f"{item.grid} {item.point.name}")
+        untrained = tables["untrained"]
+        if f"untrained_seed{item.seed}" not in untrained or rerun and item is planned[0]:
+            row = evaluate_untrained(base_argv, item.seed, dataset_folder, rerun)
+            untrained[row["point"]] = row
+            ablation.save_results(
+                untrained, ablation.results_path(workspace, grid_name("untrained"))
+            )
         rows = tables[item.grid]
         done = rows.get(item.point.name)
-        if done and not rerun and done.get("test_r1") is not None:
+        if done and not rerun and done.get(cv.METRICS[0]) is not None:
             log.info("claims: %s %s already recorded, skipped", item.grid, item.point.name)
             continue
         cpu_start = cpu_seconds()
@@ -194,14 +243,14 @@ def train_points(
             row = ablation.run_point(
                 grid_name(item.grid), item.point, base_argv, item.fraction, rerun
             )
-            recalls = evaluate_point(row, test_folder, queries, rerun)
+            recalls = evaluate_point(row, dataset_folder, rerun)
         except (SystemExit, UserError, ValueError) as error:  # a point the data cannot hold
             log.error("claims: %s %s failed: %s", item.grid, item.point.name, error)
             failed.append(f"{item.grid}/{item.point.name}: {error}")
             after_point(tables, failed)
             continue
-        row.update({f"test_r{n}": recalls.get(n) for n in (1, 5, 10, 20)})
-        row.update(test_queries=queries, cpu_seconds=cpu_seconds() - cpu_start)
+        row.update(recalls, base_point=item.base, seed=item.seed)
+        row.update(cpu_seconds=cpu_seconds() - cpu_start)
         rows[item.point.name] = row
         ablation.save_results(rows, ablation.results_path(workspace, grid_name(item.grid)))
         after_point(tables, failed)
@@ -227,73 +276,26 @@ def measure_memory(base: argparse.Namespace, threads: int) -> list[dict]:
     return results
 
 
-def r1_of(row: dict | None, key: str) -> float | None:
-    return None if row is None else row.get(key)
-
-
-def verdict_groups(table5: dict[str, dict]) -> dict:
-    """Table 5: CosPlace's row beats every naive partition on val R@1."""
-    rows = [
-        {"point": name, "val_r1": r.get("val_r1"), "test_r1": r.get("test_r1"),
-         "paper_val_r1": r.get("paper_val_r1")}
-        for name, r in table5.items()
-    ]  # fmt: skip
-    cosplace = table5.get(COSPLACE_POINT)
-    others = [r["val_r1"] for r in rows if r["point"] != COSPLACE_POINT]
-    holds = None
-    if cosplace and len(others) == len(ablation.TABLE5) - 1:
-        holds = bool(cosplace["val_r1"] > max(others))
-    return {"metric": "val R@1", "rows": rows, "holds": holds}
-
-
-def verdict_memory(measured: list[dict], train_images: int | None, dim: int) -> dict:
-    by = {m["config"]: m for m in measured}
-    cosplace, triplet = by.get("cosplace"), by.get("triplet_equal_queries")
-    holds = None
-    if cosplace and triplet:
-        holds = bool(cosplace["step_rss_mib"] < triplet["step_rss_mib"])
-    cache_mib = None if train_images is None else train_images * dim * 4 / 2**20
-    return {
-        "metric": "peak RSS rise of a training step, MiB",
-        "rows": measured,
-        "triplet_cache_mib": cache_mib,
-        "holds": holds,
-    }
-
-
-def verdict_series(rows: list[tuple[float, dict | None]], strict: bool) -> dict:
-    """Test R@1 rises along the series (strictly, or never falls), x ascending."""
-    values = sorted((x, r1_of(r, "test_r1"), r1_of(r, "val_r1")) for x, r in rows)
-    known = [(x, t) for x, t, _ in values if t is not None]
-    holds = None
-    if len(known) == len(rows) and len(rows) > 1:
-        ordered = [t for _, t in sorted(known)]
-        pairs = list(zip(ordered, ordered[1:], strict=False))
-        holds = all(b > a for a, b in pairs) if strict else all(b >= a for a, b in pairs)
-    return {
-        "metric": "test R@1",
-        "rows": [{"x": x, "test_r1": t, "val_r1": v} for x, t, v in values],
-        "holds": holds,
-    }
-
-
 def verdicts(tables: dict, memory: list[dict] | None, base) -> dict:
-    table5 = tables.get("table5", {})
-    cosplace = table5.get(COSPLACE_POINT)
+    table5 = cv.by_base(tables.get("table5", {}))
+    cosplace = table5.get(COSPLACE_POINT, [])
+    claims = tables.get("_claims", [])
     out = {}
     if memory is not None:
-        images = cosplace["train_images"] if cosplace else None
-        out["memory"] = verdict_memory(memory, images, base.fc_output_dim)
-    if "groups" in tables.get("_claims", []):
-        out["groups"] = verdict_groups(table5)
-    if "dimension" in tables.get("_claims", []):
-        dims = tables.get("dimension", {})
-        series = [(d, dims.get(f"dim{d}")) for d in DIMENSIONS if d != base.fc_output_dim]
-        out["dimension"] = verdict_series([*series, (base.fc_output_dim, cosplace)], strict=False)
-    if "train_size" in tables.get("_claims", []):
-        sizes = tables.get("train_size", {})
-        series = [(f, sizes.get(f"fraction{f:g}")) for f in TRAIN_FRACTIONS if f < 1]
-        out["train_size"] = verdict_series([*series, (1.0, cosplace)], strict=True)
+        images = cosplace[0]["train_images"] if cosplace else None
+        out["memory"] = cv.verdict_memory(memory, images, base.fc_output_dim)
+    if "groups" in claims:
+        out["groups"] = cv.groups_verdict(table5, COSPLACE_POINT)
+    if "dimension" in claims:
+        dims = cv.by_base(tables.get("dimension", {}))
+        series = [(d, dims.get(f"dim{d}", [])) for d in DIMENSIONS if d != base.fc_output_dim]
+        out["dimension"] = cv.series_verdict(
+            "dimension", [*series, (base.fc_output_dim, cosplace)], strict=False
+        )
+    if "train_size" in claims:
+        sizes = cv.by_base(tables.get("train_size", {}))
+        series = [(f, sizes.get(f"fraction{f:g}", [])) for f in TRAIN_FRACTIONS if f < 1]
+        out["train_size"] = cv.series_verdict("train_size", [*series, (1.0, cosplace)], strict=True)
     return out
 
 
@@ -306,14 +308,15 @@ def save_claims(claims: dict, path: Path) -> None:
 
 def print_verdicts(claims: dict) -> None:
     for name, claim in claims["claims"].items():
-        holds = {True: "holds", False: "does NOT hold", None: "not measured"}[claim["holds"]]
-        print(f"({name}) {claim['metric']}: {holds}")
+        print(f"({name}) {claim['metric']}: {claim['verdict']}")
         for row in claim["rows"]:
             print("    " + ", ".join(f"{k}={_short(v)}" for k, v in row.items()))
     print(f"recorded in {claims['path']}")
 
 
 def _short(value) -> str:
+    if isinstance(value, dict) and "mean" in value:
+        return f"{value['mean']:.1f}±{value['std']:.1f} ({value['seeds']} seeds)"
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
@@ -325,8 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset_folder", required=True, help="SF-XL layout: train, val, test")
     parser.add_argument("--workspace", default=config.DEFAULT_WORKSPACE)
     parser.add_argument("--claims", nargs="+", choices=CLAIMS, default=list(CLAIMS))
-    parser.add_argument("--queries_folder", default="queries_v1", help="test queries' subfolder")
     parser.add_argument("--rerun", action="store_true", help="retrain points already recorded")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=list(SEEDS), help="each point once per seed"
+    )
     parser.add_argument("--memory_threads", type=int, default=min(2, os.cpu_count() or 1))
     return parser
 
@@ -347,6 +352,7 @@ def main(argv: list[str] | None = None) -> dict:
     start, cpu_start = time.perf_counter(), cpu_seconds()
     path = results_file(options.workspace)
     budget = {k: getattr(base, k) for k in BUDGET} | {"fc_output_dim": base.fc_output_dim}
+    budget["seeds"] = options.seeds
     memory = None
     if "memory" in options.claims:  # first: minutes, where the trainings take the hour
         memory = recorded_memory(path, budget) if not options.rerun else None
@@ -356,20 +362,19 @@ def main(argv: list[str] | None = None) -> dict:
         claims = {
             "path": str(path),
             "dataset_folder": str(root),
-            "queries_folder": options.queries_folder,
+            "evaluated_on": [f"{s}/{q}" for s, q in cv.EVAL_SETS],
             "budget": budget,
             "seconds": time.perf_counter() - start,
             "cpu_seconds": cpu_seconds() - cpu_start,
             "failed": failed,
+            "untrained": cv.point_stats(list(tables.get("untrained", {}).values())),
             "claims": verdicts({**tables, "_claims": options.claims}, memory, base),
         }
         save_claims(claims, path)
         return claims
 
-    planned = plan(options.claims, base)
-    tables, failed = train_points(
-        planned, base_argv, str(root / "test"), options.queries_folder, options.rerun, write
-    )
+    planned = plan(options.claims, base, options.seeds)
+    tables, failed = train_points(planned, base_argv, root, options.rerun, write)
     claims = write(tables, failed)
     print_verdicts(claims)
     if failed:

@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 WORKSPACE_ENV = "COSPLACE_WORKSPACE"
+RECORDS_ENV = "COSPLACE_RECORDED_CLAIMS"
+# Claims recorded once and shipped in the repo (training.claims_record).
+RECORDED_CLAIMS = Path(__file__).resolve().parents[1] / "records" / "claims"
 DEFAULT_WORKSPACE = "data"
 
 
@@ -32,3 +35,8 @@ def catalog_path(workspace: Path | None = None) -> Path:
 
 def runs_dir(workspace: Path | None = None) -> Path:
     return (workspace or workspace_dir()) / "runs"
+
+
+def recorded_claims_dir() -> Path:
+    """The shipped claims (records/claims), or $COSPLACE_RECORDED_CLAIMS (tests)."""
+    return Path(os.environ.get(RECORDS_ENV) or RECORDED_CLAIMS)

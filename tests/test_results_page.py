@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app import claims_view
 from app import results_view as rv
 from data_catalog.names import make_name
 from training import claims, claims_record
@@ -295,8 +296,10 @@ def test_claims_end_to_end_on_the_tiny_city(tiny_city, tmp_path, capsys):
 # --- the page -------------------------------------------------------------------------------
 
 
-def open_page(monkeypatch, workspace: Path) -> AppTest:
+def open_page(monkeypatch, workspace: Path, recorded: Path | None = None) -> AppTest:
+    """The page on `workspace`, with `recorded` as the shipped claims (none by default)."""
     monkeypatch.setenv("COSPLACE_WORKSPACE", str(workspace))
+    monkeypatch.setenv("COSPLACE_RECORDED_CLAIMS", str(recorded or workspace / "no_records"))
     at = AppTest.from_file(PAGE, default_timeout=180)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -378,3 +381,53 @@ def test_runs_say_whether_their_model_is_recorded_or_made_here(tmp_path):
     assert made["demo"].startswith("recorded: trained 2026-12-01 on AMD EPYC, 11200 iterations")
     assert "50 min, commit 0123456789" in made["demo"]
     assert made["mine"] == made["broken"] == "made on this machine"
+
+
+def record_claims(folder: Path) -> None:
+    """Recorded claims: three seeds of CosPlace's Table 5 point, their verdicts, provenance."""
+    for seed in range(3):
+        make_evaluation(folder, f"ablation_claims_table5_M10_alpha30_N5_L2_seed{seed}")
+    verdict = {"metric": "val_queries_r1", "rows": [], "holds": None, "verdict": "undecided",
+               "by_metric": {"val_queries_r1": "undecided"}}  # fmt: skip
+    claims = {"budget": {"seeds": [0, 1, 2]}, "seconds": 600.0, "cpu_seconds": 1100.0,
+              "claims": {"groups": verdict},
+              "untrained": {"val_queries_r1": {"mean": 9.0, "std": 1.0, "seeds": 3}}}  # fmt: skip
+    (folder / "runs" / "claims.json").write_text(json.dumps(claims))
+    record = {"finished": "2026-12-01T12:00:00+00:00", "machine": {"cpu": "AMD EPYC", "cores": 2},
+              "wall_time_s": 600.0, "commit": "abcdef0123456789",
+              "command": "python -m training.claims"}  # fmt: skip
+    (folder / "record.json").write_text(json.dumps(record))
+
+
+def test_recorded_claims_show_their_provenance_and_error_bars_at_any_threshold(
+    monkeypatch, one_run, tmp_path_factory
+):
+    recorded = tmp_path_factory.mktemp("records")
+    record_claims(recorded)
+    at = open_page(monkeypatch, one_run, recorded)
+    assert any(m.value == "#### Recorded" for m in at.markdown)
+    caption = next(c.value for c in at.caption if c.value.startswith("recorded 2026-12-01"))
+    assert "AMD EPYC (2 cores)" in caption and "commit abcdef0123" in caption
+    spread = next(d.value for d in at.dataframe if "R@1 std" in d.value.columns)
+    assert spread[["point", "R@1", "R@1 std", "seeds"]].values.tolist() == [
+        ["table5 M10_alpha30_N5_L2", 50.0, 0.0, 3]
+    ]
+    at.slider[0].set_value(8).run()  # the slider recomputes the recorded recalls too
+    spread = next(d.value for d in at.dataframe if "R@1 std" in d.value.columns)
+    assert spread["R@1"].tolist() == [0.0]
+    # the run made on this machine is still listed as such beside them
+    assert rv.list_runs(one_run)["made"].tolist() == ["made on this machine"]
+
+
+def test_claims_over_seeds_name_grid_point_and_seed():
+    per_seed = pd.DataFrame(
+        {"grid": ["train_size"] * 3 + ["untrained"], "point": ["fraction0.1"] * 3 + ["untrained"],
+         "seed": [0, 1, 2, 0], "evaluated_on": ["test/queries_v2"] * 4,
+         "R@1": [10.0, 20.0, 30.0, 5.0], "R@5": [1.0, 1.0, 1.0, 1.0]}
+    )  # fmt: skip
+    spread = claims_view.over_seeds(per_seed).set_index("point")
+    assert spread.loc["fraction0.1", ["R@1", "R@1 std", "seeds"]].tolist() == [20.0, 10.0, 3]
+    match = claims_view.CLAIMS_RUN.match("ablation_claims_train_size_fraction0.1_seed2")
+    assert match.group("grid", "point", "seed") == ("train_size", "fraction0.1", "2")
+    match = claims_view.CLAIMS_RUN.match("ablation_claims_untrained_seed1")
+    assert match.group("grid", "point", "seed") == ("untrained", None, "1")

@@ -11,10 +11,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app import claims_view as cv
 from app import results_view as rv
 from app import view_state
 from app.resources import thumbnail_png
-from app.workspace import catalog_path, workspace_dir
+from app.workspace import catalog_path, recorded_claims_dir, workspace_dir
 from data_catalog.catalog import CatalogBusyError, connect
 from data_catalog.paper import load_paper_results
 from data_catalog.results import list_results
@@ -51,6 +52,40 @@ def cached_database(test_set: str) -> tuple[list[str], object]:
 @st.cache_data(show_spinner=False)
 def paper_results() -> pd.DataFrame:
     return load_paper_results()
+
+
+def show_claims(source: cv.ClaimsSource, threshold: int) -> None:
+    """A set of claims: verdicts, recall over seeds with error bars, memory, failed points."""
+    claims = rv.load_claims(source.folder) or {}
+    st.markdown(f"#### {source.label.capitalize()}")
+    budget = ", ".join(f"{k}={v}" for k, v in claims.get("budget", {}).items())
+    st.caption(
+        f"{source.provenance}. Reduced budget on {claims.get('dataset_folder')} ({budget}); "
+        f"{claims.get('seconds', 0) / 60:.0f} min wall, {claims.get('cpu_seconds', 0) / 60:.0f} "
+        "CPU-min. A claim is decided only when the gap between means exceeds both points' "
+        "standard deviations over seeds; otherwise it is undecided."
+    )
+    verdicts = cv.verdict_table(claims)
+    st.dataframe(verdicts, hide_index=True)
+    export(verdicts, f"claims_{source.label.replace(' ', '_')}")
+    per_seed = cv.seed_recalls(rv.list_evaluations(source.folder), threshold, predictions_of)
+    spread = cv.over_seeds(per_seed)
+    if not spread.empty:
+        st.markdown(f"**Recall@1 at {threshold} m, mean ± std over seeds** (recomputed)")
+        spread["point"] = spread["grid"] + " " + spread["point"]
+        figure = px.bar(
+            spread, x="point", y="R@1", error_y="R@1 std", color="evaluated_on",
+            barmode="group", range_y=[0, 100],
+        )  # fmt: skip
+        st.plotly_chart(figure, key=f"claims_bars_{source.label}")
+        st.dataframe(spread, hide_index=True)
+        export(spread, f"claims_over_seeds_{source.label.replace(' ', '_')}")
+    memory = rv.memory_table(claims)
+    if not memory.empty:
+        st.markdown("**(b) Training memory at equal batch** (benchmarks.training_memory)")
+        st.dataframe(memory, hide_index=True)
+    if claims.get("failed"):
+        st.warning("Failed points: " + "; ".join(claims["failed"]))
 
 
 def show_failures(evaluation: rv.Evaluation, predictions: pd.DataFrame) -> None:
@@ -95,9 +130,9 @@ def show_failures(evaluation: rv.Evaluation, predictions: pd.DataFrame) -> None:
 runs = rv.list_runs(workspace)
 evaluations = rv.list_evaluations(workspace)
 grids = rv.load_grids(workspace)
-claims = rv.load_claims(workspace)
+claim_sources = cv.claims_sources(workspace, recorded_claims_dir())
 
-if runs.empty and grids.empty and not claims:
+if runs.empty and grids.empty and not claim_sources:
     st.info(
         f"No run in {workspace / 'runs'} yet. Train one with `{rv.TRAIN_COMMAND}` and "
         f"evaluate it with `{rv.EVAL_COMMAND}`, or record the paper's claims on the demo city with "
@@ -176,26 +211,10 @@ with tabs[0]:
 
 with tabs[1]:
     st.subheader("The paper's claims on this city")
-    if not claims:
+    if not claim_sources:
         st.info(f"Not recorded yet: run `{rv.CLAIMS_COMMAND}`.")
-    else:
-        verdicts = rv.claims_table(claims)
-        budget = ", ".join(f"{k}={v}" for k, v in claims.get("budget", {}).items())
-        st.caption(
-            f"Reduced budget on {claims.get('dataset_folder')} ({budget}); "
-            f"{claims.get('seconds', 0) / 60:.0f} min wall, "
-            f"{claims.get('cpu_seconds', 0) / 60:.0f} CPU-min. One seed: small differences "
-            "are noise."
-        )
-        st.dataframe(verdicts, hide_index=True)
-        export(verdicts, "claims")
-        memory = rv.memory_table(claims)
-        if not memory.empty:
-            st.markdown("**(b) Training memory at equal batch** (benchmarks.training_memory)")
-            st.dataframe(memory, hide_index=True)
-            export(memory, "claims_memory")
-        if claims.get("failed"):
-            st.warning("Failed points: " + "; ".join(claims["failed"]))
+    for source in claim_sources:
+        show_claims(source, threshold)
 
 with tabs[2]:
     st.subheader("Table 5: groups against naive partitions (M, alpha, N, L)")

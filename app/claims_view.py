@@ -1,0 +1,113 @@
+"""The paper's claims over seeds, for the Results page: recorded ones (shipped in the repo by
+training.claims_record) beside those made on this machine.
+
+Recall is recomputed at the page's threshold from each evaluation's saved predictions, then
+averaged over the seeds of a point; the spread is the sample standard deviation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from app import results_view as rv
+
+# ablation_claims_<grid>_<point>_seed<k>: the run folders training.claims writes
+CLAIMS_RUN = re.compile(
+    r"^ablation_claims_(?P<grid>table5|dimension|train_size|untrained)(?:_(?P<point>.+?))?"
+    r"_seed(?P<seed>\d+)$"
+)
+
+
+@dataclass(frozen=True)
+class ClaimsSource:
+    """One set of claims results: a folder laid out like a workspace."""
+
+    label: str  # "recorded" or "this machine"
+    folder: Path
+    provenance: str  # who made it, when, where, with which command
+
+
+def recorded_provenance(folder: Path) -> str:
+    """The record.json of recorded claims as one line (empty if there is none)."""
+    try:
+        record = json.loads((Path(folder) / "record.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(record, dict):
+        return ""
+    machine = record.get("machine") if isinstance(record.get("machine"), dict) else {}
+    minutes = float(record.get("wall_time_s") or 0) / 60
+    return (
+        f"recorded {str(record.get('finished', '?'))[:10]} on {machine.get('cpu', '?')} "
+        f"({machine.get('cores', '?')} cores) in {minutes:.0f} min, commit "
+        f"{str(record.get('commit') or '?')[:10]}: {record.get('command', '?')}"
+    )
+
+
+def claims_sources(workspace: Path, recorded: Path) -> list[ClaimsSource]:
+    """Recorded claims first (when shipped), then this machine's (when run here)."""
+    sources = []
+    if isinstance(rv.load_claims(recorded), dict):
+        sources.append(ClaimsSource("recorded", recorded, recorded_provenance(recorded)))
+    if isinstance(rv.load_claims(workspace), dict):
+        sources.append(ClaimsSource("this machine", workspace, f"made in {workspace}"))
+    return sources
+
+
+def seed_recalls(
+    evaluations: list[rv.Evaluation], threshold_m: float, predictions_of
+) -> pd.DataFrame:
+    """R@1 and R@5 at threshold_m of every claims evaluation, one row per seed."""
+    claims_evaluations = [e for e in evaluations if CLAIMS_RUN.match(e.run)]
+    table = rv.runs_table(claims_evaluations, threshold_m, predictions_of)
+    columns = ["grid", "point", "seed", "evaluated_on", "R@1", "R@5"]
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    parts = table["run"].str.extract(CLAIMS_RUN)
+    table["grid"], table["point"] = parts["grid"], parts["point"].fillna("untrained")
+    table["seed"] = parts["seed"].astype(int)
+    table["evaluated_on"] = (
+        table["test_set"].map(lambda p: Path(str(p)).name) + "/" + table["queries"].astype(str)
+    )
+    return table[columns]
+
+
+def over_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of each point and evaluation."""
+    columns = ["grid", "point", "evaluated_on", "R@1", "R@1 std", "R@5", "R@5 std", "seeds"]
+    if per_seed.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = per_seed.groupby(["grid", "point", "evaluated_on"], sort=True)
+    out = grouped[["R@1", "R@5"]].agg(["mean", "std"])
+    out.columns = ["R@1", "R@1 std", "R@5", "R@5 std"]
+    out["seeds"] = grouped["seed"].nunique()
+    return out.reset_index()[columns].round(2)
+
+
+def verdict_table(claims: dict | None) -> pd.DataFrame:
+    """One row per claim: its verdict on the headline metric and on every evaluated set."""
+    columns = ["claim", "verdict", "decided on", "by set"]
+    rows = []
+    for name, claim in (claims or {}).get("claims", {}).items():
+        verdict = claim.get("verdict") or rv.claims_table({"claims": {name: claim}})["holds"][0]
+        by_set = "; ".join(f"{k}: {v}" for k, v in (claim.get("by_metric") or {}).items())
+        rows.append(
+            {"claim": name, "verdict": verdict, "decided on": claim.get("metric"), "by set": by_set}
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def untrained_floor(claims: dict | None) -> pd.DataFrame:
+    """The untrained network's recall (mean ± std over seeds): what training must beat."""
+    floor = (claims or {}).get("untrained") or {}
+    rows = [
+        {"metric": metric, "mean": s.get("mean"), "std": s.get("std"), "seeds": s.get("seeds")}
+        for metric, s in floor.items()
+        if isinstance(s, dict)
+    ]
+    return pd.DataFrame(rows, columns=["metric", "mean", "std", "seeds"])

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from core import files
 from core.errors import UserError, user_errors
 from training import ablation, config
 from training import eval as evaluation
@@ -298,10 +299,7 @@ def verdicts(tables: dict, memory: list[dict] | None, base) -> dict:
 
 
 def save_claims(claims: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(claims, indent=2, default=str))
-    os.replace(tmp, path)
+    files.write_json(path, claims)
 
 
 def print_verdicts(claims: dict) -> None:

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from data_catalog import runs
+
 WORKSPACE_ENV = "COSPLACE_WORKSPACE"
 DEFAULT_WORKSPACE = "data"
 
@@ -31,4 +33,4 @@ def catalog_path(workspace: Path | None = None) -> Path:
 
 
 def runs_dir(workspace: Path | None = None) -> Path:
-    return (workspace or workspace_dir()) / "runs"
+    return runs.runs_folder(workspace or workspace_dir())

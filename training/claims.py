@@ -41,6 +41,9 @@ from tqdm import tqdm
 
 from core import files
 from core.errors import UserError, user_errors
+from core.recall import RECALL_VALUES
+from data_catalog import runs
+from data_catalog.name_table import parse_paths
 from training import ablation, config
 from training import eval as evaluation
 
@@ -80,7 +83,7 @@ class Planned:
 
 
 def results_file(workspace: str | Path) -> Path:
-    return Path(workspace) / "runs" / "claims.json"
+    return runs.claims_file(workspace)
 
 
 def grid_name(grid: str) -> str:
@@ -105,9 +108,10 @@ def small_val_folder(val_folder: Path, workspace: str | Path) -> Path:
     listing = out / "subset.txt"
     database = sorted(p.name for p in (val_folder / "database").iterdir() if p.is_file())
     queries = sorted(p.name for p in (val_folder / "queries").iterdir() if p.is_file())
-    panoramas = sorted({name.split("@")[7] for name in database})
-    kept = set(panoramas[::VAL_PANORAMA_STEP])
-    chosen = [f"database/{n}" for n in database if n.split("@")[7] in kept]
+    names, rows = parse_paths(database, extra=("pano_id",))
+    panorama_of = dict(zip((database[i] for i in rows), names.extra["pano_id"], strict=True))
+    kept = set(sorted(set(panorama_of.values()))[::VAL_PANORAMA_STEP])
+    chosen = [f"database/{n}" for n in database if panorama_of.get(n) in kept]
     chosen += [f"queries/{n}" for n in queries[::VAL_QUERY_STEP]]
     content = "\n".join(chosen) + "\n"
     if listing.is_file() and listing.read_text() == content:
@@ -118,7 +122,7 @@ def small_val_folder(val_folder: Path, workspace: str | Path) -> Path:
             link.unlink()
     for relative in chosen:
         (out / relative).symlink_to((val_folder / relative).resolve())
-    listing.write_text(content)  # last: a half-built folder is rebuilt next time
+    files.write_text(listing, content)  # last: a half-built folder is rebuilt next time
     return out
 
 
@@ -162,7 +166,7 @@ def evaluate_point(
     args.overwrite = overwrite  # a retrained point replaces its earlier evaluation
     args.test_set_folder = test_set_folder
     args.queries_folder = queries_folder
-    args.resume_model = str(Path(args.run_folder) / "best_model.pth")
+    args.resume_model = str(Path(args.run_folder) / runs.BEST_MODEL)
     return evaluation.run(args).recalls
 
 
@@ -201,7 +205,7 @@ def train_points(
             failed.append(f"{item.grid}/{item.point.name}: {error}")
             after_point(tables, failed)
             continue
-        row.update({f"test_r{n}": recalls.get(n) for n in (1, 5, 10, 20)})
+        row.update({f"test_r{n}": recalls.get(n) for n in RECALL_VALUES})
         row.update(test_queries=queries, cpu_seconds=cpu_seconds() - cpu_start)
         rows[item.point.name] = row
         ablation.save_results(rows, ablation.results_path(workspace, grid_name(item.grid)))

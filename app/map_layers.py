@@ -23,7 +23,7 @@ from pydeck.bindings.json_tools import default_serialize
 
 from app.catalog_reader import dataset_root, open_catalog
 from core.geo import UTMZone, utm_to_latlon
-from core.partition import PartitionParams
+from core.partition import PartitionParams, group_keys, heading_class
 from data_catalog import catalog
 
 # Polygons per layer sent to the browser: ~15k cells and ~15k wedges stay under 20 MB of
@@ -201,7 +201,9 @@ def _cells_in_focus(cells: pd.DataFrame, focus: tuple[int, int, int] | None) -> 
 
 
 def _cell_colours(cells: pd.DataFrame, params: PartitionParams, alpha: int) -> np.ndarray:
-    uv = (cells["cell_e"].to_numpy() % params.N) * params.N + cells["cell_n"].to_numpy() % params.N
+    cell_e, cell_n = cells["cell_e"].to_numpy(np.int64), cells["cell_n"].to_numpy(np.int64)
+    uvw = group_keys(np.stack([cell_e, cell_n, np.zeros_like(cell_e)], axis=1), params.N, params.L)
+    uv = uvw[:, 0] * params.N + uvw[:, 1]
     rgb = PALETTE[uv % len(PALETTE)]
     return np.concatenate([rgb, np.full((len(cells), 1), alpha)], axis=1)
 
@@ -498,7 +500,6 @@ def cell_images(
                ORDER BY heading, year, path LIMIT ?""",
             [view.dataset, view.split, e0, e0 + view.params.M, n0, n0 + view.params.M, limit],
         ).df()
-    heading = np.mod(images["heading"].to_numpy(np.float64), 360.0)
-    images["heading_class"] = np.floor(heading / view.params.alpha).astype(np.int64)
+    images["heading_class"] = heading_class(images["heading"], view.params.alpha)
     images["file"] = [str(view.root / p) for p in images["path"]]
     return images

@@ -12,7 +12,6 @@ query to each of its predictions is read from the two file names.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +19,11 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from data_catalog.names import MalformedNameError, parse_name
+from core.recall import RECALL_VALUES, is_positive, recall_from_first_hits
+from data_catalog import runs
+from data_catalog.name_table import parse_paths, walk_images
 from data_catalog.paper import SFXL_QUERIES, load_paper_results, paper_table
 
-RECALL_NS = (1, 5, 10, 20)
 PAPER_THRESHOLD_M = 25.0
 TRAIN_COMMAND = "make demo-model"
 EVAL_COMMAND = (
@@ -53,31 +53,6 @@ class Evaluation:
         return f"{self.run} / {Path(self.test_set).name} / {self.queries}"
 
 
-def _read_json(path: Path) -> dict | list | None:
-    """The file's JSON, or None while it is missing or half-written by a running command."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def run_folders(workspace: str | Path) -> list[Path]:
-    """Run folders (holding a summary.json, args.json or an evaluation), sorted by name."""
-    runs = Path(workspace) / "runs"
-    if not runs.is_dir():
-        return []
-    return sorted(
-        p
-        for p in runs.iterdir()
-        if p.is_dir()
-        and (
-            (p / "summary.json").is_file()
-            or (p / "args.json").is_file()
-            or any(p.glob("eval_*/results.json"))
-        )
-    )
-
-
 def provenance(summary: dict) -> str:
     """Where a run's model was made: a shipped record (training.release) or this machine."""
     note = summary.get("release")
@@ -94,17 +69,15 @@ def provenance(summary: dict) -> str:
 
 
 def run_provenance(folder: Path) -> str:
-    summary = _read_json(folder / "summary.json")
-    return provenance(summary if isinstance(summary, dict) else {})
+    return provenance(runs.read_summary(folder) or {})
 
 
 def list_runs(workspace: str | Path) -> pd.DataFrame:
     """One row per run: its kind, model, partition and the best val R@1 of its training."""
     rows = []
-    for folder in run_folders(workspace):
-        args = _read_json(folder / "args.json") or {}
-        summary = _read_json(folder / "summary.json") or {}
-        summary = summary if isinstance(summary, dict) else {}
+    for folder in runs.run_folders(workspace):
+        args = runs.read_args(folder)
+        summary = runs.read_summary(folder) or {}
         history = summary.get("history") or []
         rows.append(
             {
@@ -121,7 +94,7 @@ def list_runs(workspace: str | Path) -> pd.DataFrame:
                 "image_size": args.get("image_size"),
                 "epochs": len(history),
                 "best_val_r1": summary.get("best_val_recall1"),
-                "evaluations": len(list(folder.glob("eval_*/results.json"))),
+                "evaluations": len(runs.results_files(folder)),
                 "finished": bool(summary),
                 "made": provenance(summary),
             }
@@ -138,13 +111,13 @@ RUN_COLUMNS = [
 def list_evaluations(workspace: str | Path) -> list[Evaluation]:
     """Every evaluation with saved predictions, then the train summaries' tests without them."""
     found = []
-    for folder in run_folders(workspace):
-        args = _read_json(folder / "args.json") or {}
-        for results_file in sorted(folder.glob("eval_*/results.json")):
-            result = _read_json(results_file)
-            if not result or "recalls" not in result:
+    for folder in runs.run_folders(workspace):
+        args = runs.read_args(folder)
+        for results_file in runs.results_files(folder):
+            result = runs.read_results(results_file)
+            if not result:
                 continue
-            predictions = results_file.parent / "predictions.csv"
+            predictions = results_file.parent / runs.PREDICTIONS
             found.append(
                 Evaluation(
                     run=folder.name,
@@ -158,7 +131,7 @@ def list_evaluations(workspace: str | Path) -> list[Evaluation]:
                     num_database=result.get("num_database"),
                 )
             )
-        summary = _read_json(folder / "summary.json") or {}
+        summary = runs.read_summary(folder) or {}
         tested = {(e.test_set, e.queries) for e in found if e.run == folder.name}
         test = summary.get("test_result") or {}
         if summary.get("test") and (test.get("test_set"), test.get("queries_folder")) not in tested:
@@ -195,16 +168,13 @@ def settings_of(evaluation: Evaluation) -> dict:
 
 
 def _utm_of_names(paths: pd.Series) -> np.ndarray:
-    """[n, 2] UTM east/north from SF-XL file names; NaN where a name carries none."""
-    unique = pd.unique(paths)
-    utm = {}
-    for path in unique:
-        try:
-            name = parse_name(path)
-            utm[path] = (name.east, name.north)
-        except MalformedNameError:
-            utm[path] = (np.nan, np.nan)
-    return np.array([utm[p] for p in paths], dtype=np.float64).reshape(-1, 2)
+    """[n, 2] UTM east/north from SF-XL file names (the bulk parser); NaN where a name
+    carries none."""
+    unique = [str(path) for path in pd.unique(paths)]
+    names, rows = parse_paths(unique)
+    utm = np.full((len(unique), 2), np.nan)
+    utm[rows] = np.stack([names.east, names.north], axis=1)
+    return utm[pd.Index(unique).get_indexer(paths.astype(str))].reshape(-1, 2)
 
 
 def load_predictions(path: str | Path) -> pd.DataFrame:
@@ -225,17 +195,19 @@ def load_predictions(path: str | Path) -> pd.DataFrame:
 
 
 def recall_at_threshold(
-    predictions: pd.DataFrame, threshold_m: float, ns=RECALL_NS
+    predictions: pd.DataFrame, threshold_m: float, ns=RECALL_VALUES
 ) -> dict[str, float]:
-    """Recall@N in percent: queries with a prediction within threshold_m among their first N."""
+    """Recall@N in percent (core.recall): queries with a prediction within threshold_m among
+    their first N."""
     if predictions.empty:
         raise ValueError("no predictions to compute recall from")
-    hit = predictions["geo_m"].to_numpy() <= threshold_m  # NaN compares False: a miss
+    hit = is_positive(predictions["geo_m"], threshold_m)
     ranks = predictions["rank"].to_numpy()
     first_hit = (
         pd.Series(np.where(hit, ranks, np.inf)).groupby(predictions["query"].to_numpy()).min()
     )
-    return {f"R@{n}": float((first_hit < n).mean() * 100.0) for n in ns}
+    recalls = recall_from_first_hits(first_hit.to_numpy(), ns)
+    return {f"R@{n}": value for n, value in recalls.items()}
 
 
 def recall_curve(predictions: pd.DataFrame, thresholds) -> pd.DataFrame:
@@ -281,13 +253,13 @@ def runs_table(
                 "test_set": evaluation.test_set,
                 **settings,
                 "threshold_m": threshold,
-                **{f"R@{n}": recalls.get(f"R@{n}") for n in RECALL_NS},
+                **{f"R@{n}": recalls.get(f"R@{n}") for n in RECALL_VALUES},
                 "recomputed": predictions is not None,
                 "num_queries": evaluation.num_queries,
             }
         )
     columns = ["run", "test_set", "queries", "threshold_m", "test_resize", "backbone"]
-    columns += ["descriptor_dim", *[f"R@{n}" for n in RECALL_NS], "recomputed", "num_queries"]
+    columns += ["descriptor_dim", *[f"R@{n}" for n in RECALL_VALUES], "recomputed", "num_queries"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -330,7 +302,7 @@ def runs_next_to_paper(runs: pd.DataFrame, paper: pd.DataFrame | None = None) ->
     rows = []
     for run_row in runs.to_dict("records"):
         test_set = SFXL_QUERIES.get(run_row["queries"])
-        for n in RECALL_NS:
+        for n in RECALL_VALUES:
             metric = f"R@{n}"
             same = (cosplace["test_set"] == test_set) & (cosplace["metric"] == metric)
             reference = cosplace[same]
@@ -363,10 +335,9 @@ def runs_next_to_paper(runs: pd.DataFrame, paper: pd.DataFrame | None = None) ->
 
 def load_grids(workspace: str | Path) -> pd.DataFrame:
     """Every point of every recorded grid (runs/ablation_*.json), one row per point."""
-    runs = Path(workspace) / "runs"
     rows = []
-    for path in sorted(runs.glob("ablation_*.json")) if runs.is_dir() else []:
-        for row in _read_json(path) or []:
+    for path in runs.grid_files(workspace):
+        for row in runs.read_json(path) or []:
             row = {k: v for k, v in row.items() if k != "args"}
             row["grid_file"] = path.name
             rows.append(row)
@@ -472,13 +443,13 @@ def pooling_view(grids: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.D
     return out
 
 
-def training_curves(workspace: str | Path, runs: list[str] | None = None) -> pd.DataFrame:
+def training_curves(workspace: str | Path, names: list[str] | None = None) -> pd.DataFrame:
     """Loss and val R@1 per epoch of each run's summary.json (or its last checkpoint's args)."""
     rows = []
-    for folder in run_folders(workspace):
-        if runs is not None and folder.name not in runs:
+    for folder in runs.run_folders(workspace):
+        if names is not None and folder.name not in names:
             continue
-        summary = _read_json(folder / "summary.json") or {}
+        summary = runs.read_summary(folder) or {}
         for entry in summary.get("history") or []:
             rows.append(
                 {
@@ -495,7 +466,8 @@ def training_curves(workspace: str | Path, runs: list[str] | None = None) -> pd.
 
 
 def load_claims(workspace: str | Path) -> dict | None:
-    return _read_json(Path(workspace) / "runs" / "claims.json")
+    data = runs.read_json(runs.claims_file(workspace))
+    return data if isinstance(data, dict) else None
 
 
 def claims_table(claims: dict | None) -> pd.DataFrame:
@@ -537,12 +509,8 @@ def database_utm(test_set: str | Path) -> tuple[list[str], np.ndarray]:
     folder = Path(test_set) / "database"
     if not folder.is_dir():
         return [], np.zeros((0, 2))
-    paths = sorted(
-        f"database/{p.relative_to(folder)}"
-        for p in folder.rglob("*")
-        if p.suffix.lower() in (".jpg", ".jpeg", ".png")
-    )
-    utm = _utm_of_names(pd.Series(paths))
+    paths = [f"database/{p}" for p in walk_images(folder)[0]]
+    utm = _utm_of_names(pd.Series(paths, dtype=object))
     keep = ~np.isnan(utm).any(axis=1)
     return [p for p, k in zip(paths, keep, strict=True) if k], utm[keep]
 
@@ -566,11 +534,11 @@ def failures(
     if database is not None and len(database[0]):
         tree = cKDTree(database[1])
     rows = []
-    for query, top1_error in zip(wrong["query"], wrong["geo_m"], strict=True):
+    query_utm = _utm_of_names(wrong["query"])
+    for query, top1_error, utm in zip(wrong["query"], wrong["geo_m"], query_utm, strict=True):
         mine = predictions[predictions["query"] == query].head(top)
         missed = []
         if tree is not None:
-            utm = _utm_of_names(pd.Series([query]))[0]
             if not np.isnan(utm).any():
                 near = tree.query_ball_point(utm, r=threshold_m)
                 missed = sorted(database[0][i] for i in near)

@@ -24,14 +24,19 @@ from app.map_layers import CompactDeck, fit_zoom
 from core.descriptors import inference_transform
 from core.geo import UTMZone, latlon_to_utm, utm_to_latlon
 from core.images import ImageError, load_image, read_gps
-from core.index import IndexManifest, IndexMismatchError, load_index, paths_fingerprint
+from core.index import (
+    MANIFEST_FILE,
+    IndexManifest,
+    IndexMismatchError,
+    load_index,
+    paths_fingerprint,
+)
 from core.model import CheckpointError, model_from_checkpoint
 from core.recall import DEFAULT_POSITIVE_DIST_THRESHOLD
+from data_catalog import runs
 from data_catalog.names import MalformedNameError, parse_name
 from data_catalog.serving import ServingDatabase, ServingFilesError, read_serving_database
 
-BEST_MODEL = "best_model.pth"
-INDEX_DIR = "index"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
 # Uploads above this many pixels are refused before decoding (a 48 MP phone photo passes).
 UPLOAD_MAX_PIXELS = 60_000_000
@@ -56,17 +61,12 @@ class RunServing:
     database: ServingDatabase
 
 
-def list_runs(runs_dir: str | os.PathLike) -> list[str]:
-    """Names of the run folders that hold a trained model, sorted."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return []
-    return sorted(p.name for p in runs_dir.iterdir() if (p / BEST_MODEL).is_file())
-
-
 def index_fingerprint(run_dir: str | os.PathLike) -> tuple:
     """Changes whenever the model or the index is rewritten, so cached loads refresh."""
-    files = [Path(run_dir) / BEST_MODEL, Path(run_dir) / INDEX_DIR / "index_manifest.json"]
+    files = [
+        Path(run_dir) / runs.BEST_MODEL,
+        Path(run_dir) / runs.INDEX_DIR / MANIFEST_FILE,
+    ]
     return tuple((str(f), f.stat().st_mtime if f.exists() else 0.0) for f in files)
 
 
@@ -74,19 +74,21 @@ def load_run_serving(run_dir: str | os.PathLike) -> RunServing:
     """The run's model and its index, checked against each other and against the database."""
     run_dir = Path(run_dir)
     command = BUILD_INDEX_COMMAND.format(run=run_dir)
-    if not (run_dir / BEST_MODEL).is_file():
+    if not (run_dir / runs.BEST_MODEL).is_file():
         raise ServingError(
-            f"Run {run_dir.name} has no {BEST_MODEL}; train it with python -m training.train."
+            f"Run {run_dir.name} has no {runs.BEST_MODEL}; train it with python -m training.train."
         )
-    if not (run_dir / INDEX_DIR / "index_manifest.json").is_file():
+    if not (run_dir / runs.INDEX_DIR / MANIFEST_FILE).is_file():
         raise ServingError(
             f"Run {run_dir.name} has no retrieval index yet; build it with {command}."
         )
     try:
-        model = model_from_checkpoint(run_dir / BEST_MODEL).eval()
-        database = read_serving_database(run_dir / INDEX_DIR)
+        model = model_from_checkpoint(run_dir / runs.BEST_MODEL).eval()
+        database = read_serving_database(run_dir / runs.INDEX_DIR)
         index, manifest = load_index(
-            run_dir / INDEX_DIR, model=model, database_fingerprint=paths_fingerprint(database.paths)
+            run_dir / runs.INDEX_DIR,
+            model=model,
+            database_fingerprint=paths_fingerprint(database.paths),
         )
     except (CheckpointError, ServingFilesError) as error:
         raise ServingError(f"Run {run_dir.name} cannot serve queries: {error}.") from error

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from data_catalog import runs
+
 WORKSPACE_ENV = "COSPLACE_WORKSPACE"
 RECORDS_ENV = "COSPLACE_RECORDED_CLAIMS"
 # Claims recorded once and shipped in the repo (training.claims_record).
@@ -34,7 +36,7 @@ def catalog_path(workspace: Path | None = None) -> Path:
 
 
 def runs_dir(workspace: Path | None = None) -> Path:
-    return (workspace or workspace_dir()) / "runs"
+    return runs.runs_folder(workspace or workspace_dir())
 
 
 def recorded_claims_dir() -> Path:

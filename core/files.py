@@ -1,19 +1,25 @@
 """Files written whole: a kill at any moment leaves the old version or the new one.
 
-Each writer fills a temporary file in the destination's folder (so the rename stays on one
-file system), flushes it to disk, renames it over the destination and flushes the folder,
-so that the rename itself survives a power cut.
+Each writer fills a temporary sibling with a unique name (so two writers of one file never
+share it, and the rename stays on one file system), flushes it to disk, renames it over the
+destination and flushes the folder, so that the rename itself survives a power cut. This is
+the one place in the project that renames files into place.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 import torch
+
+# Every temporary sibling ends with this, so folder listings can leave unfinished writes out.
+TEMPORARY_SUFFIX = ".tmp"
 
 
 def fsync_folder(folder: str | os.PathLike) -> None:
@@ -30,28 +36,54 @@ def fsync_folder(folder: str | os.PathLike) -> None:
         os.close(descriptor)
 
 
-def temporary_path(path: str | os.PathLike) -> Path:
-    """The temporary sibling of `path` that atomic writers fill before the rename."""
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def temporary_siblings(path: str | os.PathLike) -> list[Path]:
+    """Temporary siblings of `path` left by writes that have not been renamed (yet)."""
     path = Path(path)
-    return path.with_name(f"{path.name}.tmp")
+    pattern = _temporary_prefix(path) + "*" + TEMPORARY_SUFFIX
+    return sorted(path.parent.glob(pattern))
 
 
-def write_whole(path: str | os.PathLike, fill: Callable[[BinaryIO], object]) -> Path:
-    """Call fill(file) on a temporary sibling, fsync it, then rename it onto `path`."""
+def stage(path: str | os.PathLike, fill: Callable[[BinaryIO], object]) -> Path:
+    """Call fill(file) on a new uniquely named sibling of `path`, fsync it, return its path.
+
+    `commit` renames it onto `path`; a failed fill removes it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
+    handle, name = tempfile.mkstemp(
+        prefix=_temporary_prefix(path), suffix=TEMPORARY_SUFFIX, dir=path.parent
+    )
+    tmp = Path(name)
     try:
-        with open(tmp, "wb") as file:
+        with os.fdopen(handle, "wb") as file:
             fill(file)
             file.flush()
             os.fsync(file.fileno())
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def commit(tmp: Path, path: str | os.PathLike) -> Path:
+    """Rename a staged file onto `path`, durably."""
+    path = Path(path)
     os.replace(tmp, path)
     fsync_folder(path.parent)
     return path
+
+
+def write_whole(path: str | os.PathLike, fill: Callable[[BinaryIO], object]) -> Path:
+    """Call fill(file) on a temporary sibling, fsync it, then rename it onto `path`."""
+    tmp = stage(path, fill)
+    try:
+        return commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after a rename; left over after a failed one
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -69,3 +101,27 @@ def write_json(path: str | os.PathLike, obj, indent: int = 2) -> Path:
 def torch_save(obj, path: str | os.PathLike) -> Path:
     """torch.save, written whole (checkpoints, best models)."""
     return write_whole(path, lambda file: torch.save(obj, file))
+
+
+def write_folder(path: str | os.PathLike, fill: Callable[[Path], object]) -> bool:
+    """Call fill(folder) on a temporary sibling folder, then rename it to `path`.
+
+    A folder cannot be renamed over another: when `path` appears meanwhile (another process
+    wrote the same content first) the new one is dropped. Returns whether this call wrote it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(
+        tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=TEMPORARY_SUFFIX, dir=path.parent)
+    )
+    try:
+        fill(work)
+        os.rename(work, path)
+    except OSError:
+        if not path.is_dir():
+            raise
+        return False
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    fsync_folder(path.parent)
+    return True

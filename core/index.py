@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from core import files
 from core.errors import UserError
-from core.files import fsync_folder, temporary_path
 
 INDEX_FILE = "index.faiss"
 MANIFEST_FILE = "index_manifest.json"
@@ -202,25 +202,17 @@ def save_index(index: faiss.Index, folder: str | os.PathLike, manifest: IndexMan
             f"manifest says {manifest.index_type!r}, the index is a {type(index).__name__}"
         )
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     index_path, manifest_path = folder / INDEX_FILE, folder / MANIFEST_FILE
-    index_tmp, manifest_tmp = temporary_path(index_path), temporary_path(manifest_path)
-    faiss.write_index(index, str(index_tmp))
-    _fsync_file(index_tmp)
+    index_tmp = files.stage(
+        index_path, lambda file: faiss.write_index(index, faiss.PyCallbackIOWriter(file.write))
+    )
     record = {**asdict(manifest), "index_sha256": file_sha256(index_tmp)}
-    manifest_tmp.write_text(json.dumps(record, indent=2))
-    _fsync_file(manifest_tmp)
-    os.replace(index_tmp, index_path)
-    fsync_folder(folder)
+    text = json.dumps(record, indent=2).encode("utf-8")
+    manifest_tmp = files.stage(manifest_path, lambda file: file.write(text))
+    files.commit(index_tmp, index_path)
     # A kill here leaves the new index and its complete manifest_tmp: load_index uses them.
-    os.replace(manifest_tmp, manifest_path)
-    fsync_folder(folder)
+    files.commit(manifest_tmp, manifest_path)
     return folder
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as file:
-        os.fsync(file.fileno())
 
 
 # Manifest fields and the JSON types they must have; a hand edit gets a sentence, not a crash.
@@ -275,13 +267,12 @@ def _manifest_for(folder: Path, index_sha256: str) -> IndexManifest:
     manifest = read_manifest(manifest_path)
     if not manifest.index_sha256 or manifest.index_sha256 == index_sha256:
         return manifest
-    pending = temporary_path(manifest_path)
-    if pending.is_file():  # a save cut off between its two renames
+    for pending in files.temporary_siblings(manifest_path):  # a save cut off between renames
         try:
             candidate = read_manifest(pending)
         except IndexMismatchError:
-            candidate = None
-        if candidate is not None and candidate.index_sha256 == index_sha256:
+            continue
+        if candidate.index_sha256 == index_sha256:
             return candidate
     raise IndexMismatchError(
         f"{folder / INDEX_FILE} is not the index its manifest describes (sha256 differs): the "

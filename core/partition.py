@@ -74,25 +74,6 @@ class PartitionParams:
         return self.N * self.N * self.L
 
 
-def class_keys(east, north, heading, M: float, alpha: float) -> np.ndarray:
-    """Eq. 1: integer (e, n, h) cell-and-heading indices, one row per image."""
-    east = np.asarray(east, dtype=np.float64)
-    north = np.asarray(north, dtype=np.float64)
-    heading = np.mod(np.asarray(heading, dtype=np.float64), 360.0)
-    if np.isnan(heading).any():
-        raise ValueError("heading has missing values; every training image needs a heading")
-    keys = np.empty((east.shape[0], 3), dtype=np.int64)
-    keys[:, 0] = np.floor(east / M)
-    keys[:, 1] = np.floor(north / M)
-    keys[:, 2] = np.floor(heading / alpha)
-    return keys
-
-
-def group_keys(keys: np.ndarray, N: int, L: int) -> np.ndarray:
-    """Eq. 2: (u, v, w) = (e mod N, n mod N, h mod L) for each row of class keys."""
-    return np.mod(keys, np.array([N, N, L], dtype=np.int64))
-
-
 def _cell_index(values: np.ndarray, step: float, wrap: float | None = None) -> np.ndarray:
     """floor(values / step) as int64 (after values mod wrap), with one float temporary."""
     scaled = np.mod(values, wrap) if wrap is not None else np.divide(values, 1.0)
@@ -101,19 +82,40 @@ def _cell_index(values: np.ndarray, step: float, wrap: float | None = None) -> n
     return scaled.astype(np.int64)
 
 
+def heading_class(heading, alpha: float) -> np.ndarray:
+    """Eq. 1's third index: floor((heading mod 360) / alpha)."""
+    return _cell_index(np.asarray(heading, dtype=np.float64), alpha, wrap=360.0)
+
+
+def _class_columns(east, north, heading, M: float, alpha: float) -> list[np.ndarray]:
+    """Eq. 1: the e, n and h indices of each image, one int64 column each."""
+    heading = np.asarray(heading, dtype=np.float64)
+    if np.isnan(heading).any():
+        raise ValueError("heading has missing values; every training image needs a heading")
+    return [
+        _cell_index(np.asarray(east, dtype=np.float64), M),
+        _cell_index(np.asarray(north, dtype=np.float64), M),
+        heading_class(heading, alpha),
+    ]
+
+
+def class_keys(east, north, heading, M: float, alpha: float) -> np.ndarray:
+    """Eq. 1: integer (e, n, h) cell-and-heading indices, one row per image."""
+    return np.stack(_class_columns(east, north, heading, M, alpha), axis=1).reshape(-1, 3)
+
+
+def group_keys(keys: np.ndarray, N: int, L: int) -> np.ndarray:
+    """Eq. 2: (u, v, w) = (e mod N, n mod N, h mod L) for each row of class keys."""
+    return np.mod(keys, np.array([N, N, L], dtype=np.int64))
+
+
 def _class_codes(east, north, heading, M: float, alpha: float):
     """Eq. 1 as one int64 per image, equal for equal classes, ordered like (e, n, h) rows.
 
     Returns (codes, keys_of) where keys_of(codes) gives the (e, n, h) rows back. Built one
     column at a time, so 41M images never hold an [n, 3] array beside its copies.
     """
-    if np.isnan(np.asarray(heading, dtype=np.float64)).any():
-        raise ValueError("heading has missing values; every training image needs a heading")
-    columns = [
-        _cell_index(np.asarray(east, dtype=np.float64), M),
-        _cell_index(np.asarray(north, dtype=np.float64), M),
-        _cell_index(np.asarray(heading, dtype=np.float64), alpha, wrap=360.0),
-    ]
+    columns = _class_columns(east, north, heading, M, alpha)
     if len(columns[0]) == 0:
         return np.zeros(0, dtype=np.int64), lambda codes: np.zeros((0, 3), dtype=np.int64)
     low = np.array([c.min() for c in columns])

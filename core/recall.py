@@ -46,6 +46,20 @@ def recall_at_n(
         hits = np.flatnonzero(np.isin(row, query_positives))
         if len(hits):
             first_hit[query] = hits[0]
+    return recall_from_first_hits(first_hit, recall_values)
+
+
+def is_positive(distance_m, radius: float = DEFAULT_POSITIVE_DIST_THRESHOLD) -> np.ndarray:
+    """Whether a prediction this many metres from its query is a positive (NaN: unknown, a
+    miss); the same rule as find_positives, whose ball includes its edge."""
+    return np.asarray(distance_m, dtype=np.float64) <= radius
+
+
+def recall_from_first_hits(
+    first_hit: np.ndarray, recall_values: Sequence[int] = RECALL_VALUES
+) -> dict[int, float]:
+    """{N: percentage of queries whose first positive has rank < N} (inf: no positive)."""
+    first_hit = np.asarray(first_hit, dtype=np.float64)
     return {n: float(np.mean(first_hit < n) * 100.0) for n in recall_values}
 
 

@@ -30,19 +30,17 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pandas as pd
-import pyarrow as pa
 from tqdm import tqdm
 
 from data_catalog.catalog import (
     IMAGE_COLUMNS,
-    NAME_COLUMNS,
     SPLITS,
     connect,
     dataset_zone,
@@ -475,48 +473,6 @@ def _append_malformed(
     )
     con.unregister("_ingest_malformed")
     return len(rejected)
-
-
-# --- the same parser on a list of names, for tests and one-off checks ------------------------
-
-
-def bulk_parse(
-    con: duckdb.DuckDBPyConnection, paths: Iterable[str]
-) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Parse paths the way the ingest does: (typed rows of valid names, (path, reason) list).
-
-    Rows come back in input order with a `fast` column telling which way each was parsed.
-    """
-    table = pa.table({"path": pa.array(list(paths), pa.string())})
-    parsed = (
-        con.from_arrow(table)
-        .query(
-            "_paths",
-            f"""SELECT row_number() OVER () AS position, path,
-                       regexp_full_match(path, {_sql_text(FAST_NAME_PATTERN)}) AS fast
-                FROM _paths""",
-        )
-        .df()
-    )
-    fast = parsed[parsed["fast"]]
-    columns = [*NAME_COLUMNS, "year", "month"]
-    typed = con.from_df(fast).query(
-        "_fast",
-        f"SELECT position, path, true AS fast, {_typed_fields_sql()} "
-        "FROM (SELECT *, string_split(path, '@') AS parts FROM _fast)",
-    )
-    frames = [typed.df().set_axis(["position", "path", "fast", *columns], axis=1)]
-    slow_rows, rejected = [], []
-    for position, path in parsed.loc[~parsed["fast"], ["position", "path"]].itertuples(index=False):
-        result = judge(path)
-        if isinstance(result, str):
-            rejected.append((path, result))
-        else:
-            slow_rows.append({"position": position, "path": path, "fast": False, **result})
-    if slow_rows:
-        frames.append(pd.DataFrame(slow_rows))
-    valid = pd.concat(frames, ignore_index=True).sort_values("position", ignore_index=True)
-    return valid.drop(columns="position"), rejected
 
 
 # --- command line ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ The content key says which list of files was parsed:
 Both also hold CACHE_VERSION and the bulk parser's pattern, so a change of the parser drops
 old entries. When a list changes, the entries of its older versions are deleted.
 
-Entries are written in a temporary folder (or file) and renamed into place, so a killed
+Entries are written whole by core.files (a temporary folder or file, then a rename), so a killed
 process or two runs starting together never leave a half-written entry behind.
 """
 
@@ -28,12 +28,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
 
+from core import files
 from core.partition import Partition, PartitionParams, partition
 from data_catalog.name_table import (
     FAST_NAME_PATTERN,
@@ -118,9 +118,7 @@ def _read_entry(entry: Path, source: NameSource, buffer: bytes | None) -> NameAr
 
 
 def _write_entry(entry: Path, names: NameArrays) -> None:
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entry.parent))
-    try:
+    def fill(work: Path) -> None:
         np.save(work / "start.npy", names.paths.start)
         np.save(work / "length.npy", names.paths.length)
         for name in _ARRAYS:
@@ -129,19 +127,15 @@ def _write_entry(entry: Path, names: NameArrays) -> None:
         rows = "".join(f"{path}\t{reason}\n" for path, reason in names.malformed)
         (work / "malformed.tsv").write_text(rows, encoding="utf-8")
         _drop_other_versions(entry)
-        os.rename(work, entry)
-    except OSError:
-        if not entry.is_dir():  # another process may have written the same entry first
-            raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+    files.write_folder(entry, fill)  # another process may have written the same entry first
 
 
 def _drop_other_versions(entry: Path) -> None:
     """Entries of older versions of the same list: never read again."""
     prefix = entry.name.rsplit("-", 1)[0] + "-"
     for other in entry.parent.glob(prefix + "*"):
-        if other != entry and other.is_dir() and not other.name.startswith(".tmp-"):
+        if other != entry and other.is_dir():
             shutil.rmtree(other, ignore_errors=True)
 
 
@@ -158,12 +152,6 @@ def load_partition(names: NameArrays, params: PartitionParams, entry: Path | Non
         with np.load(file) as stored:
             return Partition(params=params, **{name: stored[name] for name in _PARTITION_ARRAYS})
     result = partition(names.east, names.north, names.heading, params)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=entry)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, **{name: getattr(result, name) for name in _PARTITION_ARRAYS})
-        os.replace(temporary, file)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    arrays = {name: getattr(result, name) for name in _PARTITION_ARRAYS}
+    files.write_whole(file, lambda out: np.savez(out, **arrays))
     return result

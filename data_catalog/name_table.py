@@ -456,6 +456,15 @@ def distinct_zones(zone_number: np.ndarray, zone_letter: np.ndarray) -> list[tup
     return [(int(code) // 256, chr(int(code) % 256)) for code in np.flatnonzero(codes)]
 
 
+def _extra_sql(name: str) -> str:
+    """A field asked for in `extra` (a name field, or "month"), typed, without a line break."""
+    if name == "month":
+        return month_sql()
+    if name == FIELD_NAMES[-1]:  # the extension ends the line, so it holds its break
+        return f"rtrim({field_sql(name)}, chr(13) || chr(10))"
+    return field_sql(name)
+
+
 def _chunk_sql(folder: Path, extra: Sequence[str]) -> str:
     # The pattern and the fields read the line with its break: the break can only end up in
     # the extension, which the arrays do not use, and the pattern lets it through there.
@@ -469,7 +478,7 @@ def _chunk_sql(folder: Path, extra: Sequence[str]) -> str:
         "zone_letter": f"coalesce(CASE WHEN fast THEN ascii({field_sql('utm_zone_letter')}) END, 0)"
         "::UTINYINT",
         "year": f"coalesce(CASE WHEN fast THEN {year_sql()} END, -1)::SMALLINT",
-        **{f"extra_{name}": f"CASE WHEN fast THEN {field_sql(name)} END" for name in extra},
+        **{f"extra_{name}": f"CASE WHEN fast THEN {_extra_sql(name)} END" for name in extra},
     }
     return f"""
         SELECT start, size, cut, fast,

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core import files
 from core.geo import UTMZone
 
 DATABASE_FILE = "database.parquet"
@@ -39,7 +40,6 @@ class ServingDatabase:
 def write_serving_database(folder: str | os.PathLike, database: ServingDatabase) -> None:
     """Write database.parquet and serving.json into `folder`, each atomically."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     table = pa.table(
         {
             "path": database.paths,
@@ -47,8 +47,7 @@ def write_serving_database(folder: str | os.PathLike, database: ServingDatabase)
             "utm_north": database.utm[:, 1].astype(np.float64),
         }
     )
-    pq.write_table(table, folder / (DATABASE_FILE + ".tmp"))
-    os.replace(folder / (DATABASE_FILE + ".tmp"), folder / DATABASE_FILE)
+    files.write_whole(folder / DATABASE_FILE, lambda file: pq.write_table(table, file))
     meta = {
         "database_folder": str(Path(database.root).resolve()),
         "utm_zone_number": database.zone.number,
@@ -56,8 +55,7 @@ def write_serving_database(folder: str | os.PathLike, database: ServingDatabase)
         "resize_shorter_side": database.resize_shorter_side,
         "count": len(database.paths),
     }
-    (folder / (SERVING_FILE + ".tmp")).write_text(json.dumps(meta, indent=2))
-    os.replace(folder / (SERVING_FILE + ".tmp"), folder / SERVING_FILE)
+    files.write_json(folder / SERVING_FILE, meta)
 
 
 def read_serving_database(folder: str | os.PathLike) -> ServingDatabase:

@@ -13,7 +13,6 @@ they happened, so the run's kind and settings end as the last command left them.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,12 +21,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.errors import UserError, user_errors
+from data_catalog import runs
 from data_catalog.catalog import connect
 from data_catalog.results import record_evaluation
 
 log = logging.getLogger(__name__)
-SUMMARY = "summary.json"
-EVAL_RESULTS = "results.json"
 
 
 @dataclass
@@ -47,48 +45,35 @@ def _modified(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC).replace(tzinfo=None)
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        log.warning("%s skipped: not readable JSON (%s)", path, error)
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _settings(run_folder: Path) -> dict:
-    args = _read_json(run_folder / "args.json") if (run_folder / "args.json").is_file() else None
-    return args or {}
-
-
 def run_records(run_folder: Path) -> list[RunRecord]:
     """The records a run folder holds: its summary.json, then its evaluations by time."""
     records = []
-    summary_path = run_folder / SUMMARY
-    summary = _read_json(summary_path) if summary_path.is_file() else None
+    settings = runs.read_args(run_folder)
+    summary = runs.read_summary(run_folder)
     if summary is not None:
+        summary_path = run_folder / runs.SUMMARY
+        kind = str(summary.get("kind", "train"))
         records.append(
             RunRecord(
                 run_folder.name,
-                str(summary.get("kind", "train")),
+                kind,
                 str(run_folder),
-                _settings(run_folder),
+                settings,
                 summary.get("test_result"),
                 _modified(summary_path),
                 summary_path,
             )
         )
-    evaluations = sorted(run_folder.glob(f"eval_*/{EVAL_RESULTS}"), key=_modified)
-    for path in evaluations:
-        result = _read_json(path)
-        if result is None or "recalls" not in result:
+    for path in sorted(runs.results_files(run_folder), key=_modified):
+        result = runs.read_results(path)
+        if result is None:
             continue
         records.append(
             RunRecord(
                 run_folder.name,
                 str(result.get("kind", "eval")),
                 str(run_folder),
-                result.get("args") or _settings(run_folder),
+                result.get("args") or settings,
                 result,
                 _modified(path),
                 path,
@@ -99,12 +84,11 @@ def run_records(run_folder: Path) -> list[RunRecord]:
 
 def sync(workspace: str | Path, catalog: str | Path | None = None, wait_s=None) -> int:
     """Record every run folder's results in the catalog; returns how many files were read."""
-    runs = Path(workspace) / "runs"
-    if not runs.is_dir():
-        raise UserError(f"{runs} does not exist: no runs to record; check --workspace")
+    folder = runs.runs_folder(workspace)
+    if not folder.is_dir():
+        raise UserError(f"{folder} does not exist: no runs to record; check --workspace")
     catalog = Path(catalog) if catalog else Path(workspace) / "catalog.duckdb"
-    folders = sorted(p for p in runs.iterdir() if p.is_dir())
-    records = [record for folder in folders for record in run_records(folder)]
+    records = [record for run in runs.run_folders(workspace) for record in run_records(run)]
     with connect(catalog, wait_s=wait_s) as con:
         for record in tqdm(records, desc="runs", unit="file", disable=not records):
             try:
@@ -144,8 +128,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--wait_s {args.wait_s} must be 0 or more seconds")
     count = sync(args.workspace, args.catalog, args.wait_s)
     catalog = args.catalog or Path(args.workspace) / "catalog.duckdb"
-    runs = Path(args.workspace) / "runs"
-    print(f"recorded {count} run and evaluation files from {runs} in {catalog}")
+    folder = runs.runs_folder(args.workspace)
+    print(f"recorded {count} run and evaluation files from {folder} in {catalog}")
 
 
 if __name__ == "__main__":

@@ -67,14 +67,20 @@ def test_auto_index_is_exact_below_a_million():
 
 
 def test_build_index_user_mistakes_are_one_sentence(tmp_path, tiny_city, capsys):
-    with pytest.raises(SystemExit, match="best_model.pth not found: train the run first"):
-        build_index_main(["--run_dir", str(tmp_path), "--database_folder", str(tmp_path)])
+    def error_of(argv: list[str]) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            build_index_main(argv)
+        assert exit_info.value.code == 1
+        return capsys.readouterr().err
+
+    err = error_of(["--run_dir", str(tmp_path), "--database_folder", str(tmp_path)])
+    assert "best_model.pth not found: train the run first" in err
     run = save_random_run(tmp_path / "run")
-    with pytest.raises(SystemExit, match="is not a folder"):
-        build_index_main(["--run_dir", str(run), "--database_folder", str(tmp_path / "nowhere")])
+    err = error_of(["--run_dir", str(run), "--database_folder", str(tmp_path / "nowhere")])
+    assert "is not a folder" in err
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="holds no SF-XL named images"):
-        build_index_main(["--run_dir", str(run), "--database_folder", str(tmp_path / "empty")])
+    err = error_of(["--run_dir", str(run), "--database_folder", str(tmp_path / "empty")])
+    assert "holds no SF-XL named images" in err
 
 
 def test_serving_refuses_index_of_other_model_and_names_the_fix(workspace, tmp_path):

@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_catalog.catalog import NAME_COLUMNS
-from data_catalog.ingest import bulk_parse
-from data_catalog.name_table import parse_paths
+from data_catalog.name_table import FAST_NAME_PATTERN, parse_paths
 from data_catalog.names import (
     FIELD_NAMES,
     MalformedNameError,
@@ -156,31 +155,24 @@ def _same(a, b) -> bool:
 
 
 def assert_bulk_agrees(paths: list[str]) -> None:
-    """The ingest's rows and the training arrays both agree with parse_name on every path."""
-    con = duckdb.connect()
-    valid, rejected = bulk_parse(con, paths)
-    reasons = dict(rejected)
-    rows = {row["path"]: row for row in valid.to_dict("records")}
-    arrays, index = parse_paths(paths, extra=("pano_id",))
-    array_reasons = dict(arrays.malformed)
+    """The one bulk parser agrees with parse_name on every path, field by field."""
+    arrays, index = parse_paths(paths, extra=(*FIELD_NAMES, "month"))
+    reasons = dict(arrays.malformed)
     position = {paths[i]: row for row, i in enumerate(index.tolist())}
     for path in paths:
         try:
             name = parse_name(path)
         except MalformedNameError as error:
-            assert path not in rows, f"bulk parser accepted {path!r}: {error.reason}"
+            assert path not in position, f"bulk parser accepted {path!r}: {error.reason}"
             assert reasons[path] == error.reason
-            assert path not in position, f"array parser accepted {path!r}: {error.reason}"
-            assert array_reasons[path] == error.reason
             continue
-        assert path in rows, f"bulk parser rejected {path!r}: {reasons.get(path)}"
-        row = rows[path]
+        assert path in position, f"bulk parser rejected {path!r}: {reasons.get(path)}"
+        i = position[path]
         for field in FIELD_NAMES:
             expected = _expected_value(field, getattr(name, field))
-            assert _same(row[field], expected), (path, field, row[field], expected)
-        assert _same(row["year"], name.year) and _same(row["month"], name.month)
-        assert path in position, f"array parser rejected {path!r}: {array_reasons.get(path)}"
-        i = position[path]
+            found = arrays.extra[field][i]
+            assert _same(found, expected), (path, field, found, expected)
+        assert _same(arrays.extra["month"][i], name.month)
         assert arrays.paths[i] == path
         assert (arrays.east[i], arrays.north[i]) == (name.east, name.north)
         assert _same(float(arrays.heading[i]), name.heading_deg)
@@ -189,14 +181,16 @@ def assert_bulk_agrees(paths: list[str]) -> None:
             name.utm_zone_letter,
         )
         assert int(arrays.year[i]) == (-1 if name.year is None else name.year)
-        assert arrays.extra["pano_id"][i] == name.pano_id
 
 
 def test_bulk_parser_takes_the_fast_way_for_real_names():
-    con = duckdb.connect()
     paths = [REAL, f"train/sf@xl/a@b/{REAL}", f"val/queries/{REAL}"]
-    valid, rejected = bulk_parse(con, paths)
-    assert rejected == [] and valid["fast"].all()
+    names, _ = parse_paths(paths)
+    fast = duckdb.execute(
+        "SELECT bool_and(regexp_full_match(path, ?)) FROM unnest(?) AS t(path)",
+        [FAST_NAME_PATTERN, paths],
+    ).fetchone()[0]
+    assert names.malformed == [] and fast
     assert_bulk_agrees(paths)
 
 

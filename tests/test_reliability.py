@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import faiss
@@ -537,6 +538,40 @@ def test_atomic_json_keeps_the_old_file_when_the_write_dies(tmp_path):
         files.write_whole(path, dying)
     assert json.loads(path.read_text()) == {"best_val_recall1": 1.0}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_two_writers_of_one_file_use_their_own_temporary_files(tmp_path):
+    path = tmp_path / "results.json"
+    first = files.stage(path, lambda file: file.write(b'{"writer": 1}'))
+    second = files.stage(path, lambda file: file.write(b'{"writer": 2}'))
+    assert first != second
+    assert files.temporary_siblings(path) == sorted([first, second])
+    files.commit(second, path)
+    files.commit(first, path)  # the later rename wins, and each file was whole
+    assert json.loads(path.read_text()) == {"writer": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_writers_in_threads_leave_one_whole_file(tmp_path):
+    path = tmp_path / "summary.json"
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: files.write_json(path, {"n": n, "pad": "x" * 10_000}), range(16)))
+    assert json.loads(path.read_text())["n"] in range(16)
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "best_model.pth"
+    files.write_bytes(path, b"old")
+
+    def failing(file):
+        file.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        files.write_whole(path, failing)
+    assert path.read_bytes() == b"old"
+    assert files.temporary_siblings(path) == []
 
 
 # --- many processes, one catalog -----------------------------------------------------------

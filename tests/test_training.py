@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from app import results_view as rv
 from core.errors import UserError
 from core.model import model_from_checkpoint
+from data_catalog import runs
 from data_catalog.catalog import connect
 from data_catalog.results import list_results
 from training import eval as evaluation
@@ -101,6 +103,25 @@ def test_eval_prints_reference_format_and_saves_predictions(trained_run, tiny_ci
     assert recorded.loc["queries_v1", "kind"] == "eval"  # the run was re-recorded by eval
 
 
+def test_the_results_page_recall_at_25_m_equals_the_evaluations(trained_run, tiny_city, tmp_path):
+    """The Results page recomputes recall from predictions.csv and the names' positions; at
+    the evaluation's 25 m it gives training.eval's numbers."""
+    run, _ = trained_run
+    flags = [
+        "--test_set_folder", str(tiny_city / "test"),
+        "--queries_folder", "queries_v1",
+        "--resume_model", str(run / runs.BEST_MODEL),
+        "--fc_output_dim", "32",
+        "--resize_test_imgs", "--image_size", "64", "--infer_batch_size", "32",
+        "--device", "cpu", "--num_workers", "0",
+        "--workspace", str(tmp_path), "--save_dir", "recall",
+    ]  # fmt: skip
+    result = evaluation.run(parse_arguments(flags))
+    out = runs.evaluation_folder(tmp_path / "runs" / "recall", tiny_city / "test", "queries_v1")
+    page = rv.recall_at_threshold(rv.load_predictions(out / runs.PREDICTIONS), 25.0)
+    assert page == pytest.approx({f"R@{n}": value for n, value in result.recalls.items()})
+
+
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_resume_gives_the_same_model_as_an_uninterrupted_run(
     tiny_city, tmp_path, monkeypatch, schedule
@@ -154,8 +175,8 @@ def test_resume_with_another_partition_is_refused(trained_run, tiny_city, tmp_pa
 
 
 def test_a_kill_during_a_checkpoint_write_leaves_the_last_one_whole(tmp_path, monkeypatch):
-    path = tmp_path / "last_checkpoint.pth"
-    train.atomic_save({"epoch_num": 1}, path)
+    path = tmp_path / runs.LAST_CHECKPOINT
+    runs.save_checkpoint(tmp_path, {"epoch_num": 1})
 
     def dying_save(obj, file):
         file.write(b"half a checkpoint")
@@ -163,7 +184,7 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_last_one_whole(tmp_path, mo
 
     monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        train.atomic_save({"epoch_num": 2}, path)
+        runs.save_checkpoint(tmp_path, {"epoch_num": 2})
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"epoch_num": 1}
 

@@ -34,6 +34,8 @@ import pandas as pd
 from core import files
 from core.errors import UserError, one_line, user_errors
 from core.model import POOLINGS, load_trusted_types
+from core.recall import RECALL_VALUES
+from data_catalog import runs
 from training import config
 from training import train as training
 from training.data import list_images
@@ -148,7 +150,7 @@ def resume_from(args: argparse.Namespace) -> str | None:
     The checkpoint is read with weights_only (core.model.load_trusted_types); one trained
     with other settings is refused with a sentence (--rerun replaces it).
     """
-    path = Path(args.run_folder) / training.LAST_CHECKPOINT
+    path = Path(args.run_folder) / runs.LAST_CHECKPOINT
     if not path.is_file():
         return None
     checkpoint = load_trusted_types(path)
@@ -172,7 +174,7 @@ def result_row(grid: str, point: Point, args, summary: dict, seconds: float) -> 
         train_images=args.train_images,
         paper_val_r1=point.paper_val_r1,
         val_r1=summary["best_val_recall1"],
-        **{f"test_r{n}": test.get(f"R@{n}") for n in (1, 5, 10, 20)},
+        **{f"test_r{n}": test.get(f"R@{n}") for n in RECALL_VALUES},
         images_per_s=float(np.mean([h["images_per_s"] for h in history])) if history else None,
         train_seconds=float(sum(h["seconds"] for h in history)),
         seconds=seconds,
@@ -183,7 +185,7 @@ def result_row(grid: str, point: Point, args, summary: dict, seconds: float) -> 
 
 
 def results_path(workspace: str | Path, grid: str) -> Path:
-    return Path(workspace) / "runs" / f"ablation_{grid}.json"
+    return runs.grid_file(workspace, grid)
 
 
 def load_results(path: Path) -> dict[str, dict]:

@@ -21,7 +21,8 @@ import numpy as np
 from torch import nn
 
 from core.descriptors import extract_from_paths
-from core.geo import MixedUTMZoneError, UTMZone, check_single_zone
+from core.errors import UserError, user_errors
+from core.geo import UTMZone
 from core.index import (
     INDEX_TYPES,
     IndexManifest,
@@ -30,13 +31,11 @@ from core.index import (
     paths_fingerprint,
     save_index,
 )
-from core.model import CheckpointError, model_from_checkpoint
-from data_catalog.names import parse_name
+from core.model import model_from_checkpoint
+from data_catalog import runs
 from data_catalog.serving import ServingDatabase, write_serving_database
-from training.data import parse_folder
+from training.data import read_folder, single_zone
 
-BEST_MODEL = "best_model.pth"
-INDEX_DIR = "index"
 # Below this many images an exact (flat) index answers a query in well under a second on a
 # CPU and needs count x dim x 4 bytes (2 GB at 1M x 512); above it IVF-PQ keeps memory small.
 EXACT_LIMIT = 1_000_000
@@ -79,26 +78,24 @@ def choose_index_type(requested: str, count: int) -> str:
 
 
 def build_run_index(args: argparse.Namespace) -> Path:
-    """Extract, index and save; every user mistake ends in SystemExit with one sentence."""
+    """Extract, index and save; every user mistake is a UserError of one sentence."""
     run_dir, database_folder = Path(args.run_dir), Path(args.database_folder)
-    checkpoint = run_dir / BEST_MODEL
+    checkpoint = run_dir / runs.BEST_MODEL
     if not checkpoint.is_file():
-        raise SystemExit(f"{checkpoint} not found: train the run first (python -m training.train)")
+        raise UserError(f"{checkpoint} not found: train the run first (python -m training.train)")
     if not database_folder.is_dir():
-        raise SystemExit(f"--database_folder {database_folder} is not a folder")
-    paths, names, _ = parse_folder(database_folder)
-    if not paths:
-        raise SystemExit(f"{database_folder} holds no SF-XL named images to index")
-    try:
-        zone = check_single_zone([n.zone_number for n in names], [n.utm_zone_letter for n in names])
-        model = model_from_checkpoint(checkpoint)
-    except (MixedUTMZoneError, CheckpointError) as error:
-        raise SystemExit(str(error)) from None
+        raise UserError(f"--database_folder {database_folder} is not a folder")
+    names = read_folder(database_folder)
+    if not len(names):
+        raise UserError(f"{database_folder} holds no SF-XL named images to index")
+    paths = list(names.paths)
+    zone = single_zone(names.zones(), database_folder)
+    model = model_from_checkpoint(checkpoint)
     if args.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
-            raise SystemExit("--device cuda given but CUDA is not available; use --device cpu")
+            raise UserError("--device cuda given but CUDA is not available; use --device cpu")
     resize = args.image_size if args.resize_test_imgs else None
     start = time.perf_counter()
     descriptors = extract_from_paths(
@@ -116,7 +113,7 @@ def build_run_index(args: argparse.Namespace) -> Path:
         descriptors,
         database_folder,
         paths,
-        np.array([[n.east, n.north] for n in names], dtype=np.float64),
+        np.stack([names.east, names.north], axis=1),
         zone,
         resize,
         args.index_type,
@@ -161,7 +158,7 @@ def save_run_index(
         database_fingerprint=paths_fingerprint(paths),
         params=params,
     )
-    out = Path(run_dir) / INDEX_DIR
+    out = Path(run_dir) / runs.INDEX_DIR
     database = ServingDatabase(Path(database_folder), list(paths), utm, zone, resize_shorter_side)
     # The table first, the manifest last: a half-written folder fails the fingerprint check.
     write_serving_database(out, database)
@@ -170,6 +167,7 @@ def save_run_index(
     return out
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     build_run_index(build_parser().parse_args(sys.argv[1:] if argv is None else argv))
@@ -196,20 +194,19 @@ def index_from_evaluation(args, model: nn.Module, test_set, database_descriptors
     """
     root = Path(test_set.root) / "database"
     paths = [str(Path(p).relative_to("database")) for p in test_set.database_paths]
-    names = [parse_name(p) for p in paths]
-    zone = check_single_zone([n.zone_number for n in names], [n.utm_zone_letter for n in names])
+    zone = test_set.zone  # load_test_set checked that database and queries share one
     utm = np.asarray(test_set.database_utm, dtype=np.float64).reshape(-1, 2)
     resize = args.image_size if args.resize_test_imgs else None
     out = save_run_index(
         args.run_folder, model, database_descriptors, root, paths, utm, zone, resize
     )
     print(f"retrieval index of {len(paths)} images saved to {out}")
-    if not (Path(args.run_folder) / BEST_MODEL).is_file():
+    if not (Path(args.run_folder) / runs.BEST_MODEL).is_file():
         log.warning(
             "%s has no %s: the app serves a run's own best_model.pth, so copy the model "
             "there (this index belongs to %s)",
             args.run_folder,
-            BEST_MODEL,
+            runs.BEST_MODEL,
             args.resume_model,
         )
     return out

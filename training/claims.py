@@ -45,7 +45,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from core import files
 from core.errors import UserError, user_errors
+from data_catalog import runs
+from data_catalog.name_table import parse_paths
 from training import ablation, config
 from training import claims_verdicts as cv
 from training import eval as evaluation
@@ -89,7 +92,7 @@ class Planned:
 
 
 def results_file(workspace: str | Path) -> Path:
-    return Path(workspace) / "runs" / "claims.json"
+    return runs.claims_file(workspace)
 
 
 def grid_name(grid: str) -> str:
@@ -114,9 +117,10 @@ def small_val_folder(val_folder: Path, workspace: str | Path) -> Path:
     listing = out / "subset.txt"
     database = sorted(p.name for p in (val_folder / "database").iterdir() if p.is_file())
     queries = sorted(p.name for p in (val_folder / "queries").iterdir() if p.is_file())
-    panoramas = sorted({name.split("@")[7] for name in database})
-    kept = set(panoramas[::VAL_PANORAMA_STEP])
-    chosen = [f"database/{n}" for n in database if n.split("@")[7] in kept]
+    names, rows = parse_paths(database, extra=("pano_id",))
+    panorama_of = dict(zip((database[i] for i in rows), names.extra["pano_id"], strict=True))
+    kept = set(sorted(set(panorama_of.values()))[::VAL_PANORAMA_STEP])
+    chosen = [f"database/{n}" for n in database if panorama_of.get(n) in kept]
     chosen += [f"queries/{n}" for n in queries[::VAL_QUERY_STEP]]
     content = "\n".join(chosen) + "\n"
     if listing.is_file() and listing.read_text() == content:
@@ -127,7 +131,7 @@ def small_val_folder(val_folder: Path, workspace: str | Path) -> Path:
             link.unlink()
     for relative in chosen:
         (out / relative).symlink_to((val_folder / relative).resolve())
-    listing.write_text(content)  # last: a half-built folder is rebuilt next time
+    files.write_text(listing, content)  # last: a half-built folder is rebuilt next time
     return out
 
 
@@ -184,7 +188,7 @@ def evaluate_point(row: dict, dataset_folder: Path, overwrite: bool) -> dict[str
     the run folder. {metric: recall}, e.g. test_queries_v2_r1."""
     args = argparse.Namespace(**row["args"])
     args.overwrite = overwrite  # a retrained point replaces its earlier evaluations
-    args.resume_model = str(Path(args.run_folder) / "best_model.pth")
+    args.resume_model = str(Path(args.run_folder) / runs.BEST_MODEL)
     return evaluate_sets(args, dataset_folder)
 
 
@@ -201,7 +205,7 @@ def evaluate_untrained(base_argv: list[str], seed: int, dataset_folder: Path, ov
     """The randomly initialised network of `seed` on EVAL_SETS: the floor a point must beat."""
     args = config.parse_arguments([*base_argv, "--seed", str(seed)])
     args.save_dir = f"ablation_{grid_name('untrained')}_seed{seed}"
-    args.run_folder = str(Path(args.workspace) / "runs" / args.save_dir)
+    args.run_folder = str(runs.runs_folder(args.workspace) / args.save_dir)
     args.overwrite, args.resume_model = overwrite, None
     return {"point": f"untrained_seed{seed}", "base_point": "untrained", "seed": seed,
             **evaluate_sets(args, dataset_folder)}  # fmt: skip
@@ -300,10 +304,7 @@ def verdicts(tables: dict, memory: list[dict] | None, base) -> dict:
 
 
 def save_claims(claims: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(claims, indent=2, default=str))
-    os.replace(tmp, path)
+    files.write_json(path, claims)
 
 
 def print_verdicts(claims: dict) -> None:

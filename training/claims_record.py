@@ -20,27 +20,33 @@ from pathlib import Path
 from core import files
 from core.errors import UserError, user_errors
 from core.index import file_sha256
+from data_catalog import runs
 from training.release import git_commit_before, machine
 
 log = logging.getLogger(__name__)
 RECORD = "record.json"
-RUN_FILES = ("summary.json", "args.json", "eval_*/results.json", "eval_*/predictions.csv")
+RUN_FILES = (
+    runs.SUMMARY,
+    runs.ARGS,
+    f"{runs.EVALUATION_PREFIX}*/{runs.RESULTS}",
+    f"{runs.EVALUATION_PREFIX}*/{runs.PREDICTIONS}",
+)
 COMMAND = "python -m training.claims --dataset_folder data/synthetic_demo --workspace data"
 
 
-def recorded_files(runs: Path) -> list[Path]:
+def recorded_files(folder: Path) -> list[Path]:
     """The claims' files under WORKSPACE/runs, relative to it."""
-    found = [runs / "claims.json", *sorted(runs.glob("ablation_claims_*.json"))]
-    found += sorted(runs.glob("ablation_claims_*.csv"))
-    for folder in sorted(p for p in runs.glob("ablation_claims_*") if p.is_dir()):
+    found = [folder / runs.claims_file(folder.parent).name]
+    found += sorted(folder.glob("ablation_claims_*.json"))
+    found += sorted(folder.glob("ablation_claims_*.csv"))
+    for run in sorted(p for p in folder.glob("ablation_claims_*") if p.is_dir()):
         for pattern in RUN_FILES:
-            found += sorted(folder.glob(pattern))
-    return [p.relative_to(runs) for p in found if p.is_file()]
+            found += sorted(run.glob(pattern))
+    return [p.relative_to(folder) for p in found if p.is_file()]
 
 
 def record(workspace: Path, out: Path, overwrite: bool) -> dict:
-    runs = workspace / "runs"
-    claims_path = runs / "claims.json"
+    folder, claims_path = runs.runs_folder(workspace), runs.claims_file(workspace)
     if not claims_path.is_file():
         raise UserError(f"{claims_path} is missing: run {COMMAND} first")
     if (out / RECORD).exists() and not overwrite:
@@ -51,9 +57,9 @@ def record(workspace: Path, out: Path, overwrite: bool) -> dict:
     finished = datetime.datetime.fromtimestamp(claims_path.stat().st_mtime, datetime.UTC)
     started = finished - datetime.timedelta(seconds=float(claims.get("seconds", 0)))
     copied = {}
-    for relative in recorded_files(runs):
-        target = out / "runs" / relative
-        files.write_bytes(target, (runs / relative).read_bytes())
+    for relative in recorded_files(folder):
+        target = runs.runs_folder(out) / relative
+        files.write_bytes(target, (folder / relative).read_bytes())
         copied[relative.as_posix()] = file_sha256(target)
     provenance = {
         "what": "the paper's claims on the synthetic demo city, over seeds",

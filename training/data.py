@@ -37,7 +37,6 @@ from data_catalog.name_table import (
     read_names,
     walk_images,
 )
-from data_catalog.names import MalformedNameError, SFXLName, parse_name
 from training.augment import RandomWeather
 
 log = logging.getLogger(__name__)
@@ -108,22 +107,6 @@ def read_folder(folder: str | Path, extra: tuple[str, ...] = ()) -> NameArrays:
     _check_first_path(source, names)
     _report_malformed(source, names)
     return names
-
-
-def parse_folder(folder: str | Path) -> tuple[list[str], list[SFXLName], list[MalformedNameError]]:
-    """Relative paths and parse_name objects of the well-named images, and the malformed ones.
-
-    Kept for callers that need every field as written; the verdicts come from the bulk
-    parser, so they are those of every other reader. For arrays, use read_folder.
-    """
-    names = read_folder(folder)
-    paths = list(names.paths)
-    malformed = [MalformedNameError(path, reason) for path, reason in names.malformed]
-    return paths, [parse_name(path) for path in paths], malformed
-
-
-def utm_of(names: list[SFXLName]) -> np.ndarray:
-    return np.array([[n.east, n.north] for n in names], dtype=np.float64).reshape(-1, 2)
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from core.index import build_index, search
 from core.model import CosPlaceNet, load_checkpoint
 from core.recall import RECALL_VALUES, find_positives, format_recalls, recall_at_n
 from data_catalog import results as catalog_results
+from data_catalog import runs
 from data_catalog.catalog import connect
 from training import config, distributed
 from training.build_index import index_from_evaluation, pop_build_index_flag
@@ -255,7 +255,7 @@ def record_in_catalog(args, kind: str, result: dict) -> bool:
     try:
         with connect(args.catalog) as con:
             catalog_results.record_evaluation(
-                con, run, kind, args.run_folder, plain_args(args), result
+                con, run, kind, args.run_folder, runs.plain_args(args), result
             )
     except Exception as error:  # a locked or unwritable catalog must not lose the run
         log.warning(
@@ -269,23 +269,25 @@ def record_in_catalog(args, kind: str, result: dict) -> bool:
     return True
 
 
-def plain_args(args) -> dict:
-    """The flags as JSON types (what run folders and the catalog keep)."""
-    return json.loads(json.dumps(vars(args), default=str))
-
-
-def build_model(args) -> CosPlaceNet:
-    torch.manual_seed(args.seed)  # an untrained network is then the same one every time
-    model = CosPlaceNet(args.backbone, args.fc_output_dim, pooling=args.pooling)
+def build_model(args, device: torch.device | None = None) -> CosPlaceNet:
+    """The network the flags describe, from --resume_model if given; on `device` (training)
+    in the channels_last layout its convolutions run fastest in."""
+    model = CosPlaceNet(
+        args.backbone,
+        args.fc_output_dim,
+        args.pooling,
+        args.train_all_layers,
+        args.imagenet_weights,
+    )
     if args.resume_model:
         load_checkpoint(model, args.resume_model)
-    else:
-        log.warning("no --resume_model: evaluating an untrained (randomly initialised) network")
-    return model
+    if device is None:
+        return model
+    return model.to(device, memory_format=torch.channels_last)
 
 
 def output_folder(args, test_set_folder) -> Path:
-    return Path(args.run_folder) / f"eval_{Path(test_set_folder).name}_{args.queries_folder}"
+    return runs.evaluation_folder(args.run_folder, test_set_folder, args.queries_folder)
 
 
 def check_output_folder(args) -> None:
@@ -302,6 +304,9 @@ def check_output_folder(args) -> None:
 def run(args) -> EvalResult:
     check_output_folder(args)
     context = distributed.setup(args.device)
+    torch.manual_seed(args.seed)  # an untrained network is then the same one every time
+    if not args.resume_model:
+        log.warning("no --resume_model: evaluating an untrained (randomly initialised) network")
     model = build_model(args)
     test_set = load_test_set(args.test_set_folder, args.queries_folder)
     start = time.perf_counter()
@@ -318,7 +323,7 @@ def run(args) -> EvalResult:
     if context.is_main:
         out = output_folder(args, test_set.root)
         out.mkdir(parents=True, exist_ok=True)
-        save_predictions_table(result, test_set, out / "predictions.csv")
+        save_predictions_table(result, test_set, out / runs.PREDICTIONS)
         if args.num_preds_to_save:
             save_prediction_images(
                 result, test_set, out / "preds", args.num_preds_to_save, args.save_only_wrong_preds
@@ -327,12 +332,12 @@ def run(args) -> EvalResult:
             save_descriptors(result, test_set, out)
         summary = {
             "kind": "eval",
-            **test_result(args, test_set, result, out / "predictions.csv"),
+            **test_result(args, test_set, result, out / runs.PREDICTIONS),
             "model": args.resume_model,
             "seconds": time.perf_counter() - start,
-            "args": plain_args(args),
+            "args": runs.plain_args(args),
         }
-        files.write_json(out / "results.json", summary)  # the run folder first, whole
+        runs.write_results(out, summary)  # the run folder first, whole
         record_in_catalog(args, "eval", summary)
         if getattr(args, "build_index", False):  # --build_index: serve this model (the app)
             evaluated = getattr(result, "test_set", None) or test_set

@@ -12,7 +12,6 @@ image is skipped (another of its class is drawn), logged, and counted in summary
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import random
@@ -34,8 +33,9 @@ from core import files
 from core.errors import UserError, one_line, user_errors
 from core.heads import HEADS
 from core.images import ImageError
-from core.model import CosPlaceNet, describe_state_dict, load_checkpoint, load_trusted_types
+from core.model import describe_state_dict, load_checkpoint, load_trusted_types
 from core.recall import format_recalls
+from data_catalog import runs
 from training import config, distributed
 from training.data import (
     GroupDataset,
@@ -45,40 +45,21 @@ from training.data import (
     load_train_set,
     train_transform,
 )
-from training.eval import EvalResult, evaluate, left_out_note, record_in_catalog, test_result
+from training.eval import (
+    EvalResult,
+    build_model,
+    evaluate,
+    left_out_note,
+    record_in_catalog,
+    test_result,
+)
 
 log = logging.getLogger(__name__)
-LAST_CHECKPOINT = "last_checkpoint.pth"
-BEST_MODEL = "best_model.pth"
-SUMMARY = "summary.json"
-# Written before any result: a folder holding only these has nothing to lose.
-PREAMBLE_FILES = ("args.json",)
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
-
-
-def atomic_save(obj, path: Path) -> None:
-    """torch.save written whole: a kill leaves the old file or the new one (core.files)."""
-    files.torch_save(obj, path)
-
-
-def plain_args(args: argparse.Namespace) -> dict:
-    """The flags as JSON types only, so a checkpoint holding them loads with weights_only."""
-    return json.loads(json.dumps(vars(args), default=str))
-
-
-def run_contents(folder: Path) -> list[str]:
-    """What a run folder holds besides its preamble (args.json) and unfinished temp files."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p.name
-        for p in folder.iterdir()
-        if p.name not in PREAMBLE_FILES and not p.name.endswith(".tmp")
-    )
 
 
 def continues_run(args: argparse.Namespace) -> bool:
@@ -91,13 +72,13 @@ def continues_run(args: argparse.Namespace) -> bool:
 def check_run_folder(args: argparse.Namespace) -> None:
     """Refuse to replace an earlier run unless --overwrite or --resume_train continues it."""
     folder = Path(args.run_folder)
-    found = run_contents(folder)
+    found = runs.run_contents(folder)
     if not found or continues_run(args) or args.overwrite:
         return
     shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
     raise UserError(
         f"{folder} already holds a run ({shown}); keep both by choosing another --save_dir, "
-        f"continue it with --resume_train {folder / LAST_CHECKPOINT}, or replace it with "
+        f"continue it with --resume_train {folder / runs.LAST_CHECKPOINT}, or replace it with "
         "--overwrite"
     )
 
@@ -108,11 +89,11 @@ def prepare_run_folder(args: argparse.Namespace, context) -> Path:
     distributed.barrier(context)
     folder = Path(args.run_folder)
     if context.is_main:
-        if args.overwrite and run_contents(folder) and not continues_run(args):
+        if args.overwrite and runs.run_contents(folder) and not continues_run(args):
             log.warning("--overwrite: removing the earlier run in %s", folder)
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        files.write_json(folder / "args.json", plain_args(args))
+        runs.write_args(folder, args)
     distributed.barrier(context)
     return folder
 
@@ -305,20 +286,6 @@ def train_epoch(
     }
 
 
-def build_model(args, device: torch.device) -> CosPlaceNet:
-    """The network the flags describe, from --resume_model if given, on `device`."""
-    model = CosPlaceNet(
-        args.backbone,
-        args.fc_output_dim,
-        args.pooling,
-        args.train_all_layers,
-        args.imagenet_weights,
-    )
-    if args.resume_model:
-        load_checkpoint(model, args.resume_model)
-    return model.to(device, memory_format=torch.channels_last)
-
-
 def augmentation(args):
     return train_transform(
         args.image_size,
@@ -355,7 +322,7 @@ def checkpoint_state(
         "optimizers_state_dict": [o.state_dict() for o in head_optimizers],
         "best_val_recall1": best,
         "history": history,
-        "args": plain_args(args),
+        "args": runs.plain_args(args),
         "unreadable_images": unreadable.files if unreadable is not None else {},
     }
 
@@ -378,13 +345,13 @@ def read_resumable(path, args) -> dict:
         if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
             raise UserError(
                 f"{path} holds only a network's weights (like best_model.pth), not a training "
-                f"checkpoint; give RUN/{LAST_CHECKPOINT} to --resume_train, or pass this file "
+                f"checkpoint; give RUN/{runs.LAST_CHECKPOINT} to --resume_train, or pass this file "
                 "to --resume_model to start a new training from these weights"
             )
     if not isinstance(checkpoint, dict) or not all(key in checkpoint for key in RESUME_KEYS):
         raise UserError(
             f"{path} is not a training checkpoint (it lacks {', '.join(RESUME_KEYS)}); "
-            f"give the {LAST_CHECKPOINT} of a run to --resume_train"
+            f"give the {runs.LAST_CHECKPOINT} of a run to --resume_train"
         )
     state = checkpoint["model_state_dict"]
     found = describe_state_dict(state) if isinstance(state, dict) else None
@@ -463,12 +430,12 @@ def test_best_model(args, context, model, run_folder: Path) -> dict:
 
     Returns the summary entries: "test" (R@N) and "test_result" (what the catalog records).
     """
-    if not (run_folder / BEST_MODEL).is_file():
+    if not (run_folder / runs.BEST_MODEL).is_file():
         raise UserError(
-            f"{run_folder} has no {BEST_MODEL} to test; train at least one epoch, or test "
+            f"{run_folder} has no {runs.BEST_MODEL} to test; train at least one epoch, or test "
             "a model with python -m training.eval --resume_model FILE"
         )
-    load_checkpoint(model, run_folder / BEST_MODEL)
+    load_checkpoint(model, run_folder / runs.BEST_MODEL)
     try:
         test_set = load_test_set(args.test_set_folder, args.queries_folder)
     except ValueError as error:
@@ -503,8 +470,8 @@ def load_datasets(args, context) -> tuple[TrainSet, TestSet]:
 
 def adopt_best_model(args, run_folder: Path) -> None:
     """Resuming into a new folder: bring the checkpoint's best_model.pth along."""
-    source = Path(args.resume_train).resolve().parent / BEST_MODEL
-    target = run_folder / BEST_MODEL
+    source = Path(args.resume_train).resolve().parent / runs.BEST_MODEL
+    target = run_folder / runs.BEST_MODEL
     if source.is_file() and not target.exists():
         files.write_bytes(target, source.read_bytes())
 
@@ -586,8 +553,9 @@ def train(args) -> dict:
                 format_recalls(recalls),
             )
             if is_best:
-                atomic_save(model.state_dict(), run_folder / BEST_MODEL)
-            atomic_save(
+                runs.save_best_model(run_folder, model.state_dict())
+            runs.save_checkpoint(
+                run_folder,
                 checkpoint_state(
                     epoch + 1,
                     model,
@@ -599,7 +567,6 @@ def train(args) -> dict:
                     args,
                     unreadable,
                 ),
-                run_folder / LAST_CHECKPOINT,
             )
         distributed.barrier(context)
 
@@ -615,12 +582,12 @@ def train(args) -> dict:
             "%d unreadable train images were skipped (%d draws); they are listed in %s",
             len(unreadable.files),
             unreadable.summary()["skips"],
-            run_folder / SUMMARY,
+            run_folder / runs.SUMMARY,
         )
     if args.test_set_folder:
         summary.update(test_best_model(args, context, model, run_folder))
     if context.is_main:
-        files.write_json(run_folder / SUMMARY, summary)  # the run folder first, whole
+        runs.write_summary(run_folder, summary)  # the run folder first, whole
         record_in_catalog(args, kind, summary.get("test_result"))
     distributed.teardown()
     return summary

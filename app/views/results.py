@@ -16,6 +16,7 @@ from app import results_view as rv
 from app import view_state
 from app.resources import thumbnail_png
 from app.workspace import catalog_path, recorded_claims_dir, workspace_dir
+from core.recall import RECALL_VALUES
 from data_catalog.catalog import CatalogBusyError, connect
 from data_catalog.paper import load_paper_results
 from data_catalog.results import list_results
@@ -174,7 +175,7 @@ with tabs[0]:
         export(table, "runs_recall")
         long = table.melt(
             id_vars=["run", "queries", "threshold_m"],
-            value_vars=[f"R@{n}" for n in rv.RECALL_NS],
+            value_vars=[f"R@{n}" for n in RECALL_VALUES],
             var_name="metric",
             value_name="recall",
         )

@@ -11,16 +11,16 @@ from app.retrieval import (
     Query,
     ServingError,
     decode_query,
-    list_runs,
     retrieval_deck,
     retrieve,
     test_query_files,
 )
 from core.images import ImageError
+from data_catalog.runs import runs_with_model
 
 st.title("Retrieve")
 runs_folder = resources.runs_folder()
-runs = list_runs(runs_folder)
+runs = runs_with_model(runs_folder)
 if not runs:
     st.info(
         f"No trained run in {runs_folder}: train one with python -m training.train "

@@ -26,25 +26,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.spatial import cKDTree
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from core import files
 from core.descriptors import ImagePathsDataset, extract_descriptors, inference_transform
 from core.errors import UserError, one_line, user_errors
 from core.images import load_image
-from core.recall import format_recalls
+from core.recall import find_positives, format_recalls
+from data_catalog import runs
 from training import config, distributed
-from training.data import load_test_set, parse_folder, utm_of
-from training.eval import record_in_catalog
+from training.data import load_test_set, read_folder
+from training.eval import build_model, record_in_catalog
 from training.train import (
-    BEST_MODEL,
-    SUMMARY,
     amp_dtype,
-    atomic_save,
     augmentation,
-    build_model,
     prepare_run_folder,
     seed_everything,
     test_best_model,
@@ -106,11 +101,12 @@ class TrainImages:
 
 
 def load_train_images(folder: str | Path) -> TrainImages:
-    paths, names, _ = parse_folder(folder)
-    if not paths:
+    names = read_folder(folder, extra=("pano_id",))
+    if not len(names):
         raise UserError(f"{folder} holds no SF-XL-named images to train on; check the folder")
-    places = np.array([n.pano_id for n in names], dtype=object)
-    return TrainImages(Path(folder), paths, utm_of(names), places)
+    places = np.asarray(names.extra["pano_id"], dtype=object)
+    utm = np.stack([names.east, names.north], axis=1)
+    return TrainImages(Path(folder), list(names.paths), utm, places)
 
 
 def positives_mask(candidates: np.ndarray, query: int, places: np.ndarray | None) -> np.ndarray:
@@ -124,12 +120,8 @@ def positives_mask(candidates: np.ndarray, query: int, places: np.ndarray | None
 
 def geo_positives(utm: np.ndarray, radius: float, places: np.ndarray | None) -> list[np.ndarray]:
     """Per image, the other images within `radius` metres (UTM, from the file names)."""
-    near = cKDTree(utm).query_ball_point(utm, radius)
-    result = []
-    for query, found in enumerate(near):
-        found = np.asarray(found, dtype=np.int64)
-        result.append(found[positives_mask(found, query, places)])
-    return result
+    near = find_positives(utm, utm, radius)
+    return [found[positives_mask(found, query, places)] for query, found in enumerate(near)]
 
 
 def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -151,15 +143,14 @@ def mine(
     (queries, positives, negatives [m, negs_num], nearest first) for the m queries that have a
     positive within pos_radius and negs_num images farther than neg_radius; others are skipped.
     """
-    tree = cKDTree(utm)
-    near = tree.query_ball_point(utm[queries], pos_radius)
-    not_far = tree.query_ball_point(utm[queries], neg_radius)
+    near = find_positives(utm, utm[queries], pos_radius)
+    not_far = find_positives(utm, utm[queries], neg_radius)
     kept_q, kept_p, kept_n = [], [], []
     for start in range(0, len(queries), MINING_CHUNK):
         chunk = queries[start : start + MINING_CHUNK]
         distances = squared_distances(descriptors[chunk], descriptors)
         for row, query in enumerate(chunk):
-            found = np.asarray(near[start + row], dtype=np.int64)
+            found = near[start + row]
             positives = found[positives_mask(found, query, places)]
             to_negatives = distances[row].copy()
             to_negatives[not_far[start + row]] = np.inf
@@ -335,11 +326,11 @@ def train(args) -> dict:
         print(f"Epoch {epoch:02d} loss {stats['loss']:.4f} val: {format_recalls(recalls)}")
         if recalls[1] > best:
             best = recalls[1]
-            atomic_save(model.state_dict(), run_folder / BEST_MODEL)
+            runs.save_best_model(run_folder, model.state_dict())
     summary = {"kind": "baseline", "best_val_recall1": best, "history": history}
     if args.test_set_folder:
         summary.update(test_best_model(args, context, model, run_folder))
-    files.write_json(run_folder / SUMMARY, summary)  # the run folder first, whole
+    runs.write_summary(run_folder, summary)  # the run folder first, whole
     record_in_catalog(args, "baseline", summary.get("test_result"))
     return summary
 

@@ -6,6 +6,7 @@ python -m data_catalog.synthetic --preset {tiny,demo} --seed S --out DIR [--imag
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -93,5 +94,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# numpy picks SIMD code for sin, exp, power... by the CPU it runs on, and the variants differ
+# in the last bit, which moves a pixel level here and there. Rendering with the baseline
+# (x86-64-v2) code on every machine makes a city the same bytes on AVX2 and AVX-512 CPUs,
+# so that a shipped model's record can check the city it was trained on.
+SAME_ON_EVERY_CPU = {"NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"}
+
+
+def rerun_with_baseline_simd() -> None:
+    """Start this command again under SAME_ON_EVERY_CPU (numpy reads it at import)."""
+    if all(os.environ.get(k) == v for k, v in SAME_ON_EVERY_CPU.items()):
+        return
+    env = {**os.environ, **SAME_ON_EVERY_CPU}
+    os.execve(sys.executable, [sys.executable, "-m", "data_catalog.synthetic", *sys.argv[1:]], env)
+
+
 if __name__ == "__main__":
+    rerun_with_baseline_simd()
     sys.exit(main())

@@ -167,7 +167,11 @@ def post_process(image: np.ndarray, cond: Condition, rng: np.random.Generator) -
     image = grey + (image - grey) * cond.saturation
     image = 0.5 + (image - 0.5) * cond.contrast
     if cond.grayscale:
-        image = np.repeat(image @ np.asarray([[0.299], [0.587], [0.114]], np.float32), 3, axis=2)
+        # Elementwise, not a matrix product: BLAS kernels differ between CPUs in how they
+        # round, and the render must be the same bytes on every machine.
+        r, g, b = image[..., 0:1], image[..., 1:2], image[..., 2:3]
+        luma = r * np.float32(0.299) + g * np.float32(0.587) + b * np.float32(0.114)
+        image = np.repeat(luma, 3, axis=2)
     if cond.noise:
         image = image + rng.normal(0.0, cond.noise, image.shape).astype(np.float32)
     out = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

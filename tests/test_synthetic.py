@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from PIL import Image
 from core.partition import class_keys
 from data_catalog.names import parse_name
 from data_catalog.synthetic import SUBSETS, build_city, get_preset, plan_dataset, write_dataset
-from data_catalog.synthetic.__main__ import main
+from data_catalog.synthetic.__main__ import SAME_ON_EVERY_CPU, main
 from data_catalog.synthetic.city import rng_for, to_utm
 from data_catalog.synthetic.conditions import capture_condition
 from data_catalog.synthetic.render import cut_crops, panorama_view, render
@@ -113,6 +116,28 @@ def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tiny, tmp_pat
     write_dataset(tmp_path / "other", get_preset("tiny"), seed=1, progress=False)
     other = digests(tmp_path / "other")
     assert set(other.values()).isdisjoint(v for k, v in digests(tiny).items() if k.endswith("jpg"))
+
+
+def test_the_command_renders_with_baseline_simd_whatever_the_cpu(tmp_path):
+    """`python -m data_catalog.synthetic` restarts itself under SAME_ON_EVERY_CPU: its city
+    equals one rendered by a process told so explicitly, and differs from one rendered
+    with every SIMD variant of this CPU (which differ in the last bit of sin, exp...)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "NPY_DISABLE_CPU_FEATURES"}
+    render = "from data_catalog.synthetic.__main__ import main; main(sys.argv[1:])"
+
+    def city(name: str, command: list[str], extra_env: dict) -> dict[str, str]:
+        argv = ["--preset", "tiny", "--seed", "0", "--out", str(tmp_path / name), "--no_progress"]
+        done = subprocess.run(
+            [sys.executable, *command, *argv], cwd=root, env={**env, **extra_env},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return digests(tmp_path / name)
+
+    by_command = city("command", ["-m", "data_catalog.synthetic"], {})
+    assert by_command == city("told", ["-c", f"import sys; {render}"], SAME_ON_EVERY_CPU)
+    assert by_command != city("native", ["-c", f"import sys; {render}"], {})
 
 
 def test_train_is_geographically_apart_from_val_and_test(tiny):

@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app import paper_view as pv
 from app import results_view as rv
 from app import view_state
 from app.resources import thumbnail_png
@@ -95,8 +96,8 @@ def show_failures(evaluation: rv.Evaluation, predictions: pd.DataFrame) -> None:
 
 runs = rv.list_runs(workspace)
 evaluations = rv.list_evaluations(workspace)
-grids = rv.load_grids(workspace)
-claims = rv.load_claims(workspace)
+grids = pv.load_grids(workspace)
+claims = pv.load_claims(workspace)
 
 if runs.empty and grids.empty and not claims:
     st.info(
@@ -166,7 +167,7 @@ with tabs[0]:
             st.plotly_chart(figure, key="threshold_curve")
 
         st.subheader("Next to the paper")
-        side = rv.runs_next_to_paper(table, paper_results())
+        side = pv.runs_next_to_paper(table, paper_results())
         st.caption(
             "The paper's CosPlace on the same query set (SF-XL test v1/v2: Table 4, VGG-16, "
             "512-D; val: Table 5, ResNet-18). `note` lists every setting that differs; "
@@ -180,7 +181,7 @@ with tabs[1]:
     if not claims:
         st.info(f"Not recorded yet: run `{rv.CLAIMS_COMMAND}`.")
     else:
-        verdicts = rv.claims_table(claims)
+        verdicts = pv.claims_table(claims)
         budget = ", ".join(f"{k}={v}" for k, v in claims.get("budget", {}).items())
         st.caption(
             f"Reduced budget on {claims.get('dataset_folder')} ({budget}); "
@@ -190,7 +191,7 @@ with tabs[1]:
         )
         st.dataframe(verdicts, hide_index=True)
         export(verdicts, "claims")
-        memory = rv.memory_table(claims)
+        memory = pv.memory_table(claims)
         if not memory.empty:
             st.markdown("**(b) Training memory at equal batch** (benchmarks.training_memory)")
             st.dataframe(memory, hide_index=True)
@@ -200,7 +201,7 @@ with tabs[1]:
 
 with tabs[2]:
     st.subheader("Table 5: groups against naive partitions (M, alpha, N, L)")
-    table5 = rv.table5_view(grids, paper_results())
+    table5 = pv.table5_view(grids, paper_results())
     if table5.empty:
         st.info(
             "No Table 5 grid yet: `python -m training.ablation --grid table5 --dataset_folder "
@@ -216,7 +217,7 @@ with tabs[2]:
         st.plotly_chart(figure, key="table5_bar")
 
     st.subheader("Descriptor dimension: recall and memory per million images")
-    dims = rv.dimension_view(grids)
+    dims = pv.dimension_view(grids)
     if dims.empty:
         st.info("No dimension grid yet: `python -m training.ablation --grid dimension ...`.")
     else:
@@ -230,7 +231,7 @@ with tabs[2]:
         right.plotly_chart(memory, key="dim_memory")
 
     st.subheader("Training-set size (Table 6)")
-    sizes = rv.train_size_view(grids, paper_results())
+    sizes = pv.train_size_view(grids, paper_results())
     st.caption("The paper's rows are Pitts30k R@1 after training on SF-XL subsets.")
     st.dataframe(sizes, hide_index=True)
     export(sizes, "train_size")
@@ -243,7 +244,7 @@ with tabs[2]:
     st.plotly_chart(figure, key="size_line")
 
     st.subheader("Pooling (Table 7)")
-    pooling = rv.pooling_view(grids, paper_results())
+    pooling = pv.pooling_view(grids, paper_results())
     st.dataframe(pooling, hide_index=True)
     export(pooling, "pooling")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from data_catalog import catalog
+from data_catalog import app_queries, catalog
 
 # The page waits this long for a writer's lock before saying the catalog is busy; the
 # command lines wait longer (catalog.DEFAULT_LOCK_WAIT_S) since nobody watches them.
@@ -56,30 +56,23 @@ def open_catalog(path: str | os.PathLike) -> Iterator[duckdb.DuckDBPyConnection]
 def dataset_names(path: str | os.PathLike) -> list[str]:
     """Datasets with images in the catalog; CatalogMissingError when there are none."""
     with open_catalog(path) as con:
-        rows = catalog.run(con, "SELECT DISTINCT dataset FROM images ORDER BY dataset")
-    if not rows:
+        names = app_queries.dataset_names(con)
+    if not names:
         raise CatalogMissingError(
             f"The catalog {path} holds no images yet: add a dataset with "
             + INGEST_COMMAND.format(db=path)
             + "."
         )
-    return [row[0] for row in rows]
+    return names
 
 
 def dataset_root(con: duckdb.DuckDBPyConnection, dataset: str) -> Path:
-    rows = catalog.run(con, "SELECT root FROM datasets WHERE dataset = ?", [dataset])
-    if not rows:
+    root = app_queries.dataset_root(con, dataset)
+    if root is None:
         raise CatalogMissingError(f"dataset {dataset!r} is not in the catalog")
-    return Path(rows[0][0])
+    return Path(root)
 
 
 def dataset_splits(path: str | os.PathLike, dataset: str) -> list[str]:
     with open_catalog(path) as con:
-        rows = catalog.run(
-            con,
-            "SELECT DISTINCT split FROM images WHERE dataset = ? AND heading IS NOT NULL "
-            "ORDER BY split",
-            [dataset],
-        )
-    order = {split: i for i, split in enumerate(catalog.SPLITS)}
-    return sorted((row[0] for row in rows), key=lambda s: (order.get(s, 99), s))
+        return app_queries.splits_with_headings(con, dataset)

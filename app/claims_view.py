@@ -15,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from app import results_view as rv
+from data_catalog import runs
 
+VERDICTS = {True: "holds", False: "does not hold", None: "undecided"}
 # ablation_claims_<grid>_<point>_seed<k>: the run folders training.claims writes
 CLAIMS_RUN = re.compile(
     r"^ablation_claims_(?P<grid>table5|dimension|train_size|untrained)(?:_(?P<point>.+?))?"
@@ -52,9 +54,9 @@ def recorded_provenance(folder: Path) -> str:
 def claims_sources(workspace: Path, recorded: Path) -> list[ClaimsSource]:
     """Recorded claims first (when shipped), then this machine's (when run here)."""
     sources = []
-    if isinstance(rv.load_claims(recorded), dict):
+    if isinstance(load_claims(recorded), dict):
         sources.append(ClaimsSource("recorded", recorded, recorded_provenance(recorded)))
-    if isinstance(rv.load_claims(workspace), dict):
+    if isinstance(load_claims(workspace), dict):
         sources.append(ClaimsSource("this machine", workspace, f"made in {workspace}"))
     return sources
 
@@ -89,12 +91,27 @@ def over_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()[columns].round(2)
 
 
+def load_claims(workspace: str | Path) -> dict | None:
+    data = runs.read_json(runs.claims_file(workspace))
+    return data if isinstance(data, dict) else None
+
+
+def memory_table(claims: dict | None) -> pd.DataFrame:
+    claim = (claims or {}).get("claims", {}).get("memory")
+    if not claim:
+        return pd.DataFrame()
+    out = pd.DataFrame(claim["rows"])
+    keep = ["config", "tuples", "images", "seconds", "peak_rss_mib", "step_rss_mib"]
+    return out[[c for c in keep if c in out]]
+
+
 def verdict_table(claims: dict | None) -> pd.DataFrame:
-    """One row per claim: its verdict on the headline metric and on every evaluated set."""
+    """One row per claim: its verdict on the headline metric and on every evaluated set
+    (claims.json of one seed, from before verdicts by margin, say holds / does not hold)."""
     columns = ["claim", "verdict", "decided on", "by set"]
     rows = []
     for name, claim in (claims or {}).get("claims", {}).items():
-        verdict = claim.get("verdict") or rv.claims_table({"claims": {name: claim}})["holds"][0]
+        verdict = claim.get("verdict") or VERDICTS.get(claim.get("holds"), "not measured")
         by_set = "; ".join(f"{k}: {v}" for k, v in (claim.get("by_metric") or {}).items())
         rows.append(
             {"claim": name, "verdict": verdict, "decided on": claim.get("metric"), "by set": by_set}

@@ -19,7 +19,7 @@ import pydeck as pdk
 from app.catalog_reader import open_catalog
 from app.map_layers import CompactDeck, fit_zoom, square_rings
 from core.geo import UTMZone
-from data_catalog import catalog
+from data_catalog import app_queries, catalog, catalog_partition
 
 MAX_COVERAGE_SQUARES = 10_000
 COVERAGE_START_M = 50.0  # finest coverage square; doubled until few enough squares remain
@@ -42,12 +42,7 @@ def _coverage(con, dataset: str) -> tuple[pd.DataFrame, float]:
     """Images per square, with the square doubled until at most MAX_COVERAGE_SQUARES."""
     side = COVERAGE_START_M
     while True:
-        squares = con.execute(
-            """SELECT floor(utm_east / ?)::BIGINT AS sq_e, floor(utm_north / ?)::BIGINT AS sq_n,
-                      count(*) AS images
-               FROM images WHERE dataset = ? GROUP BY ALL""",
-            [side, side, dataset],
-        ).df()
+        squares = app_queries.images_per_square(con, dataset, side)
         if len(squares) <= MAX_COVERAGE_SQUARES:
             return squares, side
         side *= 2
@@ -60,13 +55,7 @@ def compute_dataset_stats(catalog_path: str | os.PathLike, dataset: str) -> Data
         splits = datasets[datasets["dataset"] == dataset][["split", "subset", "images"]]
         years = catalog.images_per_year(con, dataset)
         coverage, side = _coverage(con, dataset)
-        total = catalog.run(
-            con, "SELECT count(*) FROM malformed_names WHERE dataset = ?", [dataset]
-        )[0][0]
-        malformed = con.execute(
-            "SELECT path, reason FROM malformed_names WHERE dataset = ? ORDER BY path LIMIT ?",
-            [dataset, MALFORMED_ROWS_SHOWN],
-        ).df()
+        total, malformed = app_queries.malformed_sample(con, dataset, MALFORMED_ROWS_SHOWN)
     return DatasetStats(
         dataset, zone, splits.reset_index(drop=True), years, coverage, side, malformed, total
     )
@@ -84,7 +73,7 @@ def splits_figure(stats: DatasetStats) -> go.Figure:
 
 def panoramas_per_cell_figure(cells: pd.DataFrame, M: float) -> go.Figure:
     """Supplementary Fig. 1: how many cells hold k panoramas, on a log scale."""
-    counts = catalog.panoramas_per_cell(cells)
+    counts = catalog_partition.panoramas_per_cell(cells)
     figure = px.bar(
         counts, x="panoramas", y="cells", log_y=True,
         title=f"Panoramas per {M:g} m cell (log scale)",

@@ -24,17 +24,27 @@ from pydeck.bindings.json_tools import default_serialize
 from app.catalog_reader import dataset_root, open_catalog
 from core.geo import UTMZone, utm_to_latlon
 from core.partition import PartitionParams, group_keys, heading_class
-from data_catalog import catalog
+from data_catalog import app_queries, catalog, catalog_partition
 
 # Polygons per layer sent to the browser: ~15k cells and ~15k wedges stay under 20 MB of
 # JSON together (benchmarks/app_scale.py measures it).
 MAX_SHAPES = 15_000
+
+
 WEDGE_RADIUS = 0.45  # of the cell side, so wedges of neighbouring cells never touch
+
+
 WEDGE_ARC_POINTS = 4
+
+
 COORD_DECIMALS = 6  # 0.1 m of latitude: plenty, and it keeps the JSON short
+
+
 BASEMAP = "light"  # Carto's Positron through pydeck: no token needed
 
 # Qualitative colours (Tableau 20 without its greys), cycled over (u, v) cells and groups.
+
+
 PALETTE = np.array(
     [
         [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
@@ -44,7 +54,6 @@ PALETTE = np.array(
     ],
     dtype=np.int64,
 )  # fmt: skip
-FIG4_COLOURS = ([255, 140, 0], [128, 0, 160])  # the paper's orange and purple groups
 
 
 class CompactDeck(pdk.Deck):
@@ -64,9 +73,9 @@ class PartitionView:
     root: Path
     params: PartitionParams
     zone: UTMZone
-    cells: pd.DataFrame  # catalog.cell_summary
-    classes: pd.DataFrame  # catalog.class_summary
-    groups: pd.DataFrame  # catalog.group_summary
+    cells: pd.DataFrame  # catalog_partition.cell_summary
+    classes: pd.DataFrame  # catalog_partition.class_summary
+    groups: pd.DataFrame  # catalog_partition.group_summary
     warnings: list[str] = field(default_factory=list)
 
 
@@ -83,8 +92,8 @@ def compute_partition_view(
         with open_catalog(catalog_path) as con:
             zone = catalog.dataset_zone(con, dataset)
             root = dataset_root(con, dataset)
-            part = catalog.partition_images(con, dataset, params, split).partition
-            cells = catalog.cell_summary(con, dataset, params, split)
+            part = catalog_partition.partition_images(con, dataset, params, split).partition
+            cells = catalog_partition.cell_summary(con, dataset, params, split)
     return PartitionView(
         dataset=dataset,
         split=split,
@@ -92,8 +101,8 @@ def compute_partition_view(
         params=params,
         zone=zone,
         cells=cells,
-        classes=catalog.class_summary(part),
-        groups=catalog.group_summary(part),
+        classes=catalog_partition.class_summary(part),
+        groups=catalog_partition.group_summary(part),
         warnings=[str(w.message) for w in caught],
     )
 
@@ -365,122 +374,6 @@ def deck_payload_bytes(deck: pdk.Deck) -> int:
     return len(deck.to_json().encode())
 
 
-# --- paper Fig. 4: one group's classes and their separation ---------------------------------
-
-
-@dataclass
-class GroupSeparation:
-    classes: int
-    cells: int
-    min_gap_m: float | None  # smallest distance between the squares of two of its cells
-    min_centre_m: float | None  # the same pair's centre-to-centre distance
-    bound_m: float  # M (N - 1): paper property 2
-    min_heading_deg: float | None  # smallest heading gap between two classes of one cell
-    heading_bound_deg: float  # alpha (L - 1)
-
-
-def group_separation(view: PartitionView, group: int) -> GroupSeparation:
-    """How far apart the classes of one group are, against the paper's guarantees."""
-    params = view.params
-    classes = view.classes[view.classes["group"] == group]
-    cells = classes[["cell_e", "cell_n"]].drop_duplicates().to_numpy(np.int64)
-    min_gap = min_centre = None
-    if len(cells) > 1:
-        from scipy.spatial import cKDTree
-
-        # Nearest other cell in index units; the gap between two squares that are d_e, d_n
-        # cells apart is M * hypot(max(|d_e| - 1, 0), max(|d_n| - 1, 0)).
-        tree = cKDTree(cells)
-        _, nearest = tree.query(cells, k=2)
-        delta = np.abs(cells - cells[nearest[:, 1]])
-        gaps = params.M * np.hypot(*np.maximum(delta - 1, 0).T)
-        centres = params.M * np.hypot(*delta.T)
-        best = int(np.argmin(gaps))
-        min_gap, min_centre = float(gaps[best]), float(centres[best])
-    min_heading = None
-    per_cell = classes.groupby(["cell_e", "cell_n"])["heading_class"]
-    if (per_cell.size() > 1).any():
-        sorted_h = classes.sort_values(["cell_e", "cell_n", "heading_class"])
-        same_cell = (sorted_h["cell_e"].diff() == 0) & (sorted_h["cell_n"].diff() == 0)
-        steps = sorted_h["heading_class"].diff()[same_cell]
-        # Gap between the nearer edges of two heading bins, like the spatial gap above.
-        min_heading = float((steps.min() - 1) * params.alpha)
-    return GroupSeparation(
-        classes=len(classes),
-        cells=len(cells),
-        min_gap_m=min_gap,
-        min_centre_m=min_centre,
-        bound_m=params.M * (params.N - 1),
-        min_heading_deg=min_heading,
-        heading_bound_deg=params.alpha * (params.L - 1),
-    )
-
-
-def fig4_figure(view: PartitionView, group: int, window_cells: int | None = None):
-    """Plotly sketch of paper Fig. 4: the group's wedges (orange) and the next group's
-    (purple) over the cell grid, in a window around the group's busiest cell."""
-    import plotly.graph_objects as go
-
-    params = view.params
-    window = window_cells or 3 * params.N
-    mine = view.classes[view.classes["group"] == group]
-    figure = go.Figure()
-    if mine.empty:
-        return figure
-    centre = mine.groupby(["cell_e", "cell_n"])["images"].sum().idxmax()
-    e_lo, n_lo = centre[0] - window // 2, centre[1] - window // 2
-    inside_window = view.classes["cell_e"].between(e_lo, e_lo + window - 1) & view.classes[
-        "cell_n"
-    ].between(n_lo, n_lo + window - 1)
-    # The second group shown (the paper's purple) is the other group with most classes here.
-    others = view.classes[inside_window & (view.classes["group"] != group)]["group"]
-    shown = [(group, FIG4_COLOURS[0])]
-    if len(others):
-        shown.append((int(others.value_counts().idxmax()), FIG4_COLOURS[1]))
-    for rank, colour in shown:
-        classes = view.classes[view.classes["group"] == rank]
-        inside = classes["cell_e"].between(e_lo, e_lo + window - 1) & classes["cell_n"].between(
-            n_lo, n_lo + window - 1
-        )
-        classes = classes[inside]
-        xs, ys = [], []
-        steps = np.linspace(0.0, 1.0, WEDGE_ARC_POINTS)
-        for row in classes.itertuples():
-            cx, cy = row.cell_e - e_lo + 0.5, row.cell_n - n_lo + 0.5
-            angles = np.radians(row.heading_min + steps * params.alpha)
-            xs += [cx, *(cx + WEDGE_RADIUS * np.sin(angles)), cx, None]
-            ys += [cy, *(cy + WEDGE_RADIUS * np.cos(angles)), cy, None]
-        g = view.groups.iloc[rank]
-        figure.add_trace(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                fill="toself",
-                mode="lines",
-                line={"color": f"rgb{tuple(colour)}", "width": 1},
-                name=f"G{g.u}{g.v}{g.w} ({len(classes)} classes here)",
-            )
-        )
-    ticks = list(range(window + 1))
-    figure.update_xaxes(
-        tickvals=ticks, showticklabels=False, showgrid=True, range=[0, window], title="east"
-    )
-    figure.update_yaxes(
-        tickvals=ticks,
-        showticklabels=False,
-        showgrid=True,
-        range=[0, window],
-        scaleanchor="x",
-        title="north",
-    )
-    figure.update_layout(
-        title=f"{window} x {window} cells of {params.M:g} m around the group's busiest cell",
-        height=480,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-    )
-    return figure
-
-
 # --- one cell's images ----------------------------------------------------------------------
 
 
@@ -491,15 +384,11 @@ def cell_images(
     limit: int = 200,
 ) -> pd.DataFrame:
     """Images of one cell (path, full path, heading, heading class, year), by heading."""
-    e0, n0 = cell[0] * view.params.M, cell[1] * view.params.M
+    corner = (cell[0] * view.params.M, cell[1] * view.params.M)
     with open_catalog(catalog_path) as con:
-        images = con.execute(
-            """SELECT path, heading, year FROM images
-               WHERE dataset = ? AND split = ? AND utm_east >= ? AND utm_east < ?
-                 AND utm_north >= ? AND utm_north < ?
-               ORDER BY heading, year, path LIMIT ?""",
-            [view.dataset, view.split, e0, e0 + view.params.M, n0, n0 + view.params.M, limit],
-        ).df()
+        images = app_queries.images_in_square(
+            con, view.dataset, view.split, corner, view.params.M, limit
+        )
     images["heading_class"] = heading_class(images["heading"], view.params.alpha)
     images["file"] = [str(view.root / p) for p in images["path"]]
     return images

@@ -70,14 +70,13 @@ def mb(count: int) -> float:
 
 def measure_map(db: Path, rows: list) -> object:
     from app.dataset_stats import figure_payload_bytes
+    from app.group_separation import fig4_figure, group_separation
     from app.map_layers import (
         MapSelection,
         build_map_layers,
         cell_images,
         compute_partition_view,
         deck_payload_bytes,
-        fig4_figure,
-        group_separation,
     )
     from core.partition import PartitionParams
 

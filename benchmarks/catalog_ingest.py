@@ -4,7 +4,7 @@ Generates N synthetic names (default 1,000,000; --num_names 41200000 for the siz
 raw) into a `*_images_paths.txt` list, then times, each in its own process so that peak
 memory is its own:
   - ours: `python -m data_catalog.ingest LIST` (bulk parse inside DuckDB), then
-    catalog.partition_images (arrays from DuckDB into core.partition);
+    catalog_partition.partition_images (arrays from DuckDB into core.partition);
   - the reference implementation's way, on the same first 1M names: a Python loop that
     splits each name on '@' and fills dicts of class -> images and group -> classes.
 The loop's class and group keys come from core.partition (the one place of Eq. 1-2), computed
@@ -161,10 +161,11 @@ def measure_ours(listing: Path, db: Path) -> dict:
         textwrap.dedent(
             f"""
             import time
-            from data_catalog import catalog
+            from data_catalog import catalog, catalog_partition
             start = time.perf_counter()
             con = catalog.connect({str(db)!r}, read_only=True)
-            result = catalog.partition_images(con, {listing.name[: -len("_images_paths.txt")]!r})
+            dataset = {listing.name[: -len("_images_paths.txt")]!r}
+            result = catalog_partition.partition_images(con, dataset)
             _result = {{"seconds": time.perf_counter() - start,
                         "classes": result.partition.num_classes}}
             """

@@ -1,0 +1,8 @@
+"""What is stored, and the one way to read and write each kind of it.
+
+SF-XL names: names (one name), name_pattern (its SQL), name_source (folders and lists),
+name_table (the one bulk parser), name_cache. The DuckDB catalog: catalog, catalog_partition,
+app_queries (the app's SQL), ingest and dataset_layout, results, sync. Run folders: runs.
+Serving files beside an index: serving. The paper's tables: paper. The synthetic city:
+synthetic/.
+"""

@@ -35,15 +35,9 @@ import numpy as np
 
 from core import files
 from core.partition import Partition, PartitionParams, partition
-from data_catalog.name_table import (
-    FAST_NAME_PATTERN,
-    NameArrays,
-    NameSource,
-    PathList,
-    joined_paths,
-    read_names,
-    walk_images,
-)
+from data_catalog.name_pattern import FAST_NAME_PATTERN
+from data_catalog.name_source import NameSource, PathList, joined_paths, walk_images
+from data_catalog.name_table import NameArrays, read_names
 
 CACHE_VERSION = 1
 _ARRAYS = ("east", "north", "heading", "zone_number", "zone_letter", "year")

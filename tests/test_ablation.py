@@ -5,27 +5,14 @@ import json
 import os
 
 import pytest
+from conftest import tiny_training_flags
 
 from training import ablation
 from training.config import parse_arguments
 
 
 def tiny_flags(city, workspace):
-    return [
-        "--dataset_folder", str(city),
-        "--image_size", "64",
-        "--resize_test_imgs",
-        "--batch_size", "4",
-        "--iterations_per_epoch", "2",
-        "--epochs_num", "1",
-        "--groups_num", "1",
-        "--min_images_per_class", "2",
-        "--device", "cpu",
-        "--num_workers", "0",
-        "--fc_output_dim", "32",
-        "--infer_batch_size", "32",
-        "--workspace", str(workspace),
-    ]  # fmt: skip
+    return tiny_training_flags(workspace, "--dataset_folder", str(city))
 
 
 def read_csv(path):

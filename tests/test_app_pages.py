@@ -19,6 +19,9 @@ from app_fixtures import (
 )
 from streamlit.testing.v1 import AppTest
 
+from core.partition import PartitionParams
+from data_catalog import catalog, catalog_partition
+
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 TIMEOUT = 180
 
@@ -51,15 +54,25 @@ def deck_specs(at: AppTest) -> list[dict]:
 # --- Map ------------------------------------------------------------------------------------
 
 
+def train_partition_counts(workspace: Path, min_images: int) -> tuple[int, int, int]:
+    """(images, cells, kept classes) of the tiny city's train split, from the catalog."""
+    params = PartitionParams(min_images_per_class=min_images)
+    with catalog.connect(workspace / "catalog.duckdb", read_only=True) as con:
+        part = catalog_partition.partition_images(con, "tiny", params, "train").partition
+        cells = catalog_partition.cell_summary(con, "tiny", params, "train")
+    return len(part.image_class), len(cells), part.num_classes
+
+
 def test_map_draws_cells_and_heading_wedges(monkeypatch, workspace):
+    images, cells, classes = train_partition_counts(workspace, min_images=1)
     at = open_app(monkeypatch, workspace, min_images=1)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Images"] == "240" and metrics["Cells"] == "10"
-    assert metrics["Classes kept"] == "120"
+    assert metrics["Images"] == f"{images:,}" and metrics["Cells"] == f"{cells:,}"
+    assert metrics["Classes kept"] == f"{classes:,}"
     spec = deck_specs(at)[0]
     layers = {layer["id"]: layer for layer in spec["layers"]}
-    assert len(layers["cells"]["data"]) == 10
-    assert len(layers["headings"]["data"]) == 120
+    assert len(layers["cells"]["data"]) == cells
+    assert len(layers["headings"]["data"]) == classes
     assert "images" in layers["cells"]["data"][0]["tip"]
     assert spec["mapStyle"].startswith("https://basemaps.cartocdn.com")  # token-free Carto
     assert at.query_params["min_images"] == "1"
@@ -71,7 +84,8 @@ def test_map_default_min_images_says_how_to_see_classes(monkeypatch, workspace):
 
 
 def test_map_group_shows_fig4_separation(monkeypatch, workspace):
-    from app.map_layers import compute_partition_view, group_separation
+    from app.group_separation import group_separation
+    from app.map_layers import compute_partition_view
     from core.partition import PartitionParams
 
     view = compute_partition_view(

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from app_fixtures import INDEX_FLAGS, copy_run, jpeg_with_gps, save_random_run, workspace_once
 
+from app.group_separation import group_separation
 from app.map_layers import (
     MAX_SHAPES,
     MapSelection,
@@ -17,14 +18,13 @@ from app.map_layers import (
     aggregation_factor,
     build_map_layers,
     deck_payload_bytes,
-    group_separation,
     square_rings,
     wedge_rings,
 )
 from app.retrieval import ServingError, decode_query, load_run_serving, retrieve
 from core.geo import UTMZone, latlon_to_utm
 from core.partition import PartitionParams, partition
-from data_catalog import catalog
+from data_catalog import catalog_partition
 from training.build_index import EXACT_LIMIT, choose_index_type
 from training.build_index import main as build_index_main
 
@@ -192,7 +192,7 @@ def synthetic_view(cells_side: int, params: PartitionParams) -> PartitionView:
     cells["north_min"] = cells["cell_n"] * params.M
     return PartitionView(
         "synthetic", "train", Path("."), params, ZONE,
-        cells, catalog.class_summary(part), catalog.group_summary(part),
+        cells, catalog_partition.class_summary(part), catalog_partition.group_summary(part),
     )  # fmt: skip
 
 

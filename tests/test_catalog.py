@@ -16,7 +16,7 @@ import pytest
 
 from core.geo import MixedUTMZoneError, UTMZone, utm_to_latlon
 from core.partition import PartitionParams, partition
-from data_catalog import catalog
+from data_catalog import catalog, catalog_partition
 from data_catalog.ingest import LAYOUT_REASON, ingest, main, resolve_source
 from data_catalog.names import make_name, parse_name
 
@@ -364,7 +364,7 @@ def test_the_root_reads_a_split_from_its_list(dataset_dir, tmp_path):
 
 def test_partition_matches_core_partition(ingested):
     params = PartitionParams()
-    result = catalog.partition_images(ingested, "sfxl", params)
+    result = catalog_partition.partition_images(ingested, "sfxl", params)
     path_of = dict(ingested.execute("SELECT image_id, path FROM images").fetchall())
     names = [parse_name(path_of[image_id]) for image_id in result.image_ids]
     direct = partition(
@@ -378,37 +378,39 @@ def test_partition_matches_core_partition(ingested):
 
 
 def test_class_and_group_summaries(ingested):
-    part = catalog.partition_images(ingested, "sfxl").partition
-    classes = catalog.class_summary(part)
+    part = catalog_partition.partition_images(ingested, "sfxl").partition
+    classes = catalog_partition.class_summary(part)
     assert len(classes) == part.num_classes and (classes["images"] == PANOS).all()
     assert set(classes["heading_min"]) == set(range(0, 360, 30))
-    groups = catalog.group_summary(part)
+    groups = catalog_partition.group_summary(part)
     assert len(groups) == PartitionParams().num_groups
     assert groups["classes"].sum() == part.num_classes
     assert groups["images"].sum() == len(SPOTS) * PANOS * 12
-    by_size = catalog.partition_images(ingested, "sfxl", PartitionParams(group_order="size"))
-    assert catalog.group_summary(by_size.partition)["classes"].is_monotonic_decreasing
+    by_size = catalog_partition.partition_images(
+        ingested, "sfxl", PartitionParams(group_order="size")
+    )
+    assert catalog_partition.group_summary(by_size.partition)["classes"].is_monotonic_decreasing
 
 
 def test_catalog_groups_are_numbered_as_training_numbers_them(ingested, dataset_dir):
     from training.data import load_train_set
 
     params = PartitionParams()
-    ours = catalog.partition_images(ingested, "sfxl", params).partition
+    ours = catalog_partition.partition_images(ingested, "sfxl", params).partition
     walked = load_train_set(dataset_dir / "train", params, progress=False).partition
     np.testing.assert_array_equal(ours.group_keys, walked.group_keys)
     np.testing.assert_array_equal(ours.class_keys, walked.class_keys)
 
 
 def test_cell_summary_and_panoramas(ingested):
-    cells = catalog.cell_summary(ingested, "sfxl")
+    cells = catalog_partition.cell_summary(ingested, "sfxl")
     assert len(cells) == len(SPOTS) + 1
     assert cells["images"].sum() == TRAIN_IMAGES
     assert sorted(cells["panoramas"]) == [2, PANOS, PANOS, PANOS]
     lonely = cells[cells["panoramas"] == 2].iloc[0]
     assert (lonely["classes"], lonely["kept_images"]) == (0, 0)
     assert set(cells.loc[cells["panoramas"] == PANOS, "classes"]) == {12}
-    histogram = catalog.panoramas_per_cell(cells)
+    histogram = catalog_partition.panoramas_per_cell(cells)
     assert dict(zip(histogram["panoramas"], histogram["cells"], strict=True)) == {2: 1, PANOS: 3}
 
 
@@ -435,7 +437,7 @@ def test_images_in_bbox(ingested):
 
 
 def test_cells_export_as_geojson_and_parquet(ingested, tmp_path):
-    path = catalog.export_cells(ingested, "sfxl", tmp_path / "cells.geojson")
+    path = catalog_partition.export_cells(ingested, "sfxl", tmp_path / "cells.geojson")
     document = json.loads(path.read_text())
     assert document["type"] == "FeatureCollection"
     assert len(document["features"]) == len(SPOTS) + 1
@@ -447,10 +449,12 @@ def test_cells_export_as_geojson_and_parquet(ingested, tmp_path):
     assert len(holding) == 1 and holding.iloc[0]["images"] == PANOS * 12
     side = holding.to_crs("EPSG:32610").geometry.iloc[0].length / 4
     assert side == pytest.approx(10.0, abs=0.01)
-    parquet = gpd.read_parquet(catalog.export_cells(ingested, "sfxl", tmp_path / "c.parquet"))
+    parquet = gpd.read_parquet(
+        catalog_partition.export_cells(ingested, "sfxl", tmp_path / "c.parquet")
+    )
     assert len(parquet) == len(SPOTS) + 1 and parquet.crs.to_epsg() == 4326
     with pytest.raises(ValueError, match="exported as"):
-        catalog.export_cells(ingested, "sfxl", tmp_path / "cells.csv")
+        catalog_partition.export_cells(ingested, "sfxl", tmp_path / "cells.csv")
 
 
 def test_read_only_connection_needs_an_existing_catalog(tmp_path):

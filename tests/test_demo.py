@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from benchmarks.city_scale import project, project_latency
-from training.train import amp_dtype
+from training.schedule import amp_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_catalog.catalog import NAME_COLUMNS
-from data_catalog.name_table import FAST_NAME_PATTERN, parse_paths
+from data_catalog.name_pattern import FAST_NAME_PATTERN
+from data_catalog.name_table import parse_paths
 from data_catalog.names import (
     FIELD_NAMES,
     MalformedNameError,

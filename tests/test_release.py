@@ -5,30 +5,25 @@ import shutil
 
 import pytest
 import torch
+from conftest import tiny_training_flags
 
 from core.errors import UserError
 from core.index import file_sha256
 from core.model import model_from_checkpoint
-from data_catalog.name_table import walk_images
+from data_catalog.name_source import walk_images
 from training import release, train
 from training.config import parse_arguments
-
-TINY_FLAGS = [
-    "--image_size", "64", "--resize_test_imgs", "--batch_size", "4",
-    "--iterations_per_epoch", "3", "--epochs_num", "2", "--groups_num", "2",
-    "--min_images_per_class", "2", "--device", "cpu", "--num_workers", "0",
-    "--fc_output_dim", "32", "--infer_batch_size", "32",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def released(tiny_city, tmp_path_factory):
     """A tiny run trained on train/ and val/ only, exported into a release folder."""
     workspace = tmp_path_factory.mktemp("release_workspace")
-    argv = [
-        "--train_set_folder", str(tiny_city / "train"), "--val_set_folder",
-        str(tiny_city / "val"), *TINY_FLAGS, "--workspace", str(workspace), "--save_dir", "rel",
-    ]  # fmt: skip
+    argv = tiny_training_flags(
+        workspace, "--train_set_folder", str(tiny_city / "train"), "--val_set_folder",
+        str(tiny_city / "val"), "--save_dir", "rel", epochs_num=2, groups_num=2,
+        iterations_per_epoch=3,
+    )  # fmt: skip
     train.train(parse_arguments(argv))
     out = workspace / "models"
     release.main(

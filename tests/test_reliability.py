@@ -18,6 +18,7 @@ import faiss
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_training_flags
 
 from core import files
 from core.errors import UserError, user_errors
@@ -43,25 +44,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def flags(city, workspace, name, *extra, test=False):
     """A tiny CPU training: 1 epoch of 2 iterations, 32-D descriptors (no test unless asked)."""
-    return [
-        "--train_set_folder", str(city / "train"),
-        "--val_set_folder", str(city / "val"),
-        *(["--test_set_folder", str(city / "test")] if test else []),
-        "--image_size", "64",
-        "--resize_test_imgs",
-        "--batch_size", "4",
-        "--iterations_per_epoch", "2",
-        "--epochs_num", "1",
-        "--groups_num", "1",
-        "--min_images_per_class", "2",
-        "--device", "cpu",
-        "--num_workers", "0",
-        "--fc_output_dim", "32",
-        "--infer_batch_size", "32",
-        "--workspace", str(workspace),
-        "--save_dir", name,
-        *extra,
-    ]  # fmt: skip
+    folders = ["--train_set_folder", str(city / "train"), "--val_set_folder", str(city / "val")]
+    folders += ["--test_set_folder", str(city / "test")] if test else []
+    return tiny_training_flags(workspace, *folders, "--save_dir", name, *extra)
 
 
 def eval_flags(city, workspace, name, *extra):

@@ -18,6 +18,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from app import claims_view
+from app import paper_view as pv
 from app import results_view as rv
 from data_catalog.names import make_name
 from training import claims, claims_record
@@ -115,7 +116,7 @@ def test_runs_table_and_the_paper_side_by_side_say_what_differs(one_run):
     table = rv.runs_table(evaluations, 8)
     assert table[["R@1", "R@5", "threshold_m"]].iloc[0].tolist() == [0.0, 50.0, 8.0]
     assert bool(table["recomputed"].iloc[0])
-    side = rv.runs_next_to_paper(table)
+    side = pv.runs_next_to_paper(table)
     r1 = side[side["metric"] == "R@1"].iloc[0]
     assert (r1["paper_table"], r1["paper_value"]) == (4, 64.7)  # CosPlace, SF-XL test v1
     assert "threshold 8 m vs 25 m" in r1["note"]
@@ -165,12 +166,12 @@ def test_grids_dimension_memory_and_curves(one_run):
     dims = [{"grid": "claims_dimension", "point": "dim32", "fc_output_dim": 32, "val_r1": 30.0,
              "test_r1": 10.0, "run_folder": "x/c", "args": {}}]  # fmt: skip
     (runs / "ablation_claims_dimension.json").write_text(json.dumps(dims))
-    grids = rv.load_grids(one_run)
-    table5 = rv.table5_view(grids)
+    grids = pv.load_grids(one_run)
+    table5 = pv.table5_view(grids)
     assert table5.set_index("point")["paper_val_r1"].to_dict() == {
         "M10_alpha30_N5_L2": 90.9, "M10_alpha360_N1_L1": 85.8
     }  # fmt: skip
-    view = rv.dimension_view(grids)
+    view = pv.dimension_view(grids)
     assert view["fc_output_dim"].tolist() == [32, 512]
     assert view["memory_mb_per_million"].tolist() == [128.0, 2048.0]  # dim x 4 B x 1e6
     curves = rv.training_curves(one_run)
@@ -290,7 +291,7 @@ def test_claims_end_to_end_on_the_tiny_city(tiny_city, tmp_path, capsys):
     assert "claims.json" in shipped["files"] and shipped["machine"]["cpu"]
     assert any(name.endswith("predictions.csv") for name in shipped["files"])
     assert not any(name.endswith(".pth") for name in shipped["files"])
-    assert rv.load_claims(tmp_path / "records") == recorded
+    assert claims_view.load_claims(tmp_path / "records") == recorded
 
 
 # --- the page -------------------------------------------------------------------------------

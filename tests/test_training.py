@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_training_flags
 
 from app import results_view as rv
 from core.errors import UserError
@@ -19,28 +20,15 @@ from data_catalog import runs
 from data_catalog.catalog import connect
 from data_catalog.results import list_results
 from training import eval as evaluation
-from training import train
+from training import schedule, train
 from training.config import parse_arguments
 
 
 def train_args(city, workspace, name, *extra):
-    return [
-        "--dataset_folder", str(city),
-        "--image_size", "64",
-        "--resize_test_imgs",
-        "--batch_size", "4",
-        "--iterations_per_epoch", "3",
-        "--epochs_num", "2",
-        "--groups_num", "2",
-        "--min_images_per_class", "2",
-        "--device", "cpu",
-        "--num_workers", "0",
-        "--fc_output_dim", "32",
-        "--infer_batch_size", "32",
-        "--workspace", str(workspace),
-        "--save_dir", name,
-        *extra,
-    ]  # fmt: skip
+    settings = {"iterations_per_epoch": 3, "epochs_num": 2, "groups_num": 2}
+    return tiny_training_flags(
+        workspace, "--dataset_folder", str(city), "--save_dir", name, *extra, **settings
+    )
 
 
 @pytest.fixture(scope="module")
@@ -247,14 +235,14 @@ def test_ddp_with_two_processes_on_cpu(tiny_city, tmp_path):
 def test_cosine_schedule_decays_the_network_lr():
     args = parse_arguments(["--lr_schedule", "cosine", "--epochs_num", "4"])
     args.iterations_per_epoch, total = 10, 40
-    factors = [train.learning_rate_factor(args, step) for step in (0, total // 2, total)]
+    factors = [schedule.learning_rate_factor(args, step) for step in (0, total // 2, total)]
     assert factors == pytest.approx([1.0, 0.5, 0.0])
     network = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=args.lr)
-    train.set_network_lr(args, network, 3 * total // 4)
+    schedule.set_network_lr(args, network, 3 * total // 4)
     assert network.param_groups[0]["lr"] == pytest.approx(args.lr * (1 - 0.5**0.5) / 2)
     constant = parse_arguments(["--epochs_num", "4"])
     constant.iterations_per_epoch = 10
-    assert train.learning_rate_factor(constant, 35) == 1.0
+    assert schedule.learning_rate_factor(constant, 35) == 1.0
 
 
 @pytest.mark.parametrize("grayscale", [0.0, 1.0])

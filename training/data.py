@@ -28,15 +28,8 @@ from core.geo import MixedUTMZoneError, UTMZone, check_single_zone
 from core.images import ImageError, load_image
 from core.partition import Partition, PartitionParams
 from data_catalog.name_cache import load_names, load_partition
-from data_catalog.name_table import (
-    NameArrays,
-    NameSource,
-    NameSourceError,
-    PathList,
-    name_source,
-    read_names,
-    walk_images,
-)
+from data_catalog.name_source import NameSource, NameSourceError, PathList, name_source, walk_images
+from data_catalog.name_table import NameArrays, read_names
 from training.augment import RandomWeather
 
 log = logging.getLogger(__name__)

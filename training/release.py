@@ -36,7 +36,7 @@ from core import files
 from core.errors import UserError, user_errors
 from core.index import file_sha256
 from core.model import load_trusted_types
-from data_catalog.name_table import walk_images
+from data_catalog.name_source import walk_images
 from data_catalog.runs import BEST_MODEL, LAST_CHECKPOINT, SUMMARY
 from training import eval as evaluation
 

@@ -11,13 +11,9 @@ image is skipped (another of its class is drawn), logged, and counted in summary
 
 from __future__ import annotations
 
-import argparse
 import logging
-import math
 import random
-import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +25,13 @@ from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from core import files
 from core.errors import UserError, one_line, user_errors
 from core.heads import HEADS
 from core.images import ImageError
-from core.model import describe_state_dict, load_checkpoint, load_trusted_types
 from core.recall import format_recalls
 from data_catalog import runs
 from training import config, distributed
+from training.checkpoints import checkpoint_state, move_optimizer, resume
 from training.data import (
     GroupDataset,
     TestSet,
@@ -46,13 +41,13 @@ from training.data import (
     train_transform,
 )
 from training.eval import (
-    EvalResult,
     build_model,
-    evaluate,
-    left_out_note,
     record_in_catalog,
-    test_result,
 )
+from training.run_folder import adopt_best_model, prepare_run_folder
+from training.schedule import amp_dtype, set_network_lr
+from training.unreadable import UnreadableImages, gather_unreadable
+from training.validation import test_best_model, validate
 
 log = logging.getLogger(__name__)
 
@@ -60,42 +55,6 @@ log = logging.getLogger(__name__)
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
-
-
-def continues_run(args: argparse.Namespace) -> bool:
-    """True when --resume_train names a checkpoint inside this run's own folder."""
-    if not args.resume_train:
-        return False
-    return Path(args.resume_train).resolve().parent == Path(args.run_folder).resolve()
-
-
-def check_run_folder(args: argparse.Namespace) -> None:
-    """Refuse to replace an earlier run unless --overwrite or --resume_train continues it."""
-    folder = Path(args.run_folder)
-    found = runs.run_contents(folder)
-    if not found or continues_run(args) or args.overwrite:
-        return
-    shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
-    raise UserError(
-        f"{folder} already holds a run ({shown}); keep both by choosing another --save_dir, "
-        f"continue it with --resume_train {folder / runs.LAST_CHECKPOINT}, or replace it with "
-        "--overwrite"
-    )
-
-
-def prepare_run_folder(args: argparse.Namespace, context) -> Path:
-    """Check on every rank (before any writes), then clear (--overwrite) and create it."""
-    check_run_folder(args)
-    distributed.barrier(context)
-    folder = Path(args.run_folder)
-    if context.is_main:
-        if args.overwrite and runs.run_contents(folder) and not continues_run(args):
-            log.warning("--overwrite: removing the earlier run in %s", folder)
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        runs.write_args(folder, args)
-    distributed.barrier(context)
-    return folder
 
 
 class Trainee(nn.Module):
@@ -131,13 +90,6 @@ def check_groups(train_set: TrainSet, groups_num: int, batch_size: int) -> None:
         )
 
 
-def move_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    for state in optimizer.state.values():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                state[key] = value.to(device)
-
-
 def group_batches(dataset, batch_size, context, epoch_seed, num_workers):
     """Endless batches of distinct classes of one group, reproducible from epoch_seed."""
     generator = torch.Generator().manual_seed(epoch_seed)
@@ -161,68 +113,6 @@ def group_batches(dataset, batch_size, context, epoch_seed, num_workers):
             sampler.set_epoch(epoch_seed + pass_number)
         yield from loader
         pass_number += 1
-
-
-def learning_rate_factor(args, step: int) -> float:
-    """The factor on the network's lr at a global step (epoch * iterations + i).
-
-    A function of the step alone, so a resumed run goes on exactly where it stopped.
-    """
-    if args.lr_schedule == "constant":
-        return 1.0
-    total = args.epochs_num * args.iterations_per_epoch
-    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
-
-
-def set_network_lr(args, network_optimizer, step: int) -> None:
-    """The network's lr follows the schedule; the classifiers keep --classifiers_lr.
-
-    A group's classifier starts from scratch in the group's first epoch, also late in
-    training, so a decayed lr would leave it (and the gradients it sends into the network)
-    untrained.
-    """
-    for param_group in network_optimizer.param_groups:
-        param_group["lr"] = args.lr * learning_rate_factor(args, step)
-
-
-def amp_dtype(args, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: fp16/bf16 on CUDA, bf16 on a CPU with --amp_cpu_bf16, else none."""
-    if device.type == "cuda":
-        return torch.float16 if args.use_amp16 else torch.bfloat16
-    # Opt-in: on this project's 2-vCPU AVX-512-bf16 machine the real loop ran 0.73-0.79x fp32
-    # per CPU-second (benchmarks/training_throughput.py); CPUs with AMX tiles may gain.
-    return torch.bfloat16 if getattr(args, "amp_cpu_bf16", False) else None
-
-
-class UnreadableImages:
-    """Train images that could not be decoded: logged once each, counted for summary.json."""
-
-    def __init__(self, recorded: dict | None = None) -> None:
-        # path -> {"reason": str, "skips": int}; `recorded` comes from a resumed checkpoint.
-        self.files: dict[str, dict] = {k: dict(v) for k, v in (recorded or {}).items()}
-
-    def add(self, skipped: str) -> None:
-        """One item's "path<TAB>reason" lines (GroupDataset.__getitem__), empty for none."""
-        for line in filter(None, skipped.split("\n")):
-            path, _, reason = line.partition("\t")
-            if path not in self.files:
-                log.warning(
-                    "unreadable train image skipped, another of its class drawn: %s", reason
-                )
-                self.files[path] = {"reason": reason, "skips": 0}
-            self.files[path]["skips"] += 1
-
-    def merge(self, other: dict) -> None:
-        for path, entry in other.items():
-            mine = self.files.setdefault(path, {"reason": entry["reason"], "skips": 0})
-            mine["skips"] = max(mine["skips"], entry["skips"])
-
-    def summary(self) -> dict:
-        return {
-            "count": len(self.files),
-            "skips": sum(entry["skips"] for entry in self.files.values()),
-            "files": dict(sorted(self.files.items())),
-        }
 
 
 def train_epoch(
@@ -309,149 +199,6 @@ def build_training(args, train_set: TrainSet, device: torch.device):
     return model, model_optimizer, heads, head_optimizers
 
 
-def checkpoint_state(
-    epoch, model, model_optimizer, heads, head_optimizers, best, history, args, unreadable=None
-):
-    """The resumable checkpoint: tensors, dicts, lists, numbers and strings only, so that
-    --resume_train can load it with weights_only=True."""
-    return {
-        "epoch_num": epoch,
-        "model_state_dict": model.state_dict(),
-        "optimizer_state_dict": model_optimizer.state_dict(),
-        "classifiers_state_dict": [h.state_dict() for h in heads],
-        "optimizers_state_dict": [o.state_dict() for o in head_optimizers],
-        "best_val_recall1": best,
-        "history": history,
-        "args": runs.plain_args(args),
-        "unreadable_images": unreadable.files if unreadable is not None else {},
-    }
-
-
-RESUME_KEYS = ("epoch_num", "model_state_dict", "optimizer_state_dict", "classifiers_state_dict")
-
-
-@dataclass
-class Resumed:
-    epoch: int
-    best: float
-    history: list
-    unreadable: dict
-
-
-def read_resumable(path, args) -> dict:
-    """The training checkpoint at `path`, checked against the flags; UserError if unusable."""
-    checkpoint = load_trusted_types(path)
-    if isinstance(checkpoint, dict) and not all(key in checkpoint for key in RESUME_KEYS):
-        if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-            raise UserError(
-                f"{path} holds only a network's weights (like best_model.pth), not a training "
-                f"checkpoint; give RUN/{runs.LAST_CHECKPOINT} to --resume_train, or pass this file "
-                "to --resume_model to start a new training from these weights"
-            )
-    if not isinstance(checkpoint, dict) or not all(key in checkpoint for key in RESUME_KEYS):
-        raise UserError(
-            f"{path} is not a training checkpoint (it lacks {', '.join(RESUME_KEYS)}); "
-            f"give the {runs.LAST_CHECKPOINT} of a run to --resume_train"
-        )
-    state = checkpoint["model_state_dict"]
-    found = describe_state_dict(state) if isinstance(state, dict) else None
-    if found is None or (found.backbone, found.fc_output_dim) != (
-        args.backbone,
-        args.fc_output_dim,
-    ):
-        saved = f"{found.backbone} with {found.fc_output_dim}-D" if found else "another network"
-        raise UserError(
-            f"{path} was trained with {saved} descriptors, these flags ask for "
-            f"{args.backbone} with {args.fc_output_dim}-D; give the checkpoint's --backbone "
-            "and --fc_output_dim, or start a new run"
-        )
-    return checkpoint
-
-
-def resume(path, model, model_optimizer, heads, head_optimizers, args=None) -> Resumed:
-    """Load a last_checkpoint.pth (weights_only) into the training objects."""
-    args = args or argparse.Namespace(
-        backbone=model.backbone_name, fc_output_dim=model.fc_output_dim
-    )
-    checkpoint = read_resumable(path, args)
-    sizes = [h.out_features for h in heads]
-    try:
-        saved = [int(s["weight"].shape[0]) for s in checkpoint["classifiers_state_dict"]]
-    except (KeyError, TypeError, AttributeError, IndexError) as error:
-        raise UserError(
-            f"{path} has damaged classifier heads; resume from another checkpoint"
-        ) from error
-    if saved != sizes:
-        raise UserError(
-            f"{path} was trained with classes per group {saved}, this partition has {sizes}: "
-            "give the same dataset and --M --alpha --N --L --min_images_per_class --groups_num"
-        )
-    try:
-        model.load_state_dict(checkpoint["model_state_dict"])
-        model_optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
-        for head, state in zip(heads, checkpoint["classifiers_state_dict"], strict=True):
-            head.load_state_dict(state)
-        optimizers = checkpoint.get("optimizers_state_dict", [])
-        for optimizer, state in zip(head_optimizers, optimizers, strict=True):
-            optimizer.load_state_dict(state)
-    except (RuntimeError, ValueError, KeyError, TypeError) as error:
-        first_line = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
-        raise UserError(
-            f"{path} does not fit the network these flags describe ({first_line}); give the "
-            "checkpoint's --pooling, --head and --train_all_layers"
-        ) from error
-    return Resumed(
-        int(checkpoint["epoch_num"]),
-        float(checkpoint.get("best_val_recall1", -1.0)),
-        list(checkpoint.get("history", [])),
-        dict(checkpoint.get("unreadable_images", {})),
-    )
-
-
-def validate(args, context, model, val_set) -> dict[int, float]:
-    return evaluate_set(args, context, model, val_set).recalls
-
-
-def evaluate_set(args, context, model, test_set) -> EvalResult:
-    return evaluate(
-        context,
-        model,
-        test_set,
-        args.infer_batch_size,
-        args.resize_test_imgs,
-        args.image_size,
-        args.positive_dist_threshold,
-        args.num_workers,
-    )
-
-
-def test_best_model(args, context, model, run_folder: Path) -> dict:
-    """Load the run's best model, test it on the test set, print the recalls on rank 0.
-
-    Returns the summary entries: "test" (R@N) and "test_result" (what the catalog records).
-    """
-    if not (run_folder / runs.BEST_MODEL).is_file():
-        raise UserError(
-            f"{run_folder} has no {runs.BEST_MODEL} to test; train at least one epoch, or test "
-            "a model with python -m training.eval --resume_model FILE"
-        )
-    load_checkpoint(model, run_folder / runs.BEST_MODEL)
-    try:
-        test_set = load_test_set(args.test_set_folder, args.queries_folder)
-    except ValueError as error:
-        raise UserError(one_line(error)) from error
-    result = evaluate_set(args, context, model, test_set)
-    if context.is_main:
-        print(
-            f"Test {test_set.name} / {args.queries_folder}: "
-            f"{format_recalls(result.recalls)}{left_out_note(result)}"
-        )
-    return {
-        "test": {f"R@{n}": v for n, v in result.recalls.items()},
-        "test_result": test_result(args, test_set, result),
-    }
-
-
 def load_datasets(args, context) -> tuple[TrainSet, TestSet]:
     """The train and val sets; a folder the partition cannot use is a UserError."""
     try:
@@ -466,24 +213,6 @@ def load_datasets(args, context) -> tuple[TrainSet, TestSet]:
         raise UserError(one_line(error)) from error
     check_groups(train_set, args.groups_num, args.batch_size // context.world_size)
     return train_set, val_set
-
-
-def adopt_best_model(args, run_folder: Path) -> None:
-    """Resuming into a new folder: bring the checkpoint's best_model.pth along."""
-    source = Path(args.resume_train).resolve().parent / runs.BEST_MODEL
-    target = run_folder / runs.BEST_MODEL
-    if source.is_file() and not target.exists():
-        files.write_bytes(target, source.read_bytes())
-
-
-def gather_unreadable(context, unreadable: UnreadableImages) -> UnreadableImages:
-    """Every rank skips its own files; rank 0 writes the summary, so it collects them all."""
-    if context.distributed:
-        everyone: list = [None] * context.world_size
-        torch.distributed.all_gather_object(everyone, unreadable.files)
-        for files_of_rank in everyone:
-            unreadable.merge(files_of_rank)
-    return unreadable
 
 
 def train(args) -> dict:

@@ -12,6 +12,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import claims_view as cv
+from app import paper_view as pv
 from app import results_view as rv
 from app import view_state
 from app.resources import thumbnail_png
@@ -57,7 +58,7 @@ def paper_results() -> pd.DataFrame:
 
 def show_claims(source: cv.ClaimsSource, threshold: int) -> None:
     """A set of claims: verdicts, recall over seeds with error bars, memory, failed points."""
-    claims = rv.load_claims(source.folder) or {}
+    claims = cv.load_claims(source.folder) or {}
     st.markdown(f"#### {source.label.capitalize()}")
     budget = ", ".join(f"{k}={v}" for k, v in claims.get("budget", {}).items())
     st.caption(
@@ -81,7 +82,7 @@ def show_claims(source: cv.ClaimsSource, threshold: int) -> None:
         st.plotly_chart(figure, key=f"claims_bars_{source.label}")
         st.dataframe(spread, hide_index=True)
         export(spread, f"claims_over_seeds_{source.label.replace(' ', '_')}")
-    memory = rv.memory_table(claims)
+    memory = cv.memory_table(claims)
     if not memory.empty:
         st.markdown("**(b) Training memory at equal batch** (benchmarks.training_memory)")
         st.dataframe(memory, hide_index=True)
@@ -130,7 +131,7 @@ def show_failures(evaluation: rv.Evaluation, predictions: pd.DataFrame) -> None:
 
 runs = rv.list_runs(workspace)
 evaluations = rv.list_evaluations(workspace)
-grids = rv.load_grids(workspace)
+grids = pv.load_grids(workspace)
 claim_sources = cv.claims_sources(workspace, recorded_claims_dir())
 
 if runs.empty and grids.empty and not claim_sources:
@@ -201,7 +202,7 @@ with tabs[0]:
             st.plotly_chart(figure, key="threshold_curve")
 
         st.subheader("Next to the paper")
-        side = rv.runs_next_to_paper(table, paper_results())
+        side = pv.runs_next_to_paper(table, paper_results())
         st.caption(
             "The paper's CosPlace on the same query set (SF-XL test v1/v2: Table 4, VGG-16, "
             "512-D; val: Table 5, ResNet-18). `note` lists every setting that differs; "
@@ -219,7 +220,7 @@ with tabs[1]:
 
 with tabs[2]:
     st.subheader("Table 5: groups against naive partitions (M, alpha, N, L)")
-    table5 = rv.table5_view(grids, paper_results())
+    table5 = pv.table5_view(grids, paper_results())
     if table5.empty:
         st.info(
             "No Table 5 grid yet: `python -m training.ablation --grid table5 --dataset_folder "
@@ -235,7 +236,7 @@ with tabs[2]:
         st.plotly_chart(figure, key="table5_bar")
 
     st.subheader("Descriptor dimension: recall and memory per million images")
-    dims = rv.dimension_view(grids)
+    dims = pv.dimension_view(grids)
     if dims.empty:
         st.info("No dimension grid yet: `python -m training.ablation --grid dimension ...`.")
     else:
@@ -249,7 +250,7 @@ with tabs[2]:
         right.plotly_chart(memory, key="dim_memory")
 
     st.subheader("Training-set size (Table 6)")
-    sizes = rv.train_size_view(grids, paper_results())
+    sizes = pv.train_size_view(grids, paper_results())
     st.caption("The paper's rows are Pitts30k R@1 after training on SF-XL subsets.")
     st.dataframe(sizes, hide_index=True)
     export(sizes, "train_size")
@@ -262,7 +263,7 @@ with tabs[2]:
     st.plotly_chart(figure, key="size_line")
 
     st.subheader("Pooling (Table 7)")
-    pooling = rv.pooling_view(grids, paper_results())
+    pooling = pv.pooling_view(grids, paper_results())
     st.dataframe(pooling, hide_index=True)
     export(pooling, "pooling")
 

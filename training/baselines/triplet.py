@@ -37,14 +37,10 @@ from data_catalog import runs
 from training import config, distributed
 from training.data import load_test_set, read_folder
 from training.eval import build_model, record_in_catalog
-from training.train import (
-    amp_dtype,
-    augmentation,
-    prepare_run_folder,
-    seed_everything,
-    test_best_model,
-    validate,
-)
+from training.run_folder import prepare_run_folder
+from training.schedule import amp_dtype
+from training.train import augmentation, seed_everything
+from training.validation import test_best_model, validate
 
 log = logging.getLogger(__name__)
 MINING_CHUNK = 256  # queries per descriptor-distance matrix: bounds it to 256 x cache rows

@@ -1,0 +1,56 @@
+"""Training's evaluations: val recall after each epoch, the best model on the test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.errors import UserError, one_line
+from core.model import load_checkpoint
+from core.recall import format_recalls
+from data_catalog import runs
+from training.data import load_test_set
+from training.eval import EvalResult, evaluate, left_out_note, test_result
+
+
+def validate(args, context, model, val_set) -> dict[int, float]:
+    return evaluate_set(args, context, model, val_set).recalls
+
+
+def evaluate_set(args, context, model, test_set) -> EvalResult:
+    return evaluate(
+        context,
+        model,
+        test_set,
+        args.infer_batch_size,
+        args.resize_test_imgs,
+        args.image_size,
+        args.positive_dist_threshold,
+        args.num_workers,
+    )
+
+
+def test_best_model(args, context, model, run_folder: Path) -> dict:
+    """Load the run's best model, test it on the test set, print the recalls on rank 0.
+
+    Returns the summary entries: "test" (R@N) and "test_result" (what the catalog records).
+    """
+    if not (run_folder / runs.BEST_MODEL).is_file():
+        raise UserError(
+            f"{run_folder} has no {runs.BEST_MODEL} to test; train at least one epoch, or test "
+            "a model with python -m training.eval --resume_model FILE"
+        )
+    load_checkpoint(model, run_folder / runs.BEST_MODEL)
+    try:
+        test_set = load_test_set(args.test_set_folder, args.queries_folder)
+    except ValueError as error:
+        raise UserError(one_line(error)) from error
+    result = evaluate_set(args, context, model, test_set)
+    if context.is_main:
+        print(
+            f"Test {test_set.name} / {args.queries_folder}: "
+            f"{format_recalls(result.recalls)}{left_out_note(result)}"
+        )
+    return {
+        "test": {f"R@{n}": v for n, v in result.recalls.items()},
+        "test_result": test_result(args, test_set, result),
+    }

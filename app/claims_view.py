@@ -43,7 +43,7 @@ def recorded_provenance(folder: Path) -> str:
     if not isinstance(record, dict):
         return ""
     machine = record.get("machine") if isinstance(record.get("machine"), dict) else {}
-    minutes = float(record.get("wall_time_s") or 0) / 60
+    minutes = _number(record.get("wall_time_s")) / 60
     return (
         f"recorded {str(record.get('finished', '?'))[:10]} on {machine.get('cpu', '?')} "
         f"({machine.get('cores', '?')} cores) in {minutes:.0f} min, commit "
@@ -92,8 +92,26 @@ def over_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_claims(workspace: str | Path) -> dict | None:
+    """claims.json, or None when it is missing or not the shape training.claims writes."""
     data = runs.read_json(runs.claims_file(workspace))
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("claims", {}), dict):
+        return None
+    return data
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def budget_caption(claims: dict) -> str:
+    """The budget and time of a claims run, as one line (odd values are left out)."""
+    budget = claims.get("budget") if isinstance(claims.get("budget"), dict) else {}
+    settings = ", ".join(f"{k}={v}" for k, v in budget.items())
+    return (
+        f"Reduced budget on {claims.get('dataset_folder', '?')} ({settings}); "
+        f"{_number(claims.get('seconds')) / 60:.0f} min wall, "
+        f"{_number(claims.get('cpu_seconds')) / 60:.0f} CPU-min"
+    )
 
 
 def memory_table(claims: dict | None) -> pd.DataFrame:
@@ -111,6 +129,8 @@ def verdict_table(claims: dict | None) -> pd.DataFrame:
     columns = ["claim", "verdict", "decided on", "by set"]
     rows = []
     for name, claim in (claims or {}).get("claims", {}).items():
+        if not isinstance(claim, dict):
+            continue
         verdict = claim.get("verdict") or VERDICTS.get(claim.get("holds"), "not measured")
         by_set = "; ".join(f"{k}: {v}" for k, v in (claim.get("by_metric") or {}).items())
         rows.append(

@@ -432,3 +432,17 @@ def test_claims_over_seeds_name_grid_point_and_seed():
     assert match.group("grid", "point", "seed") == ("train_size", "fraction0.1", "2")
     match = claims_view.CLAIMS_RUN.match("ablation_claims_untrained_seed1")
     assert match.group("grid", "point", "seed") == ("untrained", None, "1")
+
+
+def test_malformed_claims_files_are_skipped_or_shown_without_their_odd_values(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "claims.json").write_text(json.dumps({"claims": []}))
+    assert claims_view.load_claims(tmp_path) is None
+    (runs / "claims.json").write_text(json.dumps({"claims": {"groups": "x"}, "budget": [1],
+                                                  "seconds": "soon"}))  # fmt: skip
+    claims = claims_view.load_claims(tmp_path)
+    assert claims_view.verdict_table(claims).empty
+    assert claims_view.budget_caption(claims).endswith("(); 0 min wall, 0 CPU-min")
+    (tmp_path / "record.json").write_text(json.dumps({"machine": "x", "wall_time_s": "y"}))
+    assert claims_view.recorded_provenance(tmp_path).startswith("recorded ? on ? (? cores) in 0")

@@ -60,12 +60,10 @@ def show_claims(source: cv.ClaimsSource, threshold: int) -> None:
     """A set of claims: verdicts, recall over seeds with error bars, memory, failed points."""
     claims = cv.load_claims(source.folder) or {}
     st.markdown(f"#### {source.label.capitalize()}")
-    budget = ", ".join(f"{k}={v}" for k, v in claims.get("budget", {}).items())
     st.caption(
-        f"{source.provenance}. Reduced budget on {claims.get('dataset_folder')} ({budget}); "
-        f"{claims.get('seconds', 0) / 60:.0f} min wall, {claims.get('cpu_seconds', 0) / 60:.0f} "
-        "CPU-min. A claim is decided only when the gap between means exceeds both points' "
-        "standard deviations over seeds; otherwise it is undecided."
+        f"{source.provenance}. {cv.budget_caption(claims)}. A claim is decided only when the "
+        "gap between means exceeds both points' standard deviations over seeds; otherwise it "
+        "is undecided."
     )
     verdicts = cv.verdict_table(claims)
     st.dataframe(verdicts, hide_index=True)
@@ -86,8 +84,8 @@ def show_claims(source: cv.ClaimsSource, threshold: int) -> None:
     if not memory.empty:
         st.markdown("**(b) Training memory at equal batch** (benchmarks.training_memory)")
         st.dataframe(memory, hide_index=True)
-    if claims.get("failed"):
-        st.warning("Failed points: " + "; ".join(claims["failed"]))
+    if isinstance(claims.get("failed"), list) and claims["failed"]:
+        st.warning("Failed points: " + "; ".join(map(str, claims["failed"])))
 
 
 def show_failures(evaluation: rv.Evaluation, predictions: pd.DataFrame) -> None:

@@ -1,5 +1,5 @@
 """The paper's claims over seeds, for the Results page: recorded ones (shipped in the repo by
-training.claims_record) beside those made on this machine.
+training.release claims) beside those made on this machine.
 
 Recall is recomputed at the page's threshold from each evaluation's saved predictions, then
 averaged over the seeds of a point; the spread is the sample standard deviation.

@@ -11,7 +11,7 @@ from data_catalog import runs
 
 WORKSPACE_ENV = "COSPLACE_WORKSPACE"
 RECORDS_ENV = "COSPLACE_RECORDED_CLAIMS"
-# Claims recorded once and shipped in the repo (training.claims_record).
+# Claims recorded once and shipped in the repo (training.release claims).
 RECORDED_CLAIMS = Path(__file__).resolve().parents[1] / "records" / "claims"
 DEFAULT_WORKSPACE = "data"
 

@@ -21,7 +21,7 @@ from app import claims_view
 from app import paper_view as pv
 from app import results_view as rv
 from data_catalog.names import make_name
-from training import claims, claims_record
+from training import claims, release
 from training import claims_verdicts as cv
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app" / "views" / "results.py")
@@ -287,7 +287,7 @@ def test_claims_end_to_end_on_the_tiny_city(tiny_city, tmp_path, capsys):
     # 2 seeds x (4 Table 5 rows + 2 dimensions + the untrained network), each on 3 sets
     assert len(evaluations) == 2 * 7 * 3 and all(e.predictions is not None for e in evaluations)
     assert "(dimension) test_queries_v2_r1" in capsys.readouterr().out
-    shipped = claims_record.record(tmp_path, tmp_path / "records", overwrite=False)
+    shipped = release.record_claims(tmp_path, tmp_path / "records", overwrite=False)
     assert "claims.json" in shipped["files"] and shipped["machine"]["cpu"]
     assert any(name.endswith("predictions.csv") for name in shipped["files"])
     assert not any(name.endswith(".pth") for name in shipped["files"])

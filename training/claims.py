@@ -26,7 +26,7 @@ The default budget: 64 px crops, batch 10, 3 epochs of 300 iterations, 9 trainin
 and a validation on a third of the val panoramas and a quarter of its queries, built once as
 WORKSPACE/subsets/<city>_claims_val. claims.json records the wall and CPU seconds. Any
 training flag given on the command line overrides the budget and applies to every point,
-e.g. `--iterations_per_epoch 2` for a smoke run. python -m training.claims_record copies
+e.g. `--iterations_per_epoch 2` for a smoke run. python -m training.release claims copies
 the results into the repo (records/claims) with their provenance.
 """
 

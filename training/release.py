@@ -15,6 +15,14 @@ val and test recalls, the sha256 of the weights and a checksum of a sample of th
 city. install: checks the weights' sha256 and the city's checksum against the record, then
 puts the model and its training summary into a run folder for training.eval and the app.
 compare: prints a retrained run's val recalls beside the record's.
+
+    python -m training.release claims --workspace data --out records/claims [--overwrite]
+
+claims: copies what training.claims measured (claims.json, the grid tables, and per point
+summary.json, args.json, each evaluation's results.json and predictions.csv: text, no
+weights) into --out in a workspace's layout, so the app reads it like a workspace and labels
+it recorded; --out/record.json, written last, names the command, commit, machine, date, wall
+and CPU time, the verdicts and the sha256 of every copied file.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from core import files
 from core.errors import UserError, user_errors
 from core.index import file_sha256
 from core.model import load_trusted_types
+from data_catalog import runs
 from data_catalog.name_source import walk_images
 from data_catalog.runs import BEST_MODEL, LAST_CHECKPOINT, SUMMARY
 from training import eval as evaluation
@@ -289,11 +298,71 @@ def compare(args: argparse.Namespace) -> None:
     print(f"the record's test recalls: {test_recalls(record)}")
 
 
+# --- recorded claims -------------------------------------------------------------------------
+
+CLAIMS_COMMAND = "python -m training.claims --dataset_folder data/synthetic_demo --workspace data"
+RUN_FILES = (
+    runs.SUMMARY,
+    runs.ARGS,
+    f"{runs.EVALUATION_PREFIX}*/{runs.RESULTS}",
+    f"{runs.EVALUATION_PREFIX}*/{runs.PREDICTIONS}",
+)
+CLAIMS_COMMAND = "python -m training.claims --dataset_folder data/synthetic_demo --workspace data"
+
+
+def recorded_files(folder: Path) -> list[Path]:
+    """The claims' files under WORKSPACE/runs, relative to it."""
+    found = [folder / runs.claims_file(folder.parent).name]
+    found += sorted(folder.glob("ablation_claims_*.json"))
+    found += sorted(folder.glob("ablation_claims_*.csv"))
+    for run in sorted(p for p in folder.glob("ablation_claims_*") if p.is_dir()):
+        for pattern in RUN_FILES:
+            found += sorted(run.glob(pattern))
+    return [p.relative_to(folder) for p in found if p.is_file()]
+
+
+def record_claims(workspace: Path, out: Path, overwrite: bool) -> dict:
+    """Copy training.claims' results (text, no weights) into `out`, then their record."""
+    folder, claims_path = runs.runs_folder(workspace), runs.claims_file(workspace)
+    if not claims_path.is_file():
+        raise ReleaseError(f"{claims_path} is missing: run {CLAIMS_COMMAND} first")
+    if (out / RECORD).exists() and not overwrite:
+        raise ReleaseError(
+            f"{out / RECORD} already records claims; keep it, or replace with --overwrite"
+        )
+    claims = json.loads(claims_path.read_text())
+    finished = datetime.datetime.fromtimestamp(claims_path.stat().st_mtime, datetime.UTC)
+    started = finished - datetime.timedelta(seconds=float(claims.get("seconds", 0)))
+    copied = {}
+    for relative in recorded_files(folder):
+        target = runs.runs_folder(out) / relative
+        files.write_bytes(target, (folder / relative).read_bytes())
+        copied[relative.as_posix()] = file_sha256(target)
+    provenance = {
+        "what": "the paper's claims on the synthetic demo city, over seeds",
+        "command": CLAIMS_COMMAND,
+        "commit": git_commit_before(started),
+        "machine": machine(),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": finished.isoformat(timespec="seconds"),
+        "wall_time_s": claims.get("seconds"),
+        "cpu_seconds": claims.get("cpu_seconds"),
+        "budget": claims.get("budget"),
+        "verdicts": {name: claim.get("verdict") for name, claim in claims["claims"].items()},
+        "files": copied,
+    }
+    files.write_json(out / RECORD, provenance)  # last: a record describes the files beside it
+    log.info("recorded %d files of the claims in %s", len(copied), out)
+    return provenance
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="export, install or compare the demo model")
-    parser.add_argument("action", choices=["export", "install", "compare"])
-    parser.add_argument("--run_dir", required=True, help="the run folder to export or fill")
-    parser.add_argument("--out", default="models/demo", help="the shipped model's folder")
+    parser = argparse.ArgumentParser(description="ship the demo model or the claims' records")
+    parser.add_argument("action", choices=["export", "install", "compare", "claims"])
+    parser.add_argument("--run_dir", help="the run folder to export or fill (not for claims)")
+    parser.add_argument(
+        "--out", help="the shipped folder (default models/demo; records/claims for claims)"
+    )
     parser.add_argument("--dataset_folder", default="data/synthetic_demo")
     parser.add_argument("--workspace", default="data")
     parser.add_argument("--overwrite", action="store_true", help="replace a release or a model")
@@ -304,7 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
 @user_errors
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.action == "claims":
+        record_claims(Path(args.workspace), Path(args.out or "records/claims"), args.overwrite)
+        return
+    if not args.run_dir:
+        parser.error(f"{args.action} needs --run_dir")
+    args.out = args.out or "models/demo"
     {"export": export, "install": install, "compare": compare}[args.action](args)
 
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +39,7 @@ import duckdb
 import pandas as pd
 from tqdm import tqdm
 
+from core.errors import UserError, user_errors
 from data_catalog.catalog import (
     IMAGE_COLUMNS,
     connect,
@@ -92,6 +93,10 @@ _FAST_SQL = (
 
 
 # --- the ingest ------------------------------------------------------------------------------
+
+
+class DatasetNameError(UserError, ValueError):
+    """A dataset name the catalog already holds for another folder."""
 
 
 @dataclass
@@ -256,7 +261,7 @@ def _register_dataset(con: duckdb.DuckDBPyConnection, dataset: str, root: Path) 
     if not known:
         run(con, "INSERT INTO datasets (dataset, root) VALUES (?, ?)", [dataset, str(root)])
     elif known[0][0] != str(root):
-        raise ValueError(
+        raise DatasetNameError(
             f"{root}: dataset {dataset!r} is already in the catalog from {known[0][0]}; "
             "pass --dataset to give this one another name"
         )
@@ -401,7 +406,8 @@ def _append_malformed(
 # --- command line ----------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+@functools.partial(user_errors, interrupted="interrupted: the catalog is unchanged")
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m data_catalog.ingest",
         description="Ingest an SF-XL-style dataset folder or *_images_paths.txt list into the "
@@ -419,17 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    try:
-        con = connect(args.db, memory_limit=args.memory_limit, threads=args.threads)
-        # Row order inside one INSERT does not matter here, and not keeping it saves memory.
-        run(con, "SET preserve_insertion_order = false")
-        result = ingest(con, args.source, args.dataset, progress=not args.no_progress)
-    except KeyboardInterrupt:
-        print("interrupted: the catalog is unchanged", file=sys.stderr)
-        return 130
-    except (OSError, ValueError, KeyError, duckdb.Error) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    con = connect(args.db, memory_limit=args.memory_limit, threads=args.threads)
+    # Row order inside one INSERT does not matter here, and not keeping it saves memory.
+    run(con, "SET preserve_insertion_order = false")
+    result = ingest(con, args.source, args.dataset, progress=not args.no_progress)
     print(result.summary())
     print(
         "seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in result.stage_seconds.items())
@@ -437,8 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     if result.malformed:
         print(f"{result.malformed:,} malformed names: SELECT * FROM malformed_names")
     con.close()
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -668,11 +668,12 @@ def test_an_ingest_into_a_busy_catalog_gets_the_sentence(tmp_path, monkeypatch, 
     monkeypatch.setenv("COSPLACE_CATALOG_WAIT_S", "0.3")
     holder = hold_catalog(catalog, 60)
     try:
-        code = ingest.main([str(tmp_path), "--db", str(catalog), "--no_progress"])
+        code, err = error_of(
+            ingest.main, [str(tmp_path), "--db", str(catalog), "--no_progress"], capsys
+        )
     finally:
         holder.kill()
         holder.wait()
-    err = capsys.readouterr().err
     assert code == 1
     assert f"error: The catalog {catalog} is locked by another process that is writing" in err
     assert "Traceback" not in err and "Could not set lock" not in err

@@ -304,6 +304,7 @@ def test_a_folder_outside_any_dataset_is_refused(tmp_path):
         "inside one of its splits; give the dataset root or one of its split folders"
     )
     assert counts(con) == (0, 0, 0)
+    con.close()  # the command opens the catalog itself
     with pytest.raises(SystemExit) as exit_info:
         main([str(loose), "--db", str(tmp_path / "c.duckdb"), "--no_progress"])
     assert exit_info.value.code == 1

@@ -20,16 +20,12 @@ Timings on a shared machine are noisy: compare the rows of one run.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
-import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
-from benchmarks.catalog_ingest import generate_names
+from benchmarks.catalog_ingest import generate_names, run_measured
 from benchmarks.table import print_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,35 +48,11 @@ def _make_listed_folder(folder: Path, num_names: int) -> Path:
     return folder
 
 
-def _run_measured(code: str) -> dict:
-    """Run code in a fresh interpreter; it sets _result; add its peak RSS and CPU time."""
-    wrapper = (
-        "import resource as _resource\n"
-        + textwrap.dedent(code)
-        + textwrap.dedent(
-            """
-            import json as _json
-            _usage = _resource.getrusage(_resource.RUSAGE_SELF)
-            _result["peak_rss_gb"] = _usage.ru_maxrss / 1e6
-            _result["cpu_seconds"] = _usage.ru_utime + _usage.ru_stime
-            print("RESULT " + _json.dumps(_result))
-            """
-        )
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", wrapper], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    if done.returncode:
-        raise RuntimeError(f"benchmark step failed:\n{done.stderr[-3000:]}")
-    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
-    return json.loads(line[len("RESULT ") :])
-
-
 _IMPORTS_RSS = "_imported_gb = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss / 1e6\n"
 
 
 def measure_ours(folder: Path, cache: Path) -> dict:
-    return _run_measured(
+    return run_measured(
         f"""
         import time
         import numpy as np
@@ -98,7 +70,7 @@ def measure_ours(folder: Path, cache: Path) -> dict:
 
 
 def measure_reference(reference: Path, folder: Path, out: Path) -> dict:
-    return _run_measured(
+    return run_measured(
         f"""
         import sys, time
         sys.path.insert(0, {str(reference)!r})
@@ -113,7 +85,7 @@ def measure_reference(reference: Path, folder: Path, out: Path) -> dict:
 
 def compare_with_reference(reference_file: Path, entry: Path) -> dict:
     """Do the reference's groups, in its order, hold the same classes as ours?"""
-    return _run_measured(
+    return run_measured(
         f"""
         import glob
         import numpy as np
@@ -135,7 +107,7 @@ def compare_with_reference(reference_file: Path, entry: Path) -> dict:
 
 
 def measure_test_set(folder: Path) -> dict:
-    return _run_measured(
+    return run_measured(
         f"""
         import time
         from training.data import load_test_set

@@ -39,11 +39,18 @@ def debug_requested(argv: list[str] | None) -> bool:
     return "--debug" in words or os.environ.get("COSPLACE_DEBUG", "") not in ("", "0")
 
 
-def user_errors(main: Main) -> Main:
+INTERRUPTED = (
+    "interrupted: checkpoints and results already written are whole; "
+    "a training run continues with --resume_train RUN/last_checkpoint.pth"
+)
+
+
+def user_errors(main: Main, interrupted: str = INTERRUPTED) -> Main:
     """Decorate main(argv=None): known user errors end in one sentence and an exit code.
 
     UserError and FileNotFoundError/NotADirectoryError (a path the user gave) are caught;
-    any other exception is a bug and keeps its traceback.
+    any other exception is a bug and keeps its traceback. Ctrl-C prints `interrupted`, what
+    the command leaves behind (functools.partial(user_errors, interrupted=...) to change it).
     """
 
     @functools.wraps(main)
@@ -58,11 +65,7 @@ def user_errors(main: Main) -> Main:
         except KeyboardInterrupt:
             if debug_requested(argv):
                 raise
-            print(
-                "interrupted: checkpoints and results already written are whole; "
-                "a training run continues with --resume_train RUN/last_checkpoint.pth",
-                file=sys.stderr,
-            )
+            print(interrupted, file=sys.stderr)
             raise SystemExit(INTERRUPTED_EXIT) from None
 
     return wrapper  # type: ignore[return-value]

@@ -82,17 +82,18 @@ def utm_to_latlon(east, north, zone: UTMZone):
     return np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
 
 
-def check_single_zone(zone_numbers, zone_letters) -> UTMZone:
-    """Check the zone columns of a dataset (as read from file names) name one zone."""
-    numbers = np.unique(np.asarray(zone_numbers))
-    letters = np.unique(np.asarray(zone_letters).astype(str))
-    hemispheres = {letter.upper() >= "N" for letter in letters}
-    if len(numbers) != 1 or len(hemispheres) != 1:
+def single_zone(zones, where: object = "dataset") -> UTMZone:
+    """The one UTM zone among the (number, letter) zones of a dataset's file names;
+    MixedUTMZoneError, a sentence naming `where` and the zones, if they are not one."""
+    zones = sorted({(int(number), str(letter)) for number, letter in zones})
+    hemispheres = {letter.upper() >= "N" for _, letter in zones}
+    if len({number for number, _ in zones}) != 1 or len(hemispheres) != 1:
+        found = ", ".join(f"{number}{letter}" for number, letter in zones)
         raise MixedUTMZoneError(
-            f"dataset mixes UTM zones: numbers {numbers.tolist()}, letters {letters.tolist()}; "
-            "eastings from different zones are not comparable"
+            f"{where} mixes UTM zones {found}: eastings of different zones are not "
+            "comparable, so give a folder or list of one zone only"
         )
-    return UTMZone(int(numbers[0]), str(letters[0]))
+    return UTMZone(*zones[0])
 
 
 def distances_m(east_a, north_a, east_b, north_b) -> np.ndarray:

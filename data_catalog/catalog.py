@@ -23,7 +23,7 @@ import duckdb
 import pandas as pd
 
 from core.errors import UserError
-from core.geo import UTMZone, check_single_zone
+from core.geo import UTMZone, single_zone
 from data_catalog.names import FIELD_NAMES, NUMERIC_FIELDS, OPTIONAL_NUMERIC_FIELDS
 
 SPLITS = ("train", "val", "test")
@@ -198,8 +198,7 @@ def dataset_zone(con: duckdb.DuckDBPyConnection, dataset: str) -> UTMZone:
     ).fetchall()
     if not zones:
         raise KeyError(f"dataset {dataset!r} has no images in the catalog")
-    numbers, letters = zip(*zones, strict=True)
-    return check_single_zone(numbers, letters)
+    return single_zone(zones, f"dataset {dataset!r}")
 
 
 def malformed_names(con: duckdb.DuckDBPyConnection, dataset: str | None = None) -> pd.DataFrame:

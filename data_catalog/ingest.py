@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +39,7 @@ import duckdb
 import pandas as pd
 from tqdm import tqdm
 
+from core.errors import UserError, user_errors
 from data_catalog.catalog import (
     IMAGE_COLUMNS,
     connect,
@@ -46,14 +47,7 @@ from data_catalog.catalog import (
     run,
 )
 from data_catalog.dataset_layout import Source, resolve_source
-from data_catalog.name_pattern import (
-    FAST_NAME_PATTERN,
-    field_sql,
-    judge,
-    month_sql,
-    sql_text,
-    year_sql,
-)
+from data_catalog.name_pattern import FAST_NAME_PATTERN, judge, sql_text, typed_fields_sql
 from data_catalog.name_source import (
     IMAGE_EXTENSIONS,
     LIST_SUFFIX,
@@ -64,17 +58,9 @@ from data_catalog.name_source import (
     normalized_path_sql,
     outside_reason,
 )
-from data_catalog.names import FIELD_NAMES
 
 LAYOUT_REASON = "not inside train/, val/<subset>/ or test/<subset>/ of the dataset root"
 DEFAULT_DB = "data/catalog.duckdb"
-_sql_text = sql_text
-
-
-def _typed_fields_sql(parts: str = "parts") -> str:
-    """The image columns of a name, in FIELD_NAMES order, then year and month."""
-    columns = [field_sql(name, parts) for name in FIELD_NAMES]
-    return ", ".join([*columns, year_sql(parts), month_sql(parts)])
 
 
 _SUBSET_SQL = (
@@ -87,11 +73,15 @@ _SPLIT_SQL = (
 # The rows taken the fast way: a name the pattern accepts, in a known split folder.
 _FAST_SQL = (
     "reason IS NULL AND split IS NOT NULL AND "
-    f"regexp_full_match(path, {_sql_text(FAST_NAME_PATTERN)})"
+    f"regexp_full_match(path, {sql_text(FAST_NAME_PATTERN)})"
 )
 
 
 # --- the ingest ------------------------------------------------------------------------------
+
+
+class DatasetNameError(UserError, ValueError):
+    """A dataset name the catalog already holds for another folder."""
 
 
 @dataclass
@@ -256,7 +246,7 @@ def _register_dataset(con: duckdb.DuckDBPyConnection, dataset: str, root: Path) 
     if not known:
         run(con, "INSERT INTO datasets (dataset, root) VALUES (?, ?)", [dataset, str(root)])
     elif known[0][0] != str(root):
-        raise ValueError(
+        raise DatasetNameError(
             f"{root}: dataset {dataset!r} is already in the catalog from {known[0][0]}; "
             "pass --dataset to give this one another name"
         )
@@ -277,11 +267,11 @@ def _load_source(con: duckdb.DuckDBPyConnection, src: Source, progress: bool) ->
         tables, _, _, odd = line_tables(
             NameSource(part.folder, part.list_file), progress, skip=walk_skip
         )
-        prefix = _sql_text(part.prefix)
+        prefix = sql_text(part.prefix)
         path = normalized_path_sql("line", part.folder)
         insert = f"""INSERT INTO _ingest_source
             SELECT {prefix} || coalesce(path, line),
-                   CASE WHEN path IS NULL THEN {_sql_text(outside_reason(part.folder))} END
+                   CASE WHEN path IS NULL THEN {sql_text(outside_reason(part.folder))} END
             FROM (SELECT line, {path} AS path
                   FROM (SELECT {line_sql("raw")} AS line FROM _ingest_lines))"""
         for table in tables:
@@ -301,7 +291,7 @@ def _load_source(con: duckdb.DuckDBPyConnection, src: Source, progress: bool) ->
 
 def _known_sql(dataset: str) -> str:
     """The paths of a dataset already in the catalog, as images or as malformed names."""
-    name = _sql_text(dataset)
+    name = sql_text(dataset)
     return (
         f"SELECT path FROM images WHERE dataset = {name} "
         f"UNION ALL SELECT path FROM malformed_names WHERE dataset = {name}"
@@ -335,7 +325,7 @@ def _insert_fast(con: duckdb.DuckDBPyConnection, dataset: str, new_paths: str) -
     return run(
         con,
         f"""INSERT INTO images ({", ".join(IMAGE_COLUMNS)})
-            SELECT $1, path, split, {_SUBSET_SQL}, {_typed_fields_sql()}
+            SELECT $1, path, split, {_SUBSET_SQL}, {typed_fields_sql()}
             FROM (SELECT path, split, string_split(path, '@') AS parts
                   FROM (SELECT path, reason, {_SPLIT_SQL} AS split FROM ({new_paths}))
                   WHERE {_FAST_SQL})""",
@@ -401,7 +391,8 @@ def _append_malformed(
 # --- command line ----------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+@functools.partial(user_errors, interrupted="interrupted: the catalog is unchanged")
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m data_catalog.ingest",
         description="Ingest an SF-XL-style dataset folder or *_images_paths.txt list into the "
@@ -419,26 +410,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    try:
-        con = connect(args.db, memory_limit=args.memory_limit, threads=args.threads)
+    with connect(args.db, memory_limit=args.memory_limit, threads=args.threads) as con:
         # Row order inside one INSERT does not matter here, and not keeping it saves memory.
         run(con, "SET preserve_insertion_order = false")
         result = ingest(con, args.source, args.dataset, progress=not args.no_progress)
-    except KeyboardInterrupt:
-        print("interrupted: the catalog is unchanged", file=sys.stderr)
-        return 130
-    except (OSError, ValueError, KeyError, duckdb.Error) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     print(result.summary())
     print(
         "seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in result.stage_seconds.items())
     )
     if result.malformed:
         print(f"{result.malformed:,} malformed names: SELECT * FROM malformed_names")
-    con.close()
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -96,6 +96,12 @@ def month_sql(parts: str = "parts") -> str:
     return f"CAST(NULLIF({stamp}[5:6], '') AS TINYINT)"
 
 
+def typed_fields_sql(parts: str = "parts") -> str:
+    """The typed columns of a name, in FIELD_NAMES order, then year and month."""
+    columns = [field_sql(name, parts) for name in FIELD_NAMES]
+    return ", ".join([*columns, year_sql(parts), month_sql(parts)])
+
+
 def typed_row(name: SFXLName) -> dict:
     """The typed field values of a name parsed by parse_name (the slow, rare way)."""
     row: dict = {}

@@ -1,4 +1,5 @@
-"""Set-up shared by the test files: the tiny synthetic city, and the flags of a tiny training."""
+"""Set-up shared by the test files: the tiny synthetic city, the flags of a tiny training and
+one tiny trained run."""
 
 import pytest
 
@@ -17,6 +18,11 @@ TINY_TRAINING = {
 }
 
 
+# The shared run: two groups, one epoch each, so that resuming and group order are exercised.
+TINY_RUN = {"iterations_per_epoch": 3, "epochs_num": 2, "groups_num": 2}
+TINY_RUN_NAME = "tiny_run"
+
+
 def tiny_training_flags(workspace, *extra: str, **settings) -> list[str]:
     """TINY_TRAINING's flags (settings override them, e.g. epochs_num=2) into `workspace`,
     test images resized like the training crops, then `extra`."""
@@ -33,3 +39,21 @@ def tiny_city(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic") / "tiny"
     main(["--preset", "tiny", "--seed", "0", "--out", str(out), "--no_progress"])
     return out
+
+
+def tiny_run_flags(city, workspace, *extra: str) -> list[str]:
+    """The flags the shared run was trained with (its folder, its partition), then `extra`."""
+    folders = ["--dataset_folder", str(city), "--save_dir", TINY_RUN_NAME]
+    return tiny_training_flags(workspace, *folders, *extra, **TINY_RUN)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_city, tmp_path_factory):
+    """One tiny trained run (tested at the end), trained once for the whole session:
+    (workspace, run folder, the summary training returned)."""
+    from training import train
+    from training.config import parse_arguments
+
+    workspace = tmp_path_factory.mktemp("tiny_run")
+    summary = train.train(parse_arguments(tiny_run_flags(tiny_city, workspace)))
+    return workspace, workspace / "runs" / TINY_RUN_NAME, summary

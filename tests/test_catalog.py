@@ -143,7 +143,7 @@ def test_malformed_names_are_kept_with_reasons(ingested):
 
 
 def test_cli_prints_the_malformed_count(dataset_dir, tmp_path, capsys):
-    assert main([str(dataset_dir), "--db", str(tmp_path / "c.duckdb"), "--no_progress"]) == 0
+    main([str(dataset_dir), "--db", str(tmp_path / "c.duckdb"), "--no_progress"])  # no exit
     out = capsys.readouterr().out
     assert f"{TRAIN_IMAGES + sum(SUBSET_SIZES.values())} images added" in out
     assert f"{MALFORMED_COUNT} malformed names" in out
@@ -304,7 +304,10 @@ def test_a_folder_outside_any_dataset_is_refused(tmp_path):
         "inside one of its splits; give the dataset root or one of its split folders"
     )
     assert counts(con) == (0, 0, 0)
-    assert main([str(loose), "--db", str(tmp_path / "c.duckdb"), "--no_progress"]) == 1
+    con.close()  # the command opens the catalog itself
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(loose), "--db", str(tmp_path / "c.duckdb"), "--no_progress"])
+    assert exit_info.value.code == 1
 
 
 def test_an_empty_folder_is_refused_and_leaves_nothing(tmp_path, capsys):
@@ -312,7 +315,9 @@ def test_an_empty_folder_is_refused_and_leaves_nothing(tmp_path, capsys):
     empty.mkdir(parents=True)
     (empty / "notes.txt").touch()
     db = tmp_path / "c.duckdb"
-    assert main([str(empty), "--db", str(db), "--no_progress"]) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(empty), "--db", str(db), "--no_progress"])
+    assert exit_info.value.code == 1
     assert capsys.readouterr().err.strip() == (
         f"error: {empty} holds no image files (.bmp, .jpeg, .jpg, .png, .tif, .tiff, .webp); "
         "give a folder of SF-XL images or a *_images_paths.txt list"

@@ -4,9 +4,9 @@ import pytest
 from core.geo import (
     MixedUTMZoneError,
     UTMZone,
-    check_single_zone,
     distances_m,
     latlon_to_utm,
+    single_zone,
     utm_to_latlon,
 )
 
@@ -40,10 +40,10 @@ def test_forced_zone_projects_everything_into_it():
     assert zone.number == 10 and east[1] > 1_000_000  # far outside zone 10, but consistent
 
 
-def test_check_single_zone_on_name_columns():
-    assert check_single_zone([10, 10], ["S", "S"]) == UTMZone(10, "S")
+def test_single_zone_of_name_zones():
+    assert single_zone([(10, "S"), (10, "S")]) == UTMZone(10, "S")
     with pytest.raises(MixedUTMZoneError, match="mixes UTM zones"):
-        check_single_zone([10, 11], ["S", "S"])
+        single_zone([(10, "S"), (11, "S")])
 
 
 def test_distances_in_metres():

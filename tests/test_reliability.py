@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_training_flags
+from conftest import TINY_RUN, TINY_RUN_NAME, tiny_run_flags, tiny_training_flags
 
 from core import files
 from core.errors import UserError, user_errors
@@ -72,11 +72,10 @@ def error_of(main, argv, capsys) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_city, tmp_path_factory):
-    """One tiny finished run: (workspace, run folder)."""
-    workspace = tmp_path_factory.mktemp("reliability")
-    train.train(config.parse_arguments(flags(tiny_city, workspace, "base", test=True)))
-    return workspace, workspace / "runs" / "base"
+def trained(tiny_run):
+    """The session's tiny finished run: (workspace, run folder)."""
+    workspace, run, _ = tiny_run
+    return workspace, run
 
 
 # --- flags: one sentence, exit 2, before any work ----------------------------------------
@@ -283,16 +282,18 @@ def test_a_pickle_that_would_run_code_is_refused_everywhere(trained, tiny_city, 
 def test_checkpoints_hold_only_what_weights_only_loads(trained):
     _, run = trained
     checkpoint = torch.load(run / "last_checkpoint.pth", weights_only=True)
-    assert checkpoint["args"]["fc_output_dim"] == 32 and checkpoint["epoch_num"] == 1
+    assert checkpoint["args"]["fc_output_dim"] == 32
+    assert checkpoint["epoch_num"] == TINY_RUN["epochs_num"]
 
 
 def test_resume_of_a_finished_run_with_a_test_set_only_tests(trained, tiny_city, capsys):
     workspace, run = trained
     before = (run / "best_model.pth").read_bytes()
     checkpoint = str(run / "last_checkpoint.pth")
-    argv = flags(tiny_city, workspace, "base", "--resume_train", checkpoint, test=True)
+    argv = tiny_run_flags(tiny_city, workspace, "--resume_train", checkpoint)
     summary = train.train(config.parse_arguments(argv))
-    assert len(summary["history"]) == 1 and set(summary["test"]) == {"R@1", "R@5", "R@10", "R@20"}
+    assert len(summary["history"]) == TINY_RUN["epochs_num"]
+    assert set(summary["test"]) == {"R@1", "R@5", "R@10", "R@20"}
     assert (run / "best_model.pth").read_bytes() == before
     assert "Test test / queries_v1: R@1:" in capsys.readouterr().out
 
@@ -303,7 +304,7 @@ def test_resume_of_a_finished_run_with_a_test_set_only_tests(trained, tiny_city,
 def test_training_again_into_a_run_folder_is_refused(trained, tiny_city, capsys):
     workspace, run = trained
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
-    code, err = error_of(train.main, flags(tiny_city, workspace, "base"), capsys)
+    code, err = error_of(train.main, tiny_run_flags(tiny_city, workspace), capsys)
     assert code == 1
     assert f"{run} already holds a run (best_model.pth, last_checkpoint.pth" in err
     assert "keep both by choosing another --save_dir" in err
@@ -327,7 +328,8 @@ def test_overwrite_replaces_the_whole_run(tiny_city, tmp_path):
 
 def test_evaluating_again_is_refused_before_any_descriptor(trained, tiny_city, capsys):
     workspace, run = trained
-    argv = eval_flags(tiny_city, workspace, "base", "--resume_model", str(run / "best_model.pth"))
+    model = str(run / "best_model.pth")
+    argv = eval_flags(tiny_city, workspace, TINY_RUN_NAME, "--resume_model", model)
     evaluation.main(argv)
     out = run / "eval_test_queries_v1"
     first = (out / "results.json").read_text()
@@ -651,8 +653,8 @@ def test_sync_records_training_runs_from_their_summary(trained, tmp_path):
     with connect(catalog, read_only=True) as con:
         runs = con.execute("SELECT run, kind, fc_output_dim FROM runs ORDER BY run").fetchall()
         results = list_results(con)
-    assert ("base", "eval", 32) in runs or ("base", "train", 32) in runs
-    assert "base" in set(results["run"])
+    assert (TINY_RUN_NAME, "eval", 32) in runs or (TINY_RUN_NAME, "train", 32) in runs
+    assert TINY_RUN_NAME in set(results["run"])
 
 
 def test_sync_without_runs_names_the_folder(tmp_path, capsys):
@@ -668,11 +670,12 @@ def test_an_ingest_into_a_busy_catalog_gets_the_sentence(tmp_path, monkeypatch, 
     monkeypatch.setenv("COSPLACE_CATALOG_WAIT_S", "0.3")
     holder = hold_catalog(catalog, 60)
     try:
-        code = ingest.main([str(tmp_path), "--db", str(catalog), "--no_progress"])
+        code, err = error_of(
+            ingest.main, [str(tmp_path), "--db", str(catalog), "--no_progress"], capsys
+        )
     finally:
         holder.kill()
         holder.wait()
-    err = capsys.readouterr().err
     assert code == 1
     assert f"error: The catalog {catalog} is locked by another process that is writing" in err
     assert "Traceback" not in err and "Could not set lock" not in err

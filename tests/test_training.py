@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_training_flags
+from conftest import TINY_RUN_NAME, tiny_training_flags
 
 from app import results_view as rv
 from core.errors import UserError
@@ -32,10 +32,9 @@ def train_args(city, workspace, name, *extra):
 
 
 @pytest.fixture(scope="module")
-def trained_run(tiny_city, tmp_path_factory):
-    workspace = tmp_path_factory.mktemp("workspace")
-    summary = train.train(parse_arguments(train_args(tiny_city, workspace, "e2e")))
-    return workspace / "runs" / "e2e", summary
+def trained_run(tiny_run):
+    _, run, summary = tiny_run
+    return run, summary
 
 
 def test_train_writes_checkpoints_and_test_recalls(trained_run):
@@ -67,7 +66,7 @@ def test_eval_prints_reference_format_and_saves_predictions(trained_run, tiny_ci
             "--num_preds_to_save", "3",
             "--save_descriptors",
             "--workspace", str(run.parent.parent),
-            "--save_dir", "e2e",
+            "--save_dir", TINY_RUN_NAME,
         ]
     )  # fmt: skip
     printed = capsys.readouterr().out
@@ -86,7 +85,7 @@ def test_eval_prints_reference_format_and_saves_predictions(trained_run, tiny_ci
     assert results["num_queries"] == len(queries_paths)
     with connect(run.parent.parent / "catalog.duckdb", read_only=True) as con:
         recorded = list_results(con).set_index("queries")
-    assert recorded.loc["queries_v2", "run"] == "e2e"
+    assert recorded.loc["queries_v2", "run"] == TINY_RUN_NAME
     assert recorded.loc["queries_v2", "r1"] == pytest.approx(results["recalls"]["R@1"])
     assert recorded.loc["queries_v1", "kind"] == "eval"  # the run was re-recorded by eval
 

@@ -117,7 +117,7 @@ def subset_folder(train_folder: str | Path, fraction: float, seed: int, workspac
         link = out / relative
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(source / relative)
-    listing.write_text(content)  # last: a folder cut off half-built is rebuilt next time
+    files.write_text(listing, content)  # last: a folder cut off half-built is rebuilt next time
     return out
 
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from core.descriptors import extract_from_paths
 from core.errors import UserError, user_errors
-from core.geo import UTMZone
+from core.geo import UTMZone, single_zone
 from core.index import (
     INDEX_TYPES,
     IndexManifest,
@@ -34,7 +34,7 @@ from core.index import (
 from core.model import model_from_checkpoint
 from data_catalog import runs
 from data_catalog.serving import ServingDatabase, write_serving_database
-from training.data import read_folder, single_zone
+from training.data import read_folder
 
 # Below this many images an exact (flat) index answers a query in well under a second on a
 # CPU and needs count x dim x 4 bytes (2 GB at 1M x 512); above it IVF-PQ keeps memory small.

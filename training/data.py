@@ -24,7 +24,7 @@ import torchvision.transforms as T
 from torch.utils.data import Dataset
 
 from core.descriptors import IMAGENET_MEAN, IMAGENET_STD
-from core.geo import MixedUTMZoneError, UTMZone, check_single_zone
+from core.geo import UTMZone, single_zone
 from core.images import ImageError, load_image
 from core.partition import Partition, PartitionParams
 from data_catalog.name_cache import load_names, load_partition
@@ -67,19 +67,6 @@ def _report_malformed(source: NameSource, names: NameArrays) -> None:
             path,
             reason,
         )
-
-
-def single_zone(zones: list[tuple[int, str]], where: object) -> UTMZone:
-    """The one UTM zone of a dataset; MixedUTMZoneError (one sentence) if it spans several."""
-    numbers, letters = zip(*zones, strict=True) if zones else ((), ())
-    try:
-        return check_single_zone(list(numbers), list(letters))
-    except MixedUTMZoneError:
-        found = ", ".join(f"{number}{letter}" for number, letter in zones)
-        raise MixedUTMZoneError(
-            f"{where} mixes UTM zones {found}: eastings of different zones are not "
-            "comparable, so give a folder or list of one zone only"
-        ) from None
 
 
 def list_images(folder: str | Path) -> list[str]:

@@ -286,6 +286,20 @@ def build_model(args, device: torch.device | None = None) -> CosPlaceNet:
     return model.to(device, memory_format=torch.channels_last)
 
 
+def evaluate_with_flags(args, context, model, test_set) -> EvalResult:
+    """evaluate() with the inference flags: batch size, resizing, threshold, workers."""
+    return evaluate(
+        context,
+        model,
+        test_set,
+        args.infer_batch_size,
+        args.resize_test_imgs,
+        args.image_size,
+        args.positive_dist_threshold,
+        args.num_workers,
+    )
+
+
 def output_folder(args, test_set_folder) -> Path:
     return runs.evaluation_folder(args.run_folder, test_set_folder, args.queries_folder)
 
@@ -310,16 +324,7 @@ def run(args) -> EvalResult:
     model = build_model(args)
     test_set = load_test_set(args.test_set_folder, args.queries_folder)
     start = time.perf_counter()
-    result = evaluate(
-        context,
-        model,
-        test_set,
-        args.infer_batch_size,
-        args.resize_test_imgs,
-        args.image_size,
-        args.positive_dist_threshold,
-        args.num_workers,
-    )
+    result = evaluate_with_flags(args, context, model, test_set)
     if context.is_main:
         out = output_folder(args, test_set.root)
         out.mkdir(parents=True, exist_ok=True)

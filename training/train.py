@@ -322,16 +322,21 @@ def train(args) -> dict:
     return summary
 
 
-@user_errors
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = config.parse_arguments(argv)
+def check_training_flags(args) -> None:
+    """The flags every training command needs (this one and the baselines')."""
     if not args.train_set_folder or not args.val_set_folder:
         raise config.BadFlagError(
             "--train_set_folder and --val_set_folder (or --dataset_folder) are required"
         )
     if args.device == "cuda" and not torch.cuda.is_available():
         log.warning("CUDA is not available: training on the CPU")
+
+
+@user_errors
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = config.parse_arguments(argv)
+    check_training_flags(args)
     train(args)
 
 

@@ -9,24 +9,11 @@ from core.model import load_checkpoint
 from core.recall import format_recalls
 from data_catalog import runs
 from training.data import load_test_set
-from training.eval import EvalResult, evaluate, left_out_note, test_result
+from training.eval import evaluate_with_flags, left_out_note, test_result
 
 
 def validate(args, context, model, val_set) -> dict[int, float]:
-    return evaluate_set(args, context, model, val_set).recalls
-
-
-def evaluate_set(args, context, model, test_set) -> EvalResult:
-    return evaluate(
-        context,
-        model,
-        test_set,
-        args.infer_batch_size,
-        args.resize_test_imgs,
-        args.image_size,
-        args.positive_dist_threshold,
-        args.num_workers,
-    )
+    return evaluate_with_flags(args, context, model, val_set).recalls
 
 
 def test_best_model(args, context, model, run_folder: Path) -> dict:
@@ -44,7 +31,7 @@ def test_best_model(args, context, model, run_folder: Path) -> dict:
         test_set = load_test_set(args.test_set_folder, args.queries_folder)
     except ValueError as error:
         raise UserError(one_line(error)) from error
-    result = evaluate_set(args, context, model, test_set)
+    result = evaluate_with_flags(args, context, model, test_set)
     if context.is_main:
         print(
             f"Test {test_set.name} / {args.queries_folder}: "

@@ -39,7 +39,7 @@ from training.data import load_test_set, read_folder
 from training.eval import build_model, record_in_catalog
 from training.run_folder import prepare_run_folder
 from training.schedule import amp_dtype
-from training.train import augmentation, seed_everything
+from training.train import augmentation, check_training_flags, seed_everything
 from training.validation import test_best_model, validate
 
 log = logging.getLogger(__name__)
@@ -335,12 +335,7 @@ def train(args) -> dict:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_arguments(argv)
-    if not args.train_set_folder or not args.val_set_folder:
-        raise config.BadFlagError(
-            "--train_set_folder and --val_set_folder (or --dataset_folder) are required"
-        )
-    if args.device == "cuda" and not torch.cuda.is_available():
-        log.warning("CUDA is not available: training on the CPU")
+    check_training_flags(args)
     train(args)
 
 

@@ -184,6 +184,10 @@ def result_row(grid: str, point: Point, args, summary: dict, seconds: float) -> 
     return row
 
 
+def results_path(workspace: str | Path, grid: str) -> Path:
+    return runs.grid_file(workspace, grid)
+
+
 def load_results(path: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
@@ -223,7 +227,7 @@ def run_grid(grid: str, base_argv: list[str], options: argparse.Namespace) -> di
                 f"choose from {[p.name for p in points]}"
             )
         points = [p for p in points if p.name in options.points]
-    path = runs.grid_file(base.workspace, grid)
+    path = results_path(base.workspace, grid)
     rows = load_results(path)
     failed = []
     for point in points:

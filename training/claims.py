@@ -82,6 +82,10 @@ class Planned:
     fraction: float
 
 
+def results_file(workspace: str | Path) -> Path:
+    return runs.claims_file(workspace)
+
+
 def grid_name(grid: str) -> str:
     return f"claims_{grid}"
 
@@ -178,7 +182,7 @@ def train_points(
     after_point(tables, failed) runs (main writes claims.json there)."""
     workspace = config.parse_arguments(base_argv).workspace
     tables = {
-        grid: ablation.load_results(runs.grid_file(workspace, grid_name(grid)))
+        grid: ablation.load_results(ablation.results_path(workspace, grid_name(grid)))
         for grid in {p.grid for p in planned}
     }
     failed = []
@@ -204,7 +208,7 @@ def train_points(
         row.update({f"test_r{n}": recalls.get(n) for n in RECALL_VALUES})
         row.update(test_queries=queries, cpu_seconds=cpu_seconds() - cpu_start)
         rows[item.point.name] = row
-        ablation.save_results(rows, runs.grid_file(workspace, grid_name(item.grid)))
+        ablation.save_results(rows, ablation.results_path(workspace, grid_name(item.grid)))
         after_point(tables, failed)
     return tables, failed
 
@@ -343,7 +347,7 @@ def main(argv: list[str] | None = None) -> dict:
     base_argv = base_arguments(str(root), options.workspace, extra)
     base = config.parse_arguments(base_argv)
     start, cpu_start = time.perf_counter(), cpu_seconds()
-    path = runs.claims_file(options.workspace)
+    path = results_file(options.workspace)
     budget = {k: getattr(base, k) for k in BUDGET} | {"fc_output_dim": base.fc_output_dim}
     memory = None
     if "memory" in options.claims:  # first: minutes, where the trainings take the hour

@@ -29,22 +29,12 @@ from data_catalog import app_queries, catalog, catalog_partition
 # Polygons per layer sent to the browser: ~15k cells and ~15k wedges stay under 20 MB of
 # JSON together (benchmarks/app_scale.py measures it).
 MAX_SHAPES = 15_000
-
-
 WEDGE_RADIUS = 0.45  # of the cell side, so wedges of neighbouring cells never touch
-
-
 WEDGE_ARC_POINTS = 4
-
-
 COORD_DECIMALS = 6  # 0.1 m of latitude: plenty, and it keeps the JSON short
-
-
 BASEMAP = "light"  # Carto's Positron through pydeck: no token needed
 
 # Qualitative colours (Tableau 20 without its greys), cycled over (u, v) cells and groups.
-
-
 PALETTE = np.array(
     [
         [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],

@@ -25,17 +25,11 @@ from data_catalog.name_source import walk_images
 from data_catalog.name_table import parse_paths
 
 PAPER_THRESHOLD_M = 25.0
-
-
 TRAIN_COMMAND = "make demo-model"
-
-
 EVAL_COMMAND = (
     "python -m training.eval --dataset_folder data/synthetic_demo --workspace data "
     "--save_dir demo --resume_model data/runs/demo/best_model.pth --device cpu"
 )
-
-
 CLAIMS_COMMAND = "python -m training.claims --dataset_folder data/synthetic_demo --workspace data"
 
 

@@ -34,6 +34,7 @@ from core.index import (
 from core.model import CheckpointError, model_from_checkpoint
 from core.recall import DEFAULT_POSITIVE_DIST_THRESHOLD
 from data_catalog import runs
+from data_catalog.name_source import walk_images
 from data_catalog.names import MalformedNameError, parse_name
 from data_catalog.serving import ServingDatabase, ServingFilesError, read_serving_database
 
@@ -150,9 +151,7 @@ def test_query_files(database: ServingDatabase) -> list[Path]:
         return []
     files: list[Path] = []
     for folder in sorted(parent.glob("queries*")):
-        files += sorted(
-            p for p in folder.rglob("*") if p.suffix.lower().lstrip(".") in UPLOAD_TYPES
-        )
+        files += [folder / path for path in walk_images(folder)[0]]
     return files
 
 

@@ -40,14 +40,8 @@ def _field_type(field: str) -> str:
 
 
 # Columns filled from the name, in FIELD_NAMES order, then the two derived from the timestamp.
-
-
 NAME_COLUMNS: dict[str, str] = {field: _field_type(field) for field in FIELD_NAMES}
-
-
 DERIVED_COLUMNS: dict[str, str] = {"year": "SMALLINT", "month": "TINYINT"}
-
-
 IMAGE_COLUMNS: tuple[str, ...] = (
     "dataset",
     "path",
@@ -56,7 +50,6 @@ IMAGE_COLUMNS: tuple[str, ...] = (
     *NAME_COLUMNS,
     *DERIVED_COLUMNS,
 )
-
 
 SCHEMA = [
     "CREATE SEQUENCE IF NOT EXISTS image_id_seq START 1",
@@ -99,11 +92,7 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
 # How long connect() waits for another process's lock before giving up. DuckDB allows one
 # writing process and no reader in another process while it writes, so a second process
 # waits here rather than failing on the first try. COSPLACE_CATALOG_WAIT_S overrides it.
-
-
 DEFAULT_LOCK_WAIT_S = 30.0
-
-
 _LOCK_RETRY_INTERVAL_S = 0.2
 
 

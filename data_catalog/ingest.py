@@ -40,12 +40,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from core.errors import UserError, user_errors
-from data_catalog.catalog import (
-    IMAGE_COLUMNS,
-    connect,
-    dataset_zone,
-    run,
-)
+from data_catalog.catalog import IMAGE_COLUMNS, connect, dataset_zone, run
 from data_catalog.dataset_layout import Source, resolve_source
 from data_catalog.name_pattern import FAST_NAME_PATTERN, judge, sql_text, typed_fields_sql
 from data_catalog.name_source import (

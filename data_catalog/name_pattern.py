@@ -23,10 +23,7 @@ from data_catalog.names import (
 # Each field's pattern accepts a subset of what names._check_fields accepts for that field, so
 # a name matching the whole pattern is valid for parse_name too. Anything else is decided by
 # parse_name.
-
 _NUMBER = r"[+-]?[0-9]+(?:\.[0-9]+)?"
-
-
 _SPECIAL_PATTERNS = {
     "lat": r"[+-]?0*(?:[1-8]?[0-9](?:\.[0-9]+)?|90(?:\.0+)?)",  # |lat| <= 90
     "lon": r"[+-]?0*(?:(?:1[0-7][0-9]|[1-9]?[0-9])(?:\.[0-9]+)?|180(?:\.0+)?)",  # |lon| <= 180
@@ -35,8 +32,6 @@ _SPECIAL_PATTERNS = {
     "timestamp": r"(?:[0-9]{4}(?:0[1-9]|1[0-2])(?:[0-9]{2}(?:_[0-9]{6})?)?)?",
     "extension": r"\.[^@/]*",
 }
-
-
 _FREE_TEXT_FIELDS = ("pano_id", "tile_num", "note")  # parse_name checks nothing but '@'
 
 
@@ -55,8 +50,6 @@ def _field_pattern(name: str) -> str:
 
 
 # Matched against a whole relative path: the base name follows the last '/' (folders may hold '@').
-
-
 FAST_NAME_PATTERN = (
     "^(?:.*/)?" + "".join(f"@(?:{_field_pattern(name)})" for name in FIELD_NAMES) + "$"
 )

@@ -29,25 +29,16 @@ from core.errors import UserError
 from data_catalog.name_pattern import sql_text
 
 LIST_SUFFIX = "_images_paths.txt"
-
-
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
-
-
 LINE_BREAK_REASON = "the file name holds a line break"
+
 # Bytes of a list file parsed per DuckDB query: big enough to keep both cores busy, small
 # enough that a 41M-line list never sits in memory whole.
-
-
 CHUNK_BYTES = 16 << 20
 
 
 class NameSourceError(UserError, ValueError):
     """A folder or list that cannot give names; str() says which and what to give instead."""
-
-
-# Each accepts a subset of what names._check_fields accepts for that field, so a name matching
-# the whole pattern is valid for parse_name too. Anything else is decided by parse_name.
 
 
 @dataclass(frozen=True)
@@ -304,9 +295,6 @@ class PathList(Sequence[str]):
         if self.file is not None:
             return PathList(self.start[indices], self.length[indices], file=self.file)
         return PathList(self.start[indices], self.length[indices], buffer=self._data)
-
-
-# Per valid name: numbers as below; heading NaN and year -1 when the name leaves them empty.
 
 
 def joined_paths(paths: Sequence[str]) -> bytes:

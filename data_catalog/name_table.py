@@ -40,14 +40,13 @@ from data_catalog.name_source import (
 )
 from data_catalog.names import FIELD_NAMES
 
+# Per valid name: numbers as below; heading NaN and year -1 when the name leaves them empty.
 _ARRAY_FIELDS = {
     "east": ("utm_east", np.float64),
     "north": ("utm_north", np.float64),
     "heading": ("heading", np.float64),
     "zone_number": ("utm_zone_number", np.int16),
 }
-
-
 _NUMERIC_COLUMNS = (*_ARRAY_FIELDS, "zone_letter", "year")
 
 

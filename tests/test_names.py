@@ -13,13 +13,7 @@ from hypothesis import strategies as st
 from data_catalog.catalog import NAME_COLUMNS
 from data_catalog.name_pattern import FAST_NAME_PATTERN
 from data_catalog.name_table import parse_paths
-from data_catalog.names import (
-    FIELD_NAMES,
-    MalformedNameError,
-    format_name,
-    make_name,
-    parse_name,
-)
+from data_catalog.names import FIELD_NAMES, MalformedNameError, format_name, make_name, parse_name
 
 REAL = (
     "@0543037.38@4180974.80@10@S@037.77510@-122.51130@1ooZhwTQyuNt0xiue5YhLg@@134@@@@201311@@.jpg"

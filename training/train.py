@@ -40,10 +40,7 @@ from training.data import (
     load_train_set,
     train_transform,
 )
-from training.eval import (
-    build_model,
-    record_in_catalog,
-)
+from training.eval import build_model, record_in_catalog
 from training.run_folder import adopt_best_model, prepare_run_folder
 from training.schedule import amp_dtype, set_network_lr
 from training.unreadable import UnreadableImages, gather_unreadable

@@ -8,12 +8,7 @@ import streamlit as st
 from app import resources, view_state
 from app.catalog_reader import CatalogBusyError
 from app.group_separation import fig4_figure, group_separation
-from app.map_layers import (
-    MapSelection,
-    build_map_layers,
-    cell_images,
-    group_label,
-)
+from app.map_layers import MapSelection, build_map_layers, cell_images, group_label
 from core.partition import (
     DEFAULT_ALPHA,
     DEFAULT_L,

@@ -47,6 +47,13 @@ def temporary_siblings(path: str | os.PathLike) -> list[Path]:
     return sorted(path.parent.glob(pattern))
 
 
+def new_file_mode() -> int:
+    """The mode open() gives a new file: 0o666 less the process's umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def stage(path: str | os.PathLike, fill: Callable[[BinaryIO], object]) -> Path:
     """Call fill(file) on a new uniquely named sibling of `path`, fsync it, return its path.
 
@@ -57,6 +64,7 @@ def stage(path: str | os.PathLike, fill: Callable[[BinaryIO], object]) -> Path:
     handle, name = tempfile.mkstemp(
         prefix=_temporary_prefix(path), suffix=TEMPORARY_SUFFIX, dir=path.parent
     )
+    os.fchmod(handle, new_file_mode())  # mkstemp's 0o600 would hide results from other users
     tmp = Path(name)
     try:
         with os.fdopen(handle, "wb") as file:

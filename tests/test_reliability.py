@@ -547,6 +547,13 @@ def test_writers_in_threads_leave_one_whole_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
 
+def test_a_file_written_whole_gets_the_mode_of_one_written_plainly(tmp_path):
+    (tmp_path / "plain.json").write_text("{}")
+    files.write_json(tmp_path / "whole.json", {})
+    plain, whole = (tmp_path / "plain.json").stat(), (tmp_path / "whole.json").stat()
+    assert whole.st_mode == plain.st_mode
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     path = tmp_path / "best_model.pth"
     files.write_bytes(path, b"old")

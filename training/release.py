@@ -228,6 +228,11 @@ def export(args: argparse.Namespace) -> dict:
 
 
 def read_record(out: Path) -> dict:
+    if not (out / RECORD).exists():
+        raise ReleaseError(
+            f"{out / RECORD} is missing: restore it with git checkout {out}, or ship a model "
+            "there with make demo-release"
+        )
     return read_json(out / RECORD)
 
 

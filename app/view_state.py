@@ -6,21 +6,50 @@ the current values are written back to the URL.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 
 
-def initial(key: str, default: Any, cast: Callable[[str], Any] = str) -> None:
-    """Seed st.session_state[key] from the URL (or `default`) unless the widget already has it."""
+def initial(
+    key: str,
+    default: Any,
+    cast: Callable[[str], Any] = str,
+    low: float | None = None,
+    high: float | None = None,
+) -> None:
+    """Seed st.session_state[key] from the URL (or `default`) unless the widget already has it.
+
+    A link is user input: a value that does not cast, or a number outside [low, high] (the
+    widget's own range) or not finite, falls back to `default` instead of reaching the widget.
+    """
     if key in st.session_state:
         return
     raw = st.query_params.get(key)
     try:
-        st.session_state[key] = cast(raw) if raw is not None else default
-    except (TypeError, ValueError):
-        st.session_state[key] = default
+        value = cast(raw) if raw is not None else default
+    except (TypeError, ValueError, OverflowError):
+        value = default
+    if isinstance(value, int | float) and not within(value, low, high):
+        value = default
+    st.session_state[key] = value
+
+
+def within(value: float, low: float | None, high: float | None) -> bool:
+    return (
+        math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
+    )
+
+
+def int_tuple(raw: str | None, size: int) -> tuple[int, ...] | None:
+    """'12_-3' -> (12, -3) when it holds exactly `size` integers; None otherwise."""
+    try:
+        values = tuple(int(part) for part in (raw or "").split("_"))
+    except ValueError:
+        return None
+    return values if len(values) == size else None
 
 
 def initial_choice(key: str, options: list, default: Any = None) -> None:

@@ -293,3 +293,39 @@ def test_no_pages_folder_beside_the_entry():
         "dataset.py",
         "results.py",
     }
+
+
+# --- hostile links --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "page, params, key, expected",
+    [
+        (None, {"cell": "5"}, None, None),
+        (None, {"focus": "1_2"}, None, None),
+        (None, {"M": "inf", "N": "-3", "alpha": "nan"}, "M", 10.0),
+        ("retrieve", {"k": "50", "threshold": "-4"}, "k", 5),
+    ],
+)
+def test_a_link_with_values_out_of_range_opens_the_default_view(
+    monkeypatch, workspace, page, params, key, expected
+):
+    monkeypatch.setenv("COSPLACE_WORKSPACE", str(workspace))
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    for name, value in params.items():
+        at.query_params[name] = value
+    at.run()
+    if page:
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    if key:
+        assert at.session_state[key] == expected
+
+
+def test_the_served_app_never_shows_error_details_to_a_visitor():
+    from streamlit.config import ShowErrorDetailsConfigOptions
+
+    procfile = (Path(MAIN).parents[1] / "Procfile").read_text()
+    assert "--server.address=0.0.0.0" in procfile
+    assert "--client.showErrorDetails=none" in procfile
+    assert ShowErrorDetailsConfigOptions.NONE.value == "none"  # a value Streamlit accepts

@@ -297,11 +297,13 @@ def test_claims_end_to_end_on_the_tiny_city(tiny_city, tmp_path, capsys):
 # --- the page -------------------------------------------------------------------------------
 
 
-def open_page(monkeypatch, workspace: Path, recorded: Path | None = None) -> AppTest:
+def open_page(monkeypatch, workspace: Path, recorded: Path | None = None, **params: str) -> AppTest:
     """The page on `workspace`, with `recorded` as the shipped claims (none by default)."""
     monkeypatch.setenv("COSPLACE_WORKSPACE", str(workspace))
     monkeypatch.setenv("COSPLACE_RECORDED_CLAIMS", str(recorded or workspace / "no_records"))
     at = AppTest.from_file(PAGE, default_timeout=180)
+    for name, value in params.items():
+        at.query_params[name] = value
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -446,3 +448,10 @@ def test_malformed_claims_files_are_skipped_or_shown_without_their_odd_values(tm
     assert claims_view.budget_caption(claims).endswith("(); 0 min wall, 0 CPU-min")
     (tmp_path / "record.json").write_text(json.dumps({"machine": "x", "wall_time_s": "y"}))
     assert claims_view.recorded_provenance(tmp_path).startswith("recorded ? on ? (? cores) in 0")
+
+
+@pytest.mark.parametrize("threshold", ["500", "0", "nan", "x"])
+def test_a_threshold_link_out_of_the_sliders_range_opens_at_25_m(monkeypatch, one_run, threshold):
+    at = open_page(monkeypatch, one_run, threshold=threshold)
+    assert at.slider[0].value == 25
+    assert recall_table(at)["threshold_m"].iloc[0] == 25

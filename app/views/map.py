@@ -18,6 +18,8 @@ from core.partition import (
     PartitionParams,
 )
 
+MAX_M = 10_000.0  # a cell side beyond 10 km holds a whole city
+
 st.title("Partition map")
 catalog, datasets = resources.catalogued_datasets_or_stop()
 
@@ -35,12 +37,12 @@ with st.sidebar:
         st.stop()
     view_state.initial_choice("split", splits, "train")
     split = st.selectbox("Split", splits, key="split")
-    view_state.initial("M", float(DEFAULT_M), float)
-    view_state.initial("alpha", float(DEFAULT_ALPHA), float)
-    view_state.initial("N", DEFAULT_N, int)
-    view_state.initial("L", DEFAULT_L, int)
-    view_state.initial("min_images", DEFAULT_MIN_IMAGES_PER_CLASS, int)
-    M = st.number_input("M: cell side (m)", min_value=1.0, step=1.0, key="M")
+    view_state.initial("M", float(DEFAULT_M), float, 1.0, MAX_M)
+    view_state.initial("alpha", float(DEFAULT_ALPHA), float, 1.0, 360.0)
+    view_state.initial("N", DEFAULT_N, int, 1, 50)
+    view_state.initial("L", DEFAULT_L, int, 1, 36)
+    view_state.initial("min_images", DEFAULT_MIN_IMAGES_PER_CLASS, int, 1, 1000)
+    M = st.number_input("M: cell side (m)", 1.0, MAX_M, step=1.0, key="M")
     alpha = st.number_input("alpha: heading bin (deg)", 1.0, 360.0, step=5.0, key="alpha")
     N = st.number_input("N: cells between classes of a group", 1, 50, key="N")
     L = st.number_input("L: heading bins between them", 1, 36, key="L")
@@ -90,18 +92,11 @@ group = st.selectbox(
 group = None if group == -1 else group
 
 focus = st.session_state.get("focus")
-if focus is None and st.query_params.get("focus"):
-    try:
-        focus = tuple(int(x) for x in st.query_params["focus"].split("_"))
-    except ValueError:
-        focus = None
+if focus is None:
+    focus = view_state.int_tuple(st.query_params.get("focus"), 3)  # (east, north, level)
 selected = st.session_state.get("cell")
-if selected is None and st.query_params.get("cell"):
-    try:
-        selected = tuple(int(x) for x in st.query_params["cell"].split("_"))
-    except ValueError:
-        selected = None
-
+if selected is None:
+    selected = view_state.int_tuple(st.query_params.get("cell"), 2)  # (east, north)
 layers = build_map_layers(view, MapSelection(group, focus, selected))
 for note in layers.notes:
     st.caption(note)

@@ -140,7 +140,7 @@ if runs.empty and grids.empty and not claim_sources:
     )
     st.stop()
 
-view_state.initial("threshold", 25, int)
+view_state.initial("threshold", 25, int, 1, 100)
 threshold = st.slider(
     "Distance threshold for a correct prediction (m)",
     min_value=1,

@@ -36,9 +36,9 @@ with st.sidebar:
     others = ["(none)", *[r for r in runs if r != run]]
     view_state.initial_choice("run2", others, "(none)")
     run2 = st.selectbox("Compare with run", others, key="run2")
-    view_state.initial("k", 5, int)
+    view_state.initial("k", 5, int, 1, 20)
     k = st.slider("Results per query (k)", 1, 20, key="k")
-    view_state.initial("threshold", 25, int)
+    view_state.initial("threshold", 25, int, 1, 1000)
     threshold = st.number_input("Correct within (m)", 1, 1000, key="threshold")
 
 chosen = [run] + ([run2] if run2 != "(none)" else [])

@@ -5,7 +5,7 @@ it when that file exists -- paths relative to X, one per line, in the file's ord
 otherwise by walking X (image files, sorted by relative path). Lines end in '\\n' or
 '\\r\\n'; blank lines are skipped; a leading './' is dropped; an absolute path is made
 relative to X when it lies inside X (as given, or with links resolved) and is malformed, with
-that reason, when it does not.
+that reason, when it does not; so is a path with a '..' segment, which could climb out of X.
 
 Paths are never held as millions of Python strings: a `PathList` keeps each path's byte
 offset and length in the list file (or in one bytes buffer for a walked folder) and decodes
@@ -106,7 +106,19 @@ def walk_images(
 
 
 def outside_reason(folder: Path) -> str:
-    return f"absolute path outside {folder}; list paths relative to {folder.name}/"
+    return (
+        f"path outside {folder} (absolute, or climbing out with ../); "
+        f"list paths relative to {folder.name}/"
+    )
+
+
+def _climbs_sql(line: str) -> str:
+    """SQL: the listed path has a '..' segment (it could leave the folder), line break or not."""
+    path = f"rtrim({line}, chr(13) || chr(10))"
+    return (
+        f"({path} = '..' OR starts_with({path}, '../') OR contains({path}, '/../') "
+        f"OR ends_with({path}, '/..'))"
+    )
 
 
 def _inside_prefixes(folder: Path) -> list[str]:
@@ -114,7 +126,8 @@ def _inside_prefixes(folder: Path) -> list[str]:
 
 
 def normalized_path_sql(line: str, folder: Path) -> str:
-    """SQL of a listed path made relative to folder, NULL for an absolute path outside it.
+    """SQL of a listed path made relative to folder, NULL for a path outside it (absolute, or
+    with a '..' segment).
 
     The result is always a suffix of the line, so its bytes sit at the line's end.
     """
@@ -123,7 +136,8 @@ def normalized_path_sql(line: str, folder: Path) -> str:
         for p in _inside_prefixes(folder)
     )
     return (
-        f"CASE WHEN starts_with({line}, './') THEN substr({line}, 3) {inside} "
+        f"CASE WHEN {_climbs_sql(line)} THEN NULL "
+        f"WHEN starts_with({line}, './') THEN substr({line}, 3) {inside} "
         f"WHEN starts_with({line}, '/') THEN NULL ELSE {line} END"
     )
 
@@ -135,7 +149,7 @@ def cut_sql(line: str, folder: Path) -> str:
         for p in _inside_prefixes(folder)
     )
     return (
-        f"CASE WHEN starts_with({line}, './') THEN 2 {inside} "
+        f"CASE WHEN {_climbs_sql(line)} THEN -1 WHEN starts_with({line}, './') THEN 2 {inside} "
         f"WHEN starts_with({line}, '/') THEN -1 ELSE 0 END"
     )
 

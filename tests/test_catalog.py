@@ -341,7 +341,8 @@ def test_absolute_paths_in_a_list(dataset_dir, tmp_path):
     assert stored == sorted(f"train/{p.relative_to(train).as_posix()}" for p in inside)
     bad = catalog.malformed_names(con)
     assert bad["reason"].tolist() == [
-        f"absolute path outside {listing.parent / 'train'}; list paths relative to train/"
+        f"path outside {listing.parent / 'train'} (absolute, or climbing out with ../); "
+        "list paths relative to train/"
     ]
 
 

@@ -87,9 +87,25 @@ def test_list_lines_crlf_blank_dot_and_absolute_paths(train_folder, tmp_path):
     assert len(names) == len(paths) - 1
     reasons = dict(names.malformed)
     assert reasons[outside] == (
-        f"absolute path outside {train_folder}; list paths relative to train/"
+        f"path outside {train_folder} (absolute, or climbing out with ../); "
+        "list paths relative to train/"
     )
     assert "found 0" in reasons["  "]
+
+
+def test_list_lines_that_climb_out_of_the_folder_are_malformed(train_folder):
+    paths = city_paths()
+    climbing = [f"../val/{paths[1]}", f"./../{paths[2]}", f"2015/../../{paths[3]}"]
+    write_list(train_folder, [paths[0], *climbing, *paths[4:]])
+    names = read_folder(train_folder)
+    assert len(names) == len(paths) - 3
+    assert not any(".." in p for p in names.paths)
+    reasons = dict(names.malformed)
+    for line in climbing:
+        assert reasons[line] == (
+            f"path outside {train_folder} (absolute, or climbing out with ../); "
+            "list paths relative to train/"
+        )
 
 
 def test_first_listed_path_must_exist(train_folder):

@@ -53,11 +53,36 @@ def test_build_index_writes_manifest_and_database_table(workspace, tiny_city):
 def test_build_index_hnsw_is_served(workspace, tmp_path, tiny_city):
     run = copy_run(workspace / "runs" / "tiny", tmp_path / "hnsw")
     database = str(tiny_city / "test" / "database")
-    build_index_main(
-        ["--run_dir", str(run), "--database_folder", database, "--index_type", "hnsw", *INDEX_FLAGS]
-    )
+    argv = ["--run_dir", str(run), "--database_folder", database, "--index_type", "hnsw"]
+    build_index_main([*argv, *INDEX_FLAGS, "--overwrite"])
     serving = load_run_serving(run)
     assert serving.manifest.index_type == "hnsw" and serving.index.ntotal == 96
+
+
+def test_build_index_keeps_an_existing_index_unless_overwrite(
+    workspace, tmp_path, tiny_city, capsys
+):
+    run = copy_run(workspace / "runs" / "tiny", tmp_path / "kept")
+    before = (run / "index" / "index_manifest.json").read_bytes()
+    argv = ["--run_dir", str(run), "--database_folder", str(tiny_city / "test" / "database")]
+    with pytest.raises(SystemExit) as stop:
+        build_index_main([*argv, "--index_type", "hnsw", *INDEX_FLAGS])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "already holds an index" in err and "--overwrite" in err
+    assert (run / "index" / "index_manifest.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("flag", ["--pq_m", "--infer_batch_size", "--nprobe", "--image_size"])
+def test_build_index_flag_values_that_cannot_work_are_one_sentence(tmp_path, flag, capsys):
+    with pytest.raises(SystemExit) as stop:
+        build_index_main(
+            ["--run_dir", str(tmp_path), "--database_folder", str(tmp_path), flag, "0"]
+        )
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{flag} 0 is too small: give a value of at least 1" in err
+    assert "Traceback" not in err
 
 
 def test_auto_index_is_exact_below_a_million():

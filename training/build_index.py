@@ -68,7 +68,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--infer_batch_size", type=int, default=16)
     parser.add_argument("--device", default="cpu", choices=["cuda", "cpu"])
     parser.add_argument("--num_workers", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace RUN/index if it exists")
     return parser
+
+
+# Flags whose values below 1 no index can use (None for nlist: chosen from the count).
+AT_LEAST_ONE = ("nlist", "nprobe", "pq_m", "hnsw_m", "ef_search", "image_size", "infer_batch_size")
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """The flags, each value checked before any work (a bad one: one line, exit 2)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in AT_LEAST_ONE:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name} {value} is too small: give a value of at least 1")
+    if args.num_workers < 0:
+        parser.error(f"--num_workers {args.num_workers} must be 0 or more")
+    return args
+
+
+def check_index_folder(run_dir: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse, before any descriptor, to replace a run's index without --overwrite."""
+    out = Path(run_dir) / runs.INDEX_DIR
+    found = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if found and not overwrite:
+        raise UserError(
+            f"{out} already holds an index ({', '.join(found[:4])}); keep it, or replace it "
+            "with --overwrite"
+        )
 
 
 def choose_index_type(requested: str, count: int) -> str:
@@ -85,6 +114,7 @@ def build_run_index(args: argparse.Namespace) -> Path:
         raise UserError(f"{checkpoint} not found: train the run first (python -m training.train)")
     if not database_folder.is_dir():
         raise UserError(f"--database_folder {database_folder} is not a folder")
+    check_index_folder(run_dir, args.overwrite)
     names = read_folder(database_folder)
     if not len(names):
         raise UserError(f"{database_folder} holds no SF-XL named images to index")
@@ -149,7 +179,7 @@ def save_run_index(
     try:
         index, params = build_index(descriptors, index_type, **index_params)
     except ValueError as error:
-        raise SystemExit(f"cannot build a {index_type} index: {error}") from None
+        raise UserError(f"cannot build a {index_type} index: {error}") from None
     manifest = IndexManifest(
         index_type=index_type,
         dim=index.d,
@@ -170,7 +200,7 @@ def save_run_index(
 @user_errors
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    build_run_index(build_parser().parse_args(sys.argv[1:] if argv is None else argv))
+    build_run_index(parse_arguments(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from data_catalog import results as catalog_results
 from data_catalog import runs
 from data_catalog.catalog import connect
 from training import config, distributed
-from training.build_index import index_from_evaluation, pop_build_index_flag
+from training.build_index import check_index_folder, index_from_evaluation, pop_build_index_flag
 from training.data import TestSet, load_test_set
 
 log = logging.getLogger(__name__)
@@ -313,6 +313,8 @@ def check_output_folder(args) -> None:
             f"{out} already holds results of this evaluation ({', '.join(found[:4])}); keep "
             "both by choosing another --save_dir, or replace them with --overwrite"
         )
+    if getattr(args, "build_index", False):
+        check_index_folder(args.run_folder, args.overwrite)
 
 
 def run(args) -> EvalResult:

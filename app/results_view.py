@@ -116,7 +116,7 @@ def list_evaluations(workspace: str | Path) -> list[Evaluation]:
             result = runs.read_results(results_file)
             if not result:
                 continue
-            predictions = results_file.parent / runs.PREDICTIONS
+            predictions = runs.predictions_file(results_file.parent)
             found.append(
                 Evaluation(
                     run=folder.name,
@@ -125,7 +125,7 @@ def list_evaluations(workspace: str | Path) -> list[Evaluation]:
                     queries=str(result.get("queries_folder", "")),
                     recalls=result["recalls"],
                     settings=result.get("args") or args,
-                    predictions=predictions if predictions.is_file() else None,
+                    predictions=predictions,
                     num_queries=result.get("num_queries"),
                     num_database=result.get("num_database"),
                 )

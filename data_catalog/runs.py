@@ -34,6 +34,8 @@ LAST_CHECKPOINT = "last_checkpoint.pth"
 SUMMARY = "summary.json"
 RESULTS = "results.json"
 PREDICTIONS = "predictions.csv"
+# Recorded runs shipped in the repo keep their predictions gzipped (a tenth of the bytes).
+PREDICTIONS_GZ = PREDICTIONS + ".gz"
 INDEX_DIR = "index"
 EVALUATION_PREFIX = "eval_"
 # Written before any result: a folder holding only these has nothing to lose.
@@ -129,6 +131,14 @@ def read_results(results_file: Path) -> dict | None:
     """An evaluation's results.json; None unless it holds recalls."""
     result = _read_object(results_file)
     return result if result is not None and "recalls" in result else None
+
+
+def predictions_file(evaluation_folder: Path) -> Path | None:
+    """An evaluation's predictions.csv, or the gzipped copy of a recorded run; None if neither."""
+    for name in (PREDICTIONS, PREDICTIONS_GZ):
+        if (Path(evaluation_folder) / name).is_file():
+            return Path(evaluation_folder) / name
+    return None
 
 
 def results_files(run_folder: Path) -> list[Path]:

@@ -71,6 +71,11 @@ def run_provenance(folder: Path) -> str:
     return provenance(runs.read_summary(folder) or {})
 
 
+def default_runs(names: list[str]) -> list[str]:
+    """The runs shown first: not the grids' points (ablation_*), unless nothing else exists."""
+    return [n for n in names if not n.startswith("ablation_")] or names
+
+
 def list_runs(workspace: str | Path) -> pd.DataFrame:
     """One row per run: its kind, model, partition and the best val R@1 of its training."""
     rows = []

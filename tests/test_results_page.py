@@ -460,3 +460,8 @@ def test_a_threshold_link_out_of_the_sliders_range_opens_at_25_m(monkeypatch, on
     at = open_page(monkeypatch, one_run, threshold=threshold)
     assert at.slider[0].value == 25
     assert recall_table(at)["threshold_m"].iloc[0] == 25
+
+
+def test_the_grids_points_are_not_shown_by_default_beside_a_run():
+    assert rv.default_runs(["ablation_claims_x_seed0", "demo"]) == ["demo"]
+    assert rv.default_runs(["ablation_claims_x_seed0"]) == ["ablation_claims_x_seed0"]

@@ -153,7 +153,11 @@ threshold = st.slider(
 view_state.publish(threshold=threshold)
 
 names = sorted({e.run for e in evaluations})
-shown = st.multiselect("Runs shown", names, default=names, key="results_runs")
+shown = st.multiselect(
+    "Runs shown", names, default=rv.default_runs(names), key="results_runs",
+    help="Grid runs (ablation_*) are summarised in the Claims and Ablations tabs; add them here "
+    "to see each one.",
+)  # fmt: skip
 chosen = [e for e in evaluations if e.run in shown]
 
 tabs = st.tabs(

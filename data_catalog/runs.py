@@ -4,6 +4,8 @@
     best_model.pth                 the network of the best val epoch (training)
     last_checkpoint.pth            everything --resume_train needs (training)
     summary.json                   training history, best val R@1, test recalls
+    progress.json                  the training as it happens: the epochs so far, the current
+                                   epoch's iterations, the time of the record (training.progress)
     eval_<set>_<queries>/          one per evaluation: results.json, predictions.csv,
                                    preds/ (images), descriptors
     index/                         the app's retrieval index (training.build_index)
@@ -32,14 +34,16 @@ ARGS = "args.json"
 BEST_MODEL = "best_model.pth"
 LAST_CHECKPOINT = "last_checkpoint.pth"
 SUMMARY = "summary.json"
+PROGRESS = "progress.json"
 RESULTS = "results.json"
 PREDICTIONS = "predictions.csv"
 # Recorded runs shipped in the repo keep their predictions gzipped (a tenth of the bytes).
 PREDICTIONS_GZ = PREDICTIONS + ".gz"
 INDEX_DIR = "index"
 EVALUATION_PREFIX = "eval_"
-# Written before any result: a folder holding only these has nothing to lose.
-PREAMBLE_FILES = (ARGS,)
+# Written before any result: a folder holding only these has nothing to lose (the progress
+# record's epochs are also in last_checkpoint.pth and summary.json, which are results).
+PREAMBLE_FILES = (ARGS, PROGRESS)
 
 
 def runs_folder(workspace: str | os.PathLike) -> Path:
@@ -91,6 +95,10 @@ def write_summary(run_folder: Path, summary: dict) -> Path:
     return files.write_json(Path(run_folder) / SUMMARY, summary)
 
 
+def write_progress(run_folder: Path, progress: dict) -> Path:
+    return files.write_json(Path(run_folder) / PROGRESS, progress, indent=None)
+
+
 def write_results(evaluation: Path, results: dict) -> Path:
     return files.write_json(Path(evaluation) / RESULTS, results)
 
@@ -125,6 +133,10 @@ def read_args(run_folder: Path) -> dict:
 
 def read_summary(run_folder: Path) -> dict | None:
     return _read_object(Path(run_folder) / SUMMARY)
+
+
+def read_progress(run_folder: Path) -> dict | None:
+    return _read_object(Path(run_folder) / PROGRESS)
 
 
 def read_results(results_file: Path) -> dict | None:

@@ -15,6 +15,7 @@ process exists.
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import socket
@@ -238,6 +239,17 @@ def time_left_s(view: TrainingView, recent: int = RECENT_EPOCHS) -> float | None
     return None if pace is None else pace * remaining
 
 
+def current_text(view: TrainingView) -> str:
+    """One line on the epoch in progress: its phase, iterations and recent loss."""
+    current = view.current or {}
+    text = f"Epoch {current.get('epoch')}: {current.get('phase')}"
+    if current.get("phase") == "training" and view.iterations_per_epoch:
+        text += f", {current['iterations_done']} of {view.iterations_per_epoch} iterations"
+        if current.get("loss") is not None:
+            text += f", loss {current['loss']:.3f}"
+    return text
+
+
 def iterations(view: TrainingView) -> tuple[int, int] | None:
     """(iterations done, iterations planned), None when the record does not say."""
     if not view.iterations_per_epoch or not view.epochs_num:
@@ -253,6 +265,45 @@ def images_per_s(view: TrainingView) -> float | None:
         return view.current["images_per_s"]
     rates = view.epochs["images_per_s"].dropna()
     return float(rates.iloc[-1]) if len(rates) else None
+
+
+def metrics(view: TrainingView) -> dict[str, str]:
+    """The page's headline numbers, label -> value."""
+    steps = iterations(view)
+    rate, left = images_per_s(view), time_left_s(view)
+    return {
+        "State": view.state,
+        "Epochs": f"{epochs_done(view.epochs)} of {view.epochs_num or '?'}",
+        f"Iterations of {steps[1]:,}" if steps else "Iterations": (
+            f"{steps[0]:,}" if steps else "not recorded"
+        ),
+        "Images/s": f"{rate:.1f}" if rate else "unknown",
+        "Time left": format_duration(left) if left is not None else "–",
+    }
+
+
+def caption(view: TrainingView) -> str:
+    """What the state rests on, when the record was written, the best epoch, the wall time."""
+    parts = [view.detail[:1].upper() + view.detail[1:] + "."]
+    if view.updated is not None:
+        when = datetime.datetime.fromtimestamp(view.updated, datetime.UTC)
+        parts.append(f"Last record {when:%Y-%m-%d %H:%M:%S} UTC.")
+    val = view.epochs["val_r1"].dropna() if len(view.epochs) else []
+    if len(val):
+        best = view.epochs.loc[val.idxmax()]
+        parts.append(f"Best val R@1 {best['val_r1']:.1f} at epoch {int(best['epoch'])}.")
+    wall = view.epochs["wall_s"].dropna() if len(view.epochs) else []
+    if len(wall):
+        so_far = " so far" if view.state == TRAINING else ""
+        parts.append(
+            f"{format_duration(float(wall.iloc[-1]))} of training{so_far}, validation included."
+        )
+    if view.state == TRAINING:
+        parts.append(
+            f"Time left: the remaining epochs at the pace of the last {RECENT_EPOCHS} "
+            f"(validation included). Refreshed every {REFRESH_S} s."
+        )
+    return " ".join(parts)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -301,5 +352,5 @@ def training_runs(workspace: str | Path, now: float) -> pd.DataFrame:
 
 
 def run_label(row) -> str:
-    planned = f" of {row['epochs_num']}" if row["epochs_num"] else ""
+    planned = f" of {int(row['epochs_num'])}" if number(row["epochs_num"]) else ""
     return f"{row['run']} ({row['state']}, {row['epochs']}{planned} epochs)"

@@ -261,9 +261,11 @@ def test_page_shows_a_finished_tiny_run_as_its_history(monkeypatch, tiny_run):
     at = open_page(monkeypatch, workspace, run=TINY_RUN_NAME)
     shown = metrics(at)
     assert shown["State"] == "finished" and shown["Epochs"] == "2 of 2"
-    assert shown["Iterations"] == "6 of 6"
+    assert shown["Iterations of 6"] == "6"
     assert len(at.get("plotly_chart")) == 3
     assert at.dataframe[0].value["epoch"].tolist() == [0, 1]
+    best = max(range(2), key=lambda e: (tiny_run[2]["history"][e]["val"]["R@1"], -e))
+    assert f"at epoch {best}." in at.caption[0].value
     assert at.session_state["run"] == TINY_RUN_NAME
 
 
@@ -279,7 +281,7 @@ def test_page_follows_a_live_record_and_refuses_a_hostile_link(monkeypatch, tmp_
     assert at.session_state["run"] == "live"  # not an option: the run training now
     shown = metrics(at)
     assert shown["State"] == "training" and shown["Epochs"] == "2 of 4"
-    assert shown["Iterations"] == "25 of 40"
+    assert shown["Iterations of 40"] == "25"
     assert shown["Time left"] == tv.format_duration(110 * 1.5)
     assert "Epoch 2: training, 5 of 10 iterations, loss 1.500" in at.get("progress")[0].proto.text
     at.selectbox(key="run").select("old").run()

@@ -7,7 +7,6 @@ run folder again; a finished run shows the same page as its history.
 
 from __future__ import annotations
 
-import datetime
 import time
 
 import plotly.express as px
@@ -36,6 +35,15 @@ run_folder = runs_dir(workspace) / run
 opened_as = table.set_index("run").loc[run, "state"]
 
 
+TABLE_FORMAT = {
+    "loss": st.column_config.NumberColumn(format="%.3f"),
+    "val_r1": st.column_config.NumberColumn("val R@1", format="%.1f"),
+    "images_per_s": st.column_config.NumberColumn("images/s", format="%.1f"),
+    "seconds": st.column_config.NumberColumn("train s", format="%.0f"),
+    "wall_s": st.column_config.NumberColumn("wall s (run)", format="%.0f"),
+}
+
+
 def line_chart(frame, y: str, title: str, key: str) -> None:
     figure = px.line(frame, x="epoch", y=y, markers=True, title=title, height=300)
     st.plotly_chart(figure, key=key)
@@ -48,35 +56,11 @@ def follow() -> None:
         st.rerun()  # started, finished or stopped: the whole page (and its refresh) follows
     for note in view.notes:
         st.warning(note)
-    done = tv.epochs_done(view.epochs)
-    steps = tv.iterations(view)
-    columns = st.columns(6)
-    columns[0].metric("State", view.state)
-    columns[1].metric("Epochs", f"{done} of {view.epochs_num or '?'}")
-    columns[2].metric("Iterations", f"{steps[0]:,} of {steps[1]:,}" if steps else "not recorded")
-    rate = tv.images_per_s(view)
-    columns[3].metric("Images/s", f"{rate:.1f}" if rate else "unknown")
-    left = tv.time_left_s(view)
-    columns[4].metric("Time left", tv.format_duration(left) if left is not None else "–")
-    when = (
-        datetime.datetime.fromtimestamp(view.updated, datetime.UTC).strftime("%H:%M:%S UTC")
-        if view.updated
-        else "–"
-    )
-    columns[5].metric("Last record", when)
-    st.caption(
-        f"{view.detail.capitalize()}. Time left is the remaining epochs at the pace of the last "
-        f"{tv.RECENT_EPOCHS} (validation included)."
-        + (f" Refreshed every {tv.REFRESH_S} s." if view.state == tv.TRAINING else "")
-    )
+    for column, (label, value) in zip(st.columns(5), tv.metrics(view).items(), strict=True):
+        column.metric(label, value)
+    st.caption(tv.caption(view))
     if view.current:
-        current = view.current
-        text = f"Epoch {current['epoch']}: {current['phase']}"
-        if current["phase"] == "training" and view.iterations_per_epoch:
-            loss = f", loss {current['loss']:.3f}" if current["loss"] is not None else ""
-            text += f", {current['iterations_done']} of {view.iterations_per_epoch} iterations"
-            text += loss
-        st.progress(tv.current_fraction(view), text=text)
+        st.progress(tv.current_fraction(view), text=tv.current_text(view))
     if view.epochs.empty:
         st.info("No epoch has finished yet: the curves appear after the first one.")
         return
@@ -87,7 +71,7 @@ def follow() -> None:
         line_chart(view.epochs, "val_r1", "Val R@1 per epoch", "training_val")
     with right_column:
         line_chart(view.epochs, "images_per_s", "Images/s per epoch", "training_speed")
-    st.dataframe(view.epochs, hide_index=True)
+    st.dataframe(view.epochs, hide_index=True, column_config=TABLE_FORMAT)
 
 
 follow()

@@ -371,6 +371,13 @@ def test_training_page_in_chromium(tiny_run, tmp_path):
 
     workspace = tmp_path / "workspace"
     shutil.copytree(tiny_run[1], workspace / "runs" / TINY_RUN_NAME)
+
+    def live_record(epochs: int) -> dict:  # a training in this very process, on this host
+        history = [entry(e, 100.0 * (e + 1)) for e in range(epochs)]
+        return progress_record(history, updated=time.time(), host=socket.gethostname(),
+                               pid=os.getpid())  # fmt: skip
+
+    live = write_run(workspace, "live", progress=live_record(1))
     port = free_port()
     process = start_app(workspace, port, tmp_path / "streamlit.log")
     try:
@@ -388,6 +395,13 @@ def test_training_page_in_chromium(tiny_run, tmp_path):
                 text = main.inner_text()
                 assert "finished" in text and "2 of 2" in text
                 assert page.locator(".js-plotly-plot").count() == 3
+                # A run training now: the page rereads its record every few seconds.
+                page.goto(f"http://127.0.0.1:{port}/training?run=live")
+                wait_idle(page)
+                assert "1 of 4" in main.inner_text()
+                runs.write_progress(live, live_record(2))
+                page.get_by_text("2 of 4").wait_for(timeout=(tv.REFRESH_S + 30) * 1000)
+                assert "training" in main.inner_text()
                 assert not errors, errors
             finally:
                 browser.close()

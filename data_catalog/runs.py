@@ -176,7 +176,7 @@ RESULTS_FIELDS = {
 def shape_problem(data, fields: dict, what: str = "") -> str | None:
     """Why `data` is not a JSON object whose `fields` hold their types; None if it is."""
     if not isinstance(data, dict):
-        return f"{what or 'the file'} is not a JSON object"
+        return f"{what or 'it'} is not a JSON object"
     for name, kinds in fields.items():
         value = data.get(name)
         if value is not None and not isinstance(value, kinds):

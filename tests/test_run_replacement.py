@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY_RUN_NAME, error_of, eval_flags, tiny_run_flags
+from test_results_page import make_evaluation, open_page
 
+from app import results_view as rv
 from core import files
 from core.index import load_index
-from data_catalog import runs
+from data_catalog import runs, sync
 from data_catalog.catalog import connect
 from data_catalog.results import list_results
 from data_catalog.serving import read_serving_database
@@ -217,3 +219,71 @@ def test_build_index_over_no_readable_image_is_one_sentence(old_run, tiny_city, 
     code, err = error_of(build_index.main, argv, capsys)
     assert code == 1 and "none of the" in err and "images could be read; check the files" in err
     assert (run / runs.INDEX_DIR / "marker.txt").is_file()  # the earlier index is kept
+
+
+# --- run files of the wrong shape --------------------------------------------------------
+
+BROKEN_FILES = {
+    "summary_list": ("summary.json", "[]", "it is not a JSON object"),
+    "history_text": ("summary.json", '{"history": "three epochs"}', "history is not a list"),
+    "results_list": ("eval_test_queries_v1/results.json", "[1, 2]", "it is not a JSON object"),
+    "distance_text": ("eval_test_queries_v1/predictions.csv", None, "its distance 'far'"),
+}
+
+
+def break_run(workspace: Path, case: str) -> Path:
+    """A run `broken` beside the good run `alpha`, with the file of `case` malformed."""
+    make_evaluation(workspace, "alpha")
+    make_evaluation(workspace, "broken")
+    name, text, _ = BROKEN_FILES[case]
+    path = workspace / "runs" / "broken" / name
+    if text is None:  # one distance that is not a number
+        lines = path.read_text().splitlines()
+        cells = lines[1].split(",")
+        cells[3] = "far"
+        text = "\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("case", list(BROKEN_FILES))
+def test_the_results_page_names_a_malformed_run_file_and_shows_the_others(
+    monkeypatch, tmp_path, case
+):
+    broken = break_run(tmp_path, case)
+    at = open_page(monkeypatch, tmp_path)  # fails on any exception of the page
+    (warning,) = at.warning
+    assert "Skipped 1 malformed run file" in warning.value
+    assert f"{broken} ({BROKEN_FILES[case][2]}" in warning.value
+    table = at.dataframe[0].value
+    good = table[table["run"] == "alpha"]
+    assert good[["R@1", "R@5"]].iloc[0].tolist() == [50.0, 100.0]  # recomputed, as always
+
+
+def test_every_reader_skips_a_malformed_file_with_its_name(tmp_path, capsys):
+    make_evaluation(tmp_path, "alpha")
+    for name, text in [("beta", '"a summary"'), ("gamma", '{"best_val_recall1": "high"}')]:
+        make_evaluation(tmp_path, name)
+        (tmp_path / "runs" / name / runs.SUMMARY).write_text(text)
+    predictions = tmp_path / "runs" / "alpha" / "eval_test_queries_v1" / runs.PREDICTIONS
+    with runs.collect_malformed() as found:
+        listed = rv.list_runs(tmp_path)
+        curves = rv.training_curves(tmp_path)
+    assert list(listed["run"]) == ["alpha", "beta", "gamma"] and set(curves["run"]) == {"alpha"}
+    assert found == [
+        f"{tmp_path / 'runs/beta/summary.json'} (it is not a JSON object)",
+        f"{tmp_path / 'runs/gamma/summary.json'} (best_val_recall1 is not a number)",
+    ]
+    frame = rv.load_predictions(predictions).drop(columns=["distance", "geo_m", "similarity"])
+    frame.to_csv(predictions, index=False)
+    with runs.collect_malformed() as found:
+        table = rv.runs_table(rv.list_evaluations(tmp_path), 25)
+    assert not table[table["run"] == "alpha"]["recomputed"].iloc[0]  # the recorded recalls
+    assert f"{predictions} (it lacks the columns ['distance']: re-run training.eval)" in found
+    # The catalog's sync records the others and says which files it skipped.
+    (tmp_path / "runs/beta/eval_test_queries_v1/results.json").write_text('{"recalls": [50]}')
+    sync.main(["--workspace", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert "skipped 3 malformed files" in printed and "runs/beta/eval_test_queries_v1" in printed
+    with connect(tmp_path / "catalog.duckdb", read_only=True) as con:
+        assert set(list_results(con)["run"]) == {"alpha", "gamma"}

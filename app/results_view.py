@@ -68,7 +68,10 @@ def provenance(summary: dict) -> str:
 
 
 def run_provenance(folder: Path) -> str:
-    return provenance(runs.read_summary(folder) or {})
+    """provenance() of a run folder; a malformed summary.json is named instead."""
+    with runs.collect_malformed() as found:
+        summary = runs.read_summary(folder)
+    return f"unknown. {malformed_note(found)}" if found else provenance(summary or {})
 
 
 def malformed_note(found: list[str]) -> str:

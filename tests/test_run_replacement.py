@@ -270,6 +270,8 @@ def test_every_reader_skips_a_malformed_file_with_its_name(tmp_path, capsys):
         listed = rv.list_runs(tmp_path)
         curves = rv.training_curves(tmp_path)
     assert list(listed["run"]) == ["alpha", "beta", "gamma"] and set(curves["run"]) == {"alpha"}
+    caption = rv.run_provenance(tmp_path / "runs" / "beta")  # the Retrieve page's caption
+    assert f"{tmp_path / 'runs/beta/summary.json'} (it is not a JSON object)" in caption
     assert found == [
         f"{tmp_path / 'runs/beta/summary.json'} (it is not a JSON object)",
         f"{tmp_path / 'runs/gamma/summary.json'} (best_val_recall1 is not a number)",

@@ -25,8 +25,6 @@ from data_catalog import runs
 from data_catalog.catalog import connect
 from data_catalog.results import record_evaluation
 
-log = logging.getLogger(__name__)
-
 
 @dataclass
 class RunRecord:

@@ -5,8 +5,9 @@
 
 Checkpoints, the best model and summary.json are written whole (core.files); --resume_train
 RUN/last_checkpoint.pth continues to the same result as an uninterrupted run with the same
-seed. An existing run folder is never replaced without --overwrite. An unreadable train
-image is skipped (another of its class is drawn), logged, and counted in summary.json.
+seed. An existing run folder is never replaced without --overwrite, nor before the new run
+has a model (training.run_folder). An unreadable train image is skipped (another of its
+class is drawn), logged, and counted in summary.json.
 """
 
 from __future__ import annotations

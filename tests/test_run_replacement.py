@@ -17,12 +17,13 @@ from test_results_page import make_evaluation, open_page
 
 from app import results_view as rv
 from core import files
+from core.errors import UserError
 from core.index import load_index
 from data_catalog import runs, sync
 from data_catalog.catalog import connect
 from data_catalog.results import list_results
 from data_catalog.serving import read_serving_database
-from training import build_index, train
+from training import ablation, build_index, train
 from training import eval as evaluation
 
 
@@ -289,3 +290,13 @@ def test_every_reader_skips_a_malformed_file_with_its_name(tmp_path, capsys):
     assert "skipped 3 malformed files" in printed and "runs/beta/eval_test_queries_v1" in printed
     with connect(tmp_path / "catalog.duckdb", read_only=True) as con:
         assert set(list_results(con)["run"]) == {"alpha", "gamma"}
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"point": "x"}', '[{"val_r1": 1.0}]'])
+def test_a_malformed_grid_file_is_refused_not_overwritten(tmp_path, text):
+    path = runs.grid_file(tmp_path, "pooling")
+    path.parent.mkdir()
+    path.write_text(text)
+    with pytest.raises(UserError, match="is not a grid's results .* move it away"):
+        ablation.load_results(path)
+    assert path.read_text() == text

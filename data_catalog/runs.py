@@ -140,6 +140,8 @@ def read_json(path: Path) -> dict | list | None:
         return None
     try:
         return json.loads(path.read_text())
+    except FileNotFoundError:  # its folder is being swapped (core.files.swap_folder)
+        return None
     except (OSError, ValueError) as error:
         malformed(path, f"not readable JSON: {error}")
         return None

@@ -3,12 +3,12 @@
     python -m training.train --dataset_folder DIR [reference flags...]
     torchrun --nproc_per_node K -m training.train --dataset_folder DIR ...
 
-Checkpoints, the best model, summary.json and progress.json (the epochs so far and the
-current epoch's iterations, which the app's Training page follows: training.progress) are
-written whole (core.files); --resume_train RUN/last_checkpoint.pth continues to the same
-result as an uninterrupted run with the same seed. An existing run folder is never replaced
-without --overwrite. An unreadable train image is skipped (another of its class is drawn),
-logged, and counted in summary.json.
+Checkpoints, the best model, summary.json and progress.json (what the Training page follows:
+training.progress) are written whole (core.files); --resume_train
+RUN/last_checkpoint.pth continues to the same result as an uninterrupted run with the same
+seed. An existing run folder is never replaced without --overwrite, nor before the new run
+has a model (training.run_folder). An unreadable train image is skipped (another of its
+class is drawn), logged, and counted in summary.json.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from training.data import (
 )
 from training.eval import build_model, record_in_catalog
 from training.progress import ProgressRecord
-from training.run_folder import adopt_best_model, prepare_run_folder
+from training.run_folder import adopt_best_model, run_folder_of
 from training.schedule import amp_dtype, set_network_lr
 from training.unreadable import UnreadableImages, gather_unreadable
 from training.validation import test_best_model, validate
@@ -225,8 +225,19 @@ def train(args) -> dict:
             f"--batch_size {args.batch_size} does not divide among {context.world_size} "
             "processes; give a multiple of the process count"
         )
-    run_folder = prepare_run_folder(args, context)
     kind = getattr(args, "run_kind", "train")  # the ablation runner sets "ablation"
+    # Replacing a run (--overwrite) trains beside it; the earlier run goes only once this
+    # one has a model (training.run_folder).
+    with run_folder_of(args, context) as run_folder:
+        summary = fit(args, context, run_folder, kind)
+    if context.is_main:
+        record_in_catalog(args, kind, summary.get("test_result"))
+    distributed.teardown()
+    return summary
+
+
+def fit(args, context, run_folder: Path, kind: str) -> dict:
+    """Train into run_folder (the run folder, or its replacement) up to summary.json."""
     seed_everything(args.seed)
     train_set, val_set = load_datasets(args, context)
     model, model_optimizer, heads, head_optimizers = build_training(args, train_set, context.device)
@@ -319,7 +330,7 @@ def train(args) -> dict:
             "%d unreadable train images were skipped (%d draws); they are listed in %s",
             len(unreadable.files),
             unreadable.summary()["skips"],
-            run_folder / runs.SUMMARY,
+            Path(args.run_folder) / runs.SUMMARY,
         )
     if args.test_set_folder:
         record.phase("testing")
@@ -327,8 +338,6 @@ def train(args) -> dict:
     if context.is_main:
         runs.write_summary(run_folder, summary)  # the run folder first, whole
         record.finish()
-        record_in_catalog(args, kind, summary.get("test_result"))
-    distributed.teardown()
     return summary
 
 

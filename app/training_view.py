@@ -150,10 +150,9 @@ def read_training(run_folder: Path, now: float, host: str | None = None, alive=p
     """The run's epochs and state from its progress.json, summary.json and args.json."""
     run_folder = Path(run_folder)
     notes: list[str] = []
-    progress, summary = runs.read_progress(run_folder), runs.read_summary(run_folder)
-    for name, data in ((runs.PROGRESS, progress), (runs.SUMMARY, summary)):
-        if data is None and (run_folder / name).is_file():
-            notes.append(f"{run_folder / name} is not a readable JSON object; skipped")
+    with runs.collect_malformed() as malformed:
+        progress, summary = runs.read_progress(run_folder), runs.read_summary(run_folder)
+    notes.extend(malformed)
     progress = progress or {}
     args = runs.read_args(run_folder)
     planned = {

@@ -212,11 +212,6 @@ def summary_problem(summary) -> str | None:
     problem = shape_problem(summary, SUMMARY_FIELDS)
     if problem:
         return problem
-    for number, epoch in enumerate(summary.get("history") or []):
-        problem = shape_problem(epoch, EPOCH_FIELDS, f"history[{number}]")
-        problem = problem or recalls_problem(epoch.get("val") or {}, f"history[{number}].val")
-        if problem:
-            return problem
     problem = recalls_problem(summary.get("test") or {}, "test")
     return problem or shape_problem(summary.get("test_result") or {}, RESULTS_FIELDS, "test_result")
 
@@ -250,7 +245,25 @@ def read_args(run_folder: Path) -> dict:
 
 
 def read_summary(run_folder: Path) -> dict | None:
-    return _read_checked(Path(run_folder) / SUMMARY, summary_problem)
+    """summary.json; an epoch of its history of the wrong shape is left out (and said)."""
+    path = Path(run_folder) / SUMMARY
+    summary = _read_checked(path, summary_problem)
+    if summary and summary.get("history"):
+        summary["history"] = [
+            epoch
+            for number, epoch in enumerate(summary["history"])
+            if _epoch_ok(path, number, epoch)
+        ]
+    return summary
+
+
+def _epoch_ok(path: Path, number: int, epoch) -> bool:
+    what = f"history[{number}]"
+    problem = shape_problem(epoch, EPOCH_FIELDS, what)
+    problem = problem or recalls_problem(epoch.get("val") or {}, f"{what}.val")
+    if problem:
+        malformed(path, f"{problem}; that epoch is left out")
+    return not problem
 
 
 def read_progress(run_folder: Path) -> dict | None:

@@ -127,7 +127,8 @@ def test_a_damaged_progress_record_is_named_and_the_summary_still_shows(tmp_path
     found = tv.read_training(folder, NOW)
     assert found.state == tv.FINISHED
     assert found.epochs["epoch"].tolist() == [0, 1]
-    assert found.notes == [f"{folder / runs.PROGRESS} is not a readable JSON object; skipped"]
+    assert len(found.notes) == 1
+    assert found.notes[0].startswith(f"{folder / runs.PROGRESS} (not readable JSON")
 
 
 def test_a_current_epoch_without_a_number_is_named(tmp_path):
@@ -292,7 +293,7 @@ def test_page_follows_a_live_record_and_refuses_a_hostile_link(monkeypatch, tmp_
 def test_page_names_a_damaged_record_and_shows_the_rest(monkeypatch, tmp_path):
     folder = write_run(tmp_path, "run", summary={"history": [entry(0, 10.0), "bad"]})
     at = open_page(monkeypatch, tmp_path)
-    assert f"{folder / runs.SUMMARY}: history entry 1" in at.warning[0].value
+    assert f"{folder / runs.SUMMARY} (history[1] is not a JSON object" in at.warning[0].value
     assert metrics(at)["Epochs"] == "1 of 4"
 
 

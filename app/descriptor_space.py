@@ -295,7 +295,7 @@ def space_figure(
     figure.update_layout(
         height=620,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        dragmode="lasso",
+        dragmode="select",  # a box; the lasso is one click away in the mode bar
         xaxis_title=f"PCA 1 ({share[0]:.1f}% of the variance)",
         yaxis_title=f"PCA 2 ({share[1]:.1f}% of the variance)",
         legend={"orientation": "h", "y": 1.06},

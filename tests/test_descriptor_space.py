@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from app import descriptor_space as space
 from core.index import build_index
-from core.partition import PartitionParams, class_keys, group_keys
+from core.partition import PartitionParams
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 NAME = "@0549700.00@4180100.00@10@S@037.76695@-122.43570@pano{}@@{}@@@@{}06@@.jpg"
@@ -72,29 +72,47 @@ def test_pca_finds_the_direction_of_largest_spread():
 def test_group_colours_follow_the_partition():
     params = PartitionParams(M=10, alpha=30, N=2, L=2)
     # Images 0 and 2 are N cells apart (same group), image 1 one cell over (another group).
-    east, north, heading = [5.0, 15.0, 25.0], [5.0, 5.0, 5.0], [0.0, 0.0, 0.0]
-    points = points_of(east, north, heading, [2013, 2013, 2013])
-    colours, labels = space.colour_points(points, "group", params, (0.0, 0.0))
-    groups = group_keys(class_keys(east, north, heading, 10, 30), 2, 2)
-    assert labels[0] == labels[2] == f"group {tuple(groups[0].tolist())}" != labels[1]
-    assert colours[0] == colours[2]
-    classes, class_labels = space.colour_points(points, "class", params, (0.0, 0.0))
-    assert len(set(class_labels)) == 3 and classes[0] in space.PALETTE
+    points = points_of([5.0, 15.0, 25.0], [5.0] * 3, [0.0] * 3, [2013] * 3)
+    groups = space.colour_points(points, "group", params, (0.0, 0.0))
+    assert groups.codes[0] == groups.codes[2] != groups.codes[1]
+    assert groups.palette == list(space.PALETTE)
+    classes = space.colour_points(points, "class", params, (0.0, 0.0))
+    assert len(set(classes.codes.tolist())) == 3  # three cells, three classes
+    assert (classes.codes >= 0).all() and (classes.codes < len(space.PALETTE)).all()
 
 
 def test_unknown_heading_or_year_is_grey():
     points = points_of([0.0, 1.0], [0.0, 1.0], [np.nan, 90.0], [-1, 2017])
     for colour_by in ("group", "heading", "year"):
-        colours, labels = space.colour_points(points, colour_by, PartitionParams(), (0.0, 0.0))
-        assert colours[0] == space.NO_LABEL and colours[1] != space.NO_LABEL, colour_by
-        assert labels[0] == f"no {colour_by}"
+        colouring = space.colour_points(points, colour_by, PartitionParams(), (0.0, 0.0))
+        assert colouring.codes[0] == -1 and colouring.codes[1] >= 0, colour_by
 
 
-def test_position_wheel_gives_opposite_directions_other_hues():
-    points = points_of([100.0, -100.0, 0.0], [0.0, 0.0, 100.0], [0.0] * 3, [2013] * 3)
-    colours, labels = space.colour_points(points, "position", PartitionParams(), (0.0, 0.0))
-    assert len(set(colours)) == 3
-    assert labels[0] == "+100 m east, +0 m north"
+def test_heading_and_position_wheels_and_years():
+    points = points_of(
+        [100.0, -100.0, 0.0], [0.0, 0.0, 100.0], [0.0, 180.0, 359.0], [2013, 2017, 2013]
+    )
+    position = space.colour_points(points, "position", PartitionParams(), (0.0, 0.0))
+    assert len(set(position.codes.tolist())) == 3  # east, west, north: three hues
+    heading = space.colour_points(points, "heading", PartitionParams(), (0.0, 0.0))
+    assert heading.codes.tolist() == [0, 6, 11]  # 30-degree steps
+    year = space.colour_points(points, "year", PartitionParams(), (0.0, 0.0))
+    assert year.codes.tolist() == [0, 1, 0] and len(year.palette) == 2
+    assert "2013 (blue) to 2017 (red)" in year.legend
+
+
+def test_figure_sends_numbers_not_strings_per_point():
+    count = 3000
+    points = points_of(np.arange(count, dtype=float), np.zeros(count), np.zeros(count),
+                       np.full(count, 2013))  # fmt: skip
+    projection = space.fit_pca(np.random.default_rng(0).standard_normal((count, 4)))
+    points.descriptors = np.random.default_rng(1).standard_normal((count, 4)).astype(np.float32)
+    colouring = space.colour_points(points, "position", PartitionParams(), (0.0, 0.0))
+    figure = space.space_figure([(points, projection(points.descriptors), colouring)], projection)
+    trace = json.loads(figure.to_json())["data"][0]
+    np.testing.assert_array_equal(decoded(trace["marker"]["color"]), colouring.codes)
+    assert len(decoded(trace["x"])) == count
+    assert len(figure.to_json()) < 40 * count  # about 30 bytes a point
 
 
 def test_selection_event_maps_to_points_and_ignores_garbage():
@@ -192,7 +210,7 @@ def test_space_page_draws_a_sample_of_the_index(monkeypatch, workspace):
     assert f"of the {count:,} database descriptors of run tiny" in "\n".join(
         c.value for c in at.caption
     )
-    assert any(t.startswith("heading ") for t in traces[0]["text"])
+    assert "heading as hue" in "\n".join(c.value for c in at.caption)
     assert at.query_params["colour"] == "heading"
 
 

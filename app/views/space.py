@@ -85,8 +85,8 @@ params, params_source = space.run_partition(run_dir)
 centre = (float(np.nanmean(database.east)), float(np.nanmean(database.north)))
 drawn = []
 for points in traces:
-    colours, labels = space.colour_points(points, colour_by, params, centre)
-    drawn.append((points, projection(points.descriptors), colours, labels))
+    colouring = space.colour_points(points, colour_by, params, centre)
+    drawn.append((points, projection(points.descriptors), colouring))
 figure = space.space_figure(drawn, projection)
 
 st.caption(
@@ -96,6 +96,7 @@ st.caption(
     f"alpha={params.alpha:g}°, N={params.N}, L={params.L} from {params_source}. Draw a box or "
     "a lasso to see the images and where they are."
 )
+st.caption(f"Colour: {colouring.legend}; grey: the file name does not say.")
 event = st.plotly_chart(
     figure,
     on_select="rerun",

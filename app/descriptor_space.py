@@ -35,6 +35,8 @@ from data_catalog.name_table import parse_paths
 
 DEFAULT_POINTS = 20_000
 MAX_QUERY_POINTS = 5_000
+# Queries the app extracts itself (sampled): at SF-XL's native size a CPU takes ~1-2 s each.
+MAX_EXTRACTED_QUERIES = 200
 COLOUR_BY = ("group", "class", "position", "heading", "year")
 SAVED_QUERIES = ("queries_descriptors.npy", "queries_paths.txt")  # training.eval's names
 NO_LABEL = "#c8c8c8"
@@ -59,6 +61,16 @@ class SpacePoints:
 
     def __len__(self) -> int:
         return len(self.files)
+
+
+def describe(points: SpacePoints, row: int) -> str:
+    """A short caption of one image: its kind, year and heading where the name says."""
+    parts = [points.kind]
+    if points.year[row] >= 0:
+        parts.append(str(points.year[row]))
+    if np.isfinite(points.heading[row]):
+        parts.append(f"{points.heading[row]:.0f}°")
+    return " · ".join(parts)
 
 
 def sample_rows(count: int, size: int = DEFAULT_POINTS, seed: int = 0) -> np.ndarray:

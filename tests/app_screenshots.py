@@ -86,6 +86,9 @@ def main() -> None:
                 page.goto(url)
                 wait_idle(page)
                 if name == "space":
+                    page.get_by_role("button", name=re.compile("^Extract")).click()
+                    page.get_by_text(re.compile("^Queries of eval_")).wait_for(timeout=120_000)
+                    wait_idle(page)
                     select_middle_of_plot(page)
                 page.screenshot(path=str(out / f"app_{name}.png"), full_page=True)
                 print(f"{out / f'app_{name}.png'}  <- {url}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from app_fixtures import copy_run, workspace_once
+from app_fixtures import TINY_DIM, copy_run, workspace_once
 from streamlit.testing.v1 import AppTest
 
 from app import descriptor_space as space
@@ -218,11 +218,31 @@ def test_space_page_adds_the_queries_of_an_evaluation(monkeypatch, tmp_path, wor
     copy_run(workspace / "runs" / "tiny", tmp_path / "runs" / "tiny")
     queries = add_evaluation(tmp_path / "runs" / "tiny", tiny_city / "test")
     at = open_space(monkeypatch, tmp_path)
+    assert len(chart_traces(at)) == 1  # the evaluation saved none: nothing extracted unasked
+    assert "saved no query descriptors" in at.info[0].value
+    at.button(key="extract_queries").click().run()
+    assert not at.exception, [e.value for e in at.exception]
     traces = chart_traces(at)
     assert [t["name"].split(" ")[0] for t in traces] == ["database", "query"]
     assert len(decoded(traces[1]["x"])) == len(queries)
     assert "extracted by the app" in "\n".join(c.value for c in at.caption)
     assert at.query_params["evaluation"] == "eval_test_queries_v1"
+
+
+def test_space_page_reuses_query_descriptors_the_evaluation_saved(
+    monkeypatch, tmp_path, workspace, tiny_city
+):
+    copy_run(workspace / "runs" / "tiny", tmp_path / "runs" / "tiny")
+    queries = add_evaluation(tmp_path / "runs" / "tiny", tiny_city / "test")
+    folder = tmp_path / "runs" / "tiny" / "eval_test_queries_v1"
+    saved = np.random.default_rng(0).standard_normal((len(queries), TINY_DIM)).astype(np.float32)
+    np.save(folder / "queries_descriptors.npy", saved)  # as training.eval --save_descriptors
+    (folder / "queries_paths.txt").write_text("\n".join(queries) + "\n")
+    at = open_space(monkeypatch, tmp_path)
+    traces = chart_traces(at)
+    assert len(decoded(traces[1]["x"])) == len(queries)
+    assert "saved by the evaluation" in "\n".join(c.value for c in at.caption)
+    assert not at.button  # nothing to extract
 
 
 def test_space_page_names_the_command_when_the_run_has_no_index(monkeypatch, tmp_path, workspace):

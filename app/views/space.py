@@ -54,28 +54,38 @@ if evaluation != "(none)":
         note = f"query descriptors saved by the evaluation ({folder.name})"
     else:
         paths = space.evaluation_queries(folder)
-        paths = [paths[i] for i in space.sample_rows(len(paths), space.MAX_QUERY_POINTS).tolist()]
+        count = len(paths)
+        paths = [paths[i] for i in space.sample_rows(count, space.MAX_EXTRACTED_QUERIES).tolist()]
         descriptors = resources.extracted_queries(run_dir, folder.name)
-        if descriptors is None:
-            bar = st.progress(0.0, text=f"Extracting the descriptors of {len(paths):,} queries…")
-            try:
-                descriptors = space.extract_query_descriptors(
-                    serving.model,
-                    [str(test_set / p) for p in paths],
-                    serving.database.resize_shorter_side,
-                    lambda share: bar.progress(share, text=f"{len(paths):,} queries: {share:.0%}"),
-                )
-            except ValueError as error:
-                st.warning(f"{error}; the queries are left out.")
-                descriptors = None
-            bar.empty()
-            if descriptors is not None:
-                resources.keep_extracted_queries(run_dir, folder.name, descriptors)
         note = (
-            "query descriptors extracted by the app (kept in memory; to keep them in the run "
-            "folder, evaluate again with python -m training.eval ... --save_descriptors "
-            "--overwrite)"
+            f"{len(paths):,} of its {count:,} queries, extracted by the app and kept in memory "
+            "only (the app does not write into run folders); to draw all of them, evaluate with "
+            "python -m training.eval ... --save_descriptors, which saves them in the evaluation "
+            "folder"
         )
+        if descriptors is None:
+            st.info(
+                f"The evaluation {folder.name} saved no query descriptors. The app can extract "
+                f"those of {len(paths):,} sampled queries (a few seconds at 96 px; about 1-2 s a "
+                "query at SF-XL's native size on a CPU), or save them all with python -m "
+                "training.eval ... --save_descriptors."
+            )
+            if st.button(f"Extract {len(paths):,} query descriptors", key="extract_queries"):
+                bar = st.progress(0.0, text=f"Extracting {len(paths):,} query descriptors…")
+                try:
+                    descriptors = space.extract_query_descriptors(
+                        serving.model,
+                        [str(test_set / p) for p in paths],
+                        serving.database.resize_shorter_side,
+                        lambda share: bar.progress(
+                            share, text=f"{len(paths):,} queries: {share:.0%}"
+                        ),
+                    )
+                except ValueError as error:
+                    st.warning(f"{error}; the queries are left out.")
+                bar.empty()
+                if descriptors is not None:
+                    resources.keep_extracted_queries(run_dir, folder.name, descriptors)
     if descriptors is not None:
         traces.append(space.query_points(test_set, paths, descriptors))
         st.caption(f"Queries of {evaluation}: {note}.")
@@ -103,7 +113,7 @@ event = st.plotly_chart(
     selection_mode=("box", "lasso"),
     key=f"space_{run}_{colour_by}_{evaluation}_{len(database)}",
 )
-chosen = space.selected(event, traces)
+chosen = sorted(space.selected(event, traces), key=lambda item: item[0].kind != "query")
 if not chosen:
     st.caption("Nothing selected yet.")
     st.stop()
@@ -111,10 +121,12 @@ st.subheader(f"{len(chosen):,} selected")
 left, right = st.columns([3, 2])
 with left:
     shown = chosen[:24]
-    thumbs = [(resources.thumbnail_png(p.files[row], 120), p.kind) for p, row in shown]
+    thumbs = [
+        (resources.thumbnail_png(p.files[row], 120), space.describe(p, row)) for p, row in shown
+    ]
     images = [thumb for thumb, _ in thumbs if thumb is not None]
     if images:
-        st.image(images, caption=[kind for thumb, kind in thumbs if thumb is not None], width=110)
+        st.image(images, caption=[text for thumb, text in thumbs if thumb is not None], width=110)
     if len(chosen) > len(shown):
         st.caption(f"The first {len(shown)} of {len(chosen):,} shown.")
 with right:

@@ -68,7 +68,7 @@ def test_retrieve_shows_what_a_match_rests_on_from_a_link(monkeypatch, workspace
     at = open_retrieve(monkeypatch, workspace, source="Test-set query", k=3, heat=2)
     assert "What match #2 rests on" in "\n".join(m.value for m in at.markdown)
     assert EXPLANATION in [c.value for c in at.caption]
-    assert len(at.get("image")) == len(plain.get("image")) + 2  # the query and the result
+    assert len(at.get("image")) == len(plain.get("image")) + 1  # one st.image: query, result
     assert at.query_params["heat"] == "2"
     assert "heat" not in plain.query_params
 

@@ -77,6 +77,7 @@ def _photo_files(folder: Path, count: int, size: tuple[int, int], rng) -> list[s
 def measure_space(database: int, rows: list) -> None:
     from app import descriptor_space as space
     from app.dataset_stats import figure_payload_bytes
+    from app.space_colours import colour_points
     from core.partition import PartitionParams
 
     rng = np.random.default_rng(0)
@@ -105,7 +106,7 @@ def measure_space(database: int, rows: list) -> None:
         centre = (float(np.nanmean(points.east)), float(np.nanmean(points.north)))
         drawn = []
         for kind in (points, queries):
-            colouring = space.colour_points(kind, "group", PartitionParams(), centre)
+            colouring = colour_points(kind, "group", PartitionParams(), centre)
             drawn.append((kind, projection(kind.descriptors), colouring))
         return space.space_figure(drawn, projection)
 

@@ -13,6 +13,7 @@ from app_fixtures import TINY_DIM, copy_run, workspace_once
 from streamlit.testing.v1 import AppTest
 
 from app import descriptor_space as space
+from app.space_colours import PALETTE, colour_points
 from core.index import build_index
 from core.partition import PartitionParams
 
@@ -73,18 +74,18 @@ def test_group_colours_follow_the_partition():
     params = PartitionParams(M=10, alpha=30, N=2, L=2)
     # Images 0 and 2 are N cells apart (same group), image 1 one cell over (another group).
     points = points_of([5.0, 15.0, 25.0], [5.0] * 3, [0.0] * 3, [2013] * 3)
-    groups = space.colour_points(points, "group", params, (0.0, 0.0))
+    groups = colour_points(points, "group", params, (0.0, 0.0))
     assert groups.codes[0] == groups.codes[2] != groups.codes[1]
-    assert groups.palette == list(space.PALETTE)
-    classes = space.colour_points(points, "class", params, (0.0, 0.0))
+    assert groups.palette == list(PALETTE)
+    classes = colour_points(points, "class", params, (0.0, 0.0))
     assert len(set(classes.codes.tolist())) == 3  # three cells, three classes
-    assert (classes.codes >= 0).all() and (classes.codes < len(space.PALETTE)).all()
+    assert (classes.codes >= 0).all() and (classes.codes < len(PALETTE)).all()
 
 
 def test_unknown_heading_or_year_is_grey():
     points = points_of([0.0, 1.0], [0.0, 1.0], [np.nan, 90.0], [-1, 2017])
     for colour_by in ("group", "heading", "year"):
-        colouring = space.colour_points(points, colour_by, PartitionParams(), (0.0, 0.0))
+        colouring = colour_points(points, colour_by, PartitionParams(), (0.0, 0.0))
         assert colouring.codes[0] == -1 and colouring.codes[1] >= 0, colour_by
 
 
@@ -92,11 +93,11 @@ def test_heading_and_position_wheels_and_years():
     points = points_of(
         [100.0, -100.0, 0.0], [0.0, 0.0, 100.0], [0.0, 180.0, 359.0], [2013, 2017, 2013]
     )
-    position = space.colour_points(points, "position", PartitionParams(), (0.0, 0.0))
+    position = colour_points(points, "position", PartitionParams(), (0.0, 0.0))
     assert len(set(position.codes.tolist())) == 3  # east, west, north: three hues
-    heading = space.colour_points(points, "heading", PartitionParams(), (0.0, 0.0))
+    heading = colour_points(points, "heading", PartitionParams(), (0.0, 0.0))
     assert heading.codes.tolist() == [0, 6, 11]  # 30-degree steps
-    year = space.colour_points(points, "year", PartitionParams(), (0.0, 0.0))
+    year = colour_points(points, "year", PartitionParams(), (0.0, 0.0))
     assert year.codes.tolist() == [0, 1, 0] and len(year.palette) == 2
     assert "2013 (blue) to 2017 (red)" in year.legend
 
@@ -107,7 +108,7 @@ def test_figure_sends_numbers_not_strings_per_point():
                        np.full(count, 2013))  # fmt: skip
     projection = space.fit_pca(np.random.default_rng(0).standard_normal((count, 4)))
     points.descriptors = np.random.default_rng(1).standard_normal((count, 4)).astype(np.float32)
-    colouring = space.colour_points(points, "position", PartitionParams(), (0.0, 0.0))
+    colouring = colour_points(points, "position", PartitionParams(), (0.0, 0.0))
     figure = space.space_figure([(points, projection(points.descriptors), colouring)], projection)
     trace = json.loads(figure.to_json())["data"][0]
     np.testing.assert_array_equal(decoded(trace["marker"]["color"]), colouring.codes)

@@ -6,6 +6,7 @@ import streamlit as st
 from app import descriptor_space as space
 from app import resources, view_state
 from app.retrieval import ServingError
+from app.space_colours import COLOUR_BY, colour_points
 from data_catalog.runs import runs_with_model
 
 st.title("Descriptor space")
@@ -27,8 +28,8 @@ with st.sidebar:
     points_wanted = st.number_input(
         "Database points (sampled)", 1000, 100_000, step=1000, key="points"
     )
-    view_state.initial_choice("colour", list(space.COLOUR_BY), "group")
-    colour_by = st.selectbox("Colour by", space.COLOUR_BY, key="colour")
+    view_state.initial_choice("colour", list(COLOUR_BY), "group")
+    colour_by = st.selectbox("Colour by", COLOUR_BY, key="colour")
 
 run_dir = runs_folder / run
 try:
@@ -95,7 +96,7 @@ params, params_source = space.run_partition(run_dir)
 centre = (float(np.nanmean(database.east)), float(np.nanmean(database.north)))
 drawn = []
 for points in traces:
-    colouring = space.colour_points(points, colour_by, params, centre)
+    colouring = colour_points(points, colour_by, params, centre)
     drawn.append((points, projection(points.descriptors), colouring))
 figure = space.space_figure(drawn, projection)
 

@@ -5,12 +5,14 @@
 
 Starts the app on a free port, opens each page in headless chromium (as tests/test_browser.py
 does, waiting on the app's own state), shows a group's Fig. 4 and a cell's images on the map,
-a test-set query on Retrieve, and saves one full-page PNG per page.
+a test-set query on Retrieve (and what its first match rests on), a box selected in
+the descriptor space, and saves one full-page PNG per page.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import urllib.parse
@@ -39,7 +41,21 @@ def page_urls(
         "dataset": f"{base}/dataset",
         "results": f"{base}/results",
         "training": f"{base}/training?{urllib.parse.urlencode({'run': training_run})}",
+        "space": f"{base}/space?{urllib.parse.urlencode({'run': run, 'colour': 'position'})}",
+        "match_heatmap": f"{base}/retrieve?{urllib.parse.urlencode(retrieve | {'heat': 1})}",
     }
+
+
+def select_middle_of_plot(page) -> None:
+    """Drag a box over the middle of the descriptor-space plot and wait for its images."""
+    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    x, y, width, height = box["x"], box["y"], box["width"], box["height"]
+    page.mouse.move(x + 0.4 * width, y + 0.35 * height)
+    page.mouse.down()
+    page.mouse.move(x + 0.6 * width, y + 0.6 * height, steps=8)
+    page.mouse.up()
+    page.get_by_text(re.compile(r"^[0-9,]+ selected$")).wait_for(timeout=120_000)
+    wait_idle(page)
 
 
 def main() -> None:
@@ -72,8 +88,15 @@ def main() -> None:
             browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 2300})
             for name, url in urls.items():
+                if args.pages and name not in args.pages:
+                    continue
                 page.goto(url)
                 wait_idle(page)
+                if name == "space":
+                    page.get_by_role("button", name=re.compile("^Extract")).click()
+                    page.get_by_text(re.compile("^Queries of eval_")).wait_for(timeout=120_000)
+                    wait_idle(page)
+                    select_middle_of_plot(page)
                 page.screenshot(path=str(out / f"app_{name}.png"), full_page=True)
                 print(f"{out / f'app_{name}.png'}  <- {url}")
             browser.close()

@@ -37,6 +37,8 @@ PREDICTIONS = "predictions.csv"
 # Recorded runs shipped in the repo keep their predictions gzipped (a tenth of the bytes).
 PREDICTIONS_GZ = PREDICTIONS + ".gz"
 INDEX_DIR = "index"
+# A streaming index build's partial index and progress, removed once RUN/index is saved.
+INDEX_BUILD_DIR = "index_build"
 EVALUATION_PREFIX = "eval_"
 # Written before any result: a folder holding only these has nothing to lose.
 PREAMBLE_FILES = (ARGS,)

@@ -85,6 +85,27 @@ def test_build_index_flag_values_that_cannot_work_are_one_sentence(tmp_path, fla
     assert "Traceback" not in err
 
 
+def test_build_index_from_descriptor_shards_is_served(workspace, tmp_path, tiny_city, capsys):
+    from core.index_stream import write_shards
+
+    source = load_run_serving(workspace / "runs" / "tiny")
+    descriptors = source.index.reconstruct_n(0, source.index.ntotal)  # the flat index's rows
+    run = copy_run(workspace / "runs" / "tiny", tmp_path / "sharded")
+    write_shards(tmp_path / "shards", [descriptors[:40], descriptors[40:]])
+    database = str(tiny_city / "test" / "database")
+    argv = ["--run_dir", str(run), "--database_folder", database, "--overwrite"]
+    build_index_main([*argv, "--descriptors", str(tmp_path / "shards"), "--index_type", "flat"])
+    serving = load_run_serving(run)
+    assert serving.manifest.count == 96 and serving.manifest.index_type == "flat"
+    np.testing.assert_array_equal(serving.index.reconstruct_n(0, 96), descriptors)
+    assert not (run / "index_build").exists()  # the work folder goes once the index is saved
+    write_shards(tmp_path / "short", [descriptors[:40]])
+    with pytest.raises(SystemExit):
+        build_index_main([*argv, "--descriptors", str(tmp_path / "short")])
+    err = capsys.readouterr().err
+    assert "holds 40 descriptors but" in err and "96 images" in err and "Traceback" not in err
+
+
 def test_auto_index_is_exact_below_a_million():
     assert choose_index_type("auto", EXACT_LIMIT - 1) == "flat"
     assert choose_index_type("auto", EXACT_LIMIT) == "ivf_pq"

@@ -2,10 +2,14 @@
 
     python -m training.build_index --run_dir data/runs/demo \
         --database_folder data/synthetic_demo/test/database [--index_type auto]
+        [--descriptors RUN/descriptors]
 
-Descriptors come from the run's best_model.pth; the index goes to RUN/index/ with its
-manifest (model fingerprint, database fingerprint) and the database's paths and UTM
-positions, so the app can show each result and its distance in metres.
+Descriptors come from the run's best_model.pth, or, with --descriptors, from shards that
+extraction already wrote (shard_00000.npy, ... in the database's name order): those are
+indexed a shard at a time (core.index_stream), so a database larger than memory can be
+indexed, and an interrupted build resumes from RUN/index_build/. The index goes to
+RUN/index/ with its manifest (model fingerprint, database fingerprint) and the database's
+paths and UTM positions, so the app can show each result and its distance in metres.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from core.index import (
     paths_fingerprint,
     save_index,
 )
+from core.index_stream import DescriptorShards, build_index_from_shards, finish_build
 from core.model import model_from_checkpoint
 from data_catalog import runs
 from data_catalog.serving import ServingDatabase, write_serving_database
@@ -63,6 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pq_m", type=int, default=64, help="PQ sub-quantisers (divide dim)")
     parser.add_argument("--hnsw_m", type=int, default=32, help="HNSW neighbours per node")
     parser.add_argument("--ef_search", type=int, default=128, help="HNSW search breadth")
+    parser.add_argument(
+        "--descriptors",
+        default=None,
+        help="folder of descriptor shards (shard_*.npy) to index instead of extracting: "
+        "built a shard at a time, resumable",
+    )
+    parser.add_argument(
+        "--train_size", type=int, default=200_000, help="descriptors sampled to train on"
+    )
+    parser.add_argument(
+        "--checkpoint_rows",
+        type=int,
+        default=2_000_000,
+        help="with --descriptors: save the partial index after about this many rows",
+    )
     parser.add_argument("--resize_test_imgs", action="store_true", help="resize shorter side")
     parser.add_argument("--image_size", type=int, default=512, help="shorter side when resizing")
     parser.add_argument("--infer_batch_size", type=int, default=16)
@@ -73,7 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Flags whose values below 1 no index can use (None for nlist: chosen from the count).
-AT_LEAST_ONE = ("nlist", "nprobe", "pq_m", "hnsw_m", "ef_search", "image_size", "infer_batch_size")
+AT_LEAST_ONE = (
+    "nlist",
+    "nprobe",
+    "pq_m",
+    "hnsw_m",
+    "ef_search",
+    "image_size",
+    "infer_batch_size",
+    "train_size",
+    "checkpoint_rows",
+)
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -107,7 +137,7 @@ def choose_index_type(requested: str, count: int) -> str:
 
 
 def build_run_index(args: argparse.Namespace) -> Path:
-    """Extract, index and save; every user mistake is a UserError of one sentence."""
+    """Extract (or read shards), index and save; every user mistake is one sentence."""
     run_dir, database_folder = Path(args.run_dir), Path(args.database_folder)
     checkpoint = run_dir / runs.BEST_MODEL
     if not checkpoint.is_file():
@@ -115,9 +145,15 @@ def build_run_index(args: argparse.Namespace) -> Path:
     if not database_folder.is_dir():
         raise UserError(f"--database_folder {database_folder} is not a folder")
     check_index_folder(run_dir, args.overwrite)
+    shards = DescriptorShards(args.descriptors) if args.descriptors else None
     names = read_folder(database_folder)
     if not len(names):
         raise UserError(f"{database_folder} holds no SF-XL named images to index")
+    if shards is not None and shards.count != len(names):
+        raise UserError(
+            f"{args.descriptors} holds {shards.count:,} descriptors but {database_folder} "
+            f"{len(names):,} images; give the shards extracted from this database"
+        )
     paths = list(names.paths)
     zone = single_zone(names.zones(), database_folder)
     model = model_from_checkpoint(checkpoint)
@@ -127,32 +163,49 @@ def build_run_index(args: argparse.Namespace) -> Path:
         if not torch.cuda.is_available():
             raise UserError("--device cuda given but CUDA is not available; use --device cpu")
     resize = args.image_size if args.resize_test_imgs else None
+    index_params = {
+        "nlist": args.nlist,
+        "nprobe": args.nprobe,
+        "pq_m": args.pq_m,
+        "hnsw_m": args.hnsw_m,
+        "ef_search": args.ef_search,
+        "train_size": args.train_size,
+    }
     start = time.perf_counter()
-    descriptors = extract_from_paths(
-        model,
-        [database_folder / p for p in paths],
-        resize_shorter_side=resize,
-        batch_size=args.infer_batch_size,
-        device=args.device,
-        num_workers=args.num_workers,
-        desc="database descriptors",
-    )
-    out = save_run_index(
-        run_dir,
-        model,
-        descriptors,
-        database_folder,
-        paths,
-        np.stack([names.east, names.north], axis=1),
-        zone,
-        resize,
-        args.index_type,
-        nlist=args.nlist,
-        nprobe=args.nprobe,
-        pq_m=args.pq_m,
-        hnsw_m=args.hnsw_m,
-        ef_search=args.ef_search,
-    )
+    if shards is not None:
+        index_type = choose_index_type(args.index_type, shards.count)
+        work = run_dir / runs.INDEX_BUILD_DIR
+        try:
+            index, params = build_index_from_shards(
+                shards, work, index_type, checkpoint_rows=args.checkpoint_rows, **index_params
+            )
+        except ValueError as error:
+            raise UserError(f"cannot build a {index_type} index: {error}") from None
+        database = (database_folder, paths, np.stack([names.east, names.north], axis=1), zone)
+        out = save_built_index(run_dir, model, index, index_type, params, database, resize)
+        finish_build(work)
+    else:
+        descriptors = extract_from_paths(
+            model,
+            [database_folder / p for p in paths],
+            resize_shorter_side=resize,
+            batch_size=args.infer_batch_size,
+            device=args.device,
+            num_workers=args.num_workers,
+            desc="database descriptors",
+        )
+        out = save_run_index(
+            run_dir,
+            model,
+            descriptors,
+            database_folder,
+            paths,
+            np.stack([names.east, names.north], axis=1),
+            zone,
+            resize,
+            args.index_type,
+            **index_params,
+        )
     print(
         f"indexed {len(paths)} images of {database_folder} in "
         f"{time.perf_counter() - start:.1f} s -> {out}"
@@ -180,6 +233,24 @@ def save_run_index(
         index, params = build_index(descriptors, index_type, **index_params)
     except ValueError as error:
         raise UserError(f"cannot build a {index_type} index: {error}") from None
+    database = (database_folder, paths, utm, zone)
+    return save_built_index(
+        run_dir, model, index, index_type, params, database, resize_shorter_side
+    )
+
+
+def save_built_index(
+    run_dir: str | os.PathLike,
+    model: nn.Module,
+    index,
+    index_type: str,
+    params: dict,
+    database: tuple,
+    resize_shorter_side: int | None,
+) -> Path:
+    """Save a built index with its manifest and the serving table into RUN/index/;
+    database is (folder, paths relative to it in row order, UTM positions, zone)."""
+    database_folder, paths, utm, zone = database
     manifest = IndexManifest(
         index_type=index_type,
         dim=index.d,
@@ -189,9 +260,9 @@ def save_run_index(
         params=params,
     )
     out = Path(run_dir) / runs.INDEX_DIR
-    database = ServingDatabase(Path(database_folder), list(paths), utm, zone, resize_shorter_side)
+    serving = ServingDatabase(Path(database_folder), list(paths), utm, zone, resize_shorter_side)
     # The table first, the manifest last: a half-written folder fails the fingerprint check.
-    write_serving_database(out, database)
+    write_serving_database(out, serving)
     save_index(index, out, manifest)
     log.info("saved a %s index of %d x %d-D to %s", index_type, index.ntotal, index.d, out)
     return out

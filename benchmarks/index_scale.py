@@ -1,0 +1,291 @@
+"""Indexes at SF-XL sizes, built from shards on disk and measured against exact search.
+
+Streams --size place-clustered descriptors (benchmarks/fast_index.PlaceModel) to float16
+shards on disk as extraction would write them, computes the exact top-10 of --queries
+queries over them in chunks (faiss flat per chunk, top-k lists merged), then for each
+--configs index builds it a shard at a time (core.index_stream, as training.build_index
+--descriptors does) in a fresh process, and measures in another fresh process: build time
+and its peak resident memory, index bytes, then for each --nprobes x --rerank setting the
+recall of the exact top-10, the median milliseconds of a single query on one core
+(faiss.omp_set_num_threads(1)), and the serving process's peak resident memory. Exact
+search is measured on the same queries: in memory up to --exact_in_memory_gib, otherwise
+streamed over the shards.
+
+    python -m benchmarks.index_scale --size 1000000 --work /tmp/index_scale
+    python -m benchmarks.index_scale --size 41200000 --work /big/disk \
+        --configs ivf_hnsw_pq:nlist=65536,pq_m=64     # the SF-XL raw set: ~42 GB of shards
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import faiss
+import numpy as np
+from tqdm import tqdm
+
+from benchmarks.fast_index import PlaceModel, recall_of_exact
+from benchmarks.table import print_table
+from core.index_stream import (
+    DescriptorShards,
+    build_index_from_shards,
+    search_reranked,
+    write_shards,
+)
+
+SHARD_ROWS = 500_000
+TOP = 10
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--work", required=True, help="folder for shards, truth and indexes")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--latency_queries", type=int, default=100)
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["ivf_pq:nlist=4096,pq_m=64", "ivf_hnsw_pq:nlist=4096,pq_m=64"],
+        help="index_type:knob=value,... (knobs of core.index.empty_index)",
+    )
+    parser.add_argument("--nprobes", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--rerank", type=int, nargs="+", default=[0, 100])
+    parser.add_argument("--train_size", type=int, default=100_000)
+    parser.add_argument("--exact_in_memory_gib", type=float, default=4.0)
+    return parser.parse_args()
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+
+
+def make_data(options, places: PlaceModel) -> tuple[Path, np.ndarray]:
+    """Shards of the database on disk (made once, kept) and the queries."""
+    folder = Path(options.work) / f"shards_{options.size}x{options.dim}"
+    done = folder / "complete.json"
+    if not done.is_file():
+        chunks = places.stream(options.size, seed=2, chunk_rows=SHARD_ROWS)
+        bar = tqdm(total=options.size, desc="descriptor shards", unit="desc", unit_scale=True)
+
+        def float16_chunks():
+            for chunk in chunks:
+                bar.update(len(chunk))
+                yield chunk.astype(np.float16)
+
+        write_shards(folder, float16_chunks())
+        bar.close()
+        done.write_text(json.dumps({"size": options.size, "dim": options.dim}))
+    return folder, places.sample(options.queries, seed=1)
+
+
+def exact_top(shards: DescriptorShards, queries: np.ndarray, k: int = TOP):
+    """Exact top-k over the shards, a shard at a time (only one in memory)."""
+    best_d = np.full((len(queries), 0), np.inf, dtype=np.float32)
+    best_i = np.zeros((len(queries), 0), dtype=np.int64)
+    for number in tqdm(range(len(shards.paths)), desc="exact top-10", unit="shard"):
+        for offset, chunk in zip(
+            range(int(shards.offsets[number]), int(shards.offsets[number + 1]), SHARD_ROWS),
+            shards.shard_chunks(number, SHARD_ROWS),
+            strict=True,
+        ):
+            flat = faiss.IndexFlatL2(shards.dim)
+            flat.add(chunk)
+            d, i = flat.search(queries, k)
+            joined_d = np.concatenate([best_d, d], axis=1)
+            joined_i = np.concatenate([best_i, i + offset], axis=1)
+            keep = np.argsort(joined_d, axis=1, kind="stable")[:, :k]
+            best_d = np.take_along_axis(joined_d, keep, axis=1)
+            best_i = np.take_along_axis(joined_i, keep, axis=1)
+    return best_d, best_i
+
+
+def single_query_ms(search_one, queries: np.ndarray) -> tuple[float, float]:
+    """Median (wall, CPU) ms of one query at a time on one faiss thread."""
+    faiss.omp_set_num_threads(1)
+    wall, cpu = [], []
+    for row in range(len(queries)):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        search_one(queries[row : row + 1])
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu_start)
+    return 1000 * float(np.median(wall)), 1000 * float(np.median(cpu))
+
+
+def exact_row(shard_folder: str, queries, truth, in_memory_gib: float) -> dict:
+    shards = DescriptorShards(shard_folder)
+    if shards.count * shards.dim * 4 / 2**30 <= in_memory_gib:
+        flat = faiss.IndexFlatL2(shards.dim)
+        for number in range(len(shards.paths)):
+            for chunk in shards.shard_chunks(number):
+                flat.add(chunk)
+        how = "flat in memory"
+        wall, cpu = single_query_ms(lambda q: flat.search(q, TOP), queries)
+    else:
+        how = "flat streamed from shards"
+        wall, cpu = single_query_ms(lambda q: exact_top(shards, q), queries[:3])
+    return {"how": how, "wall_ms": wall, "cpu_ms": cpu, "peak_gib": peak_rss_gib()}
+
+
+def parse_config(text: str) -> tuple[str, dict]:
+    index_type, _, knobs = text.partition(":")
+    params = {}
+    for item in filter(None, knobs.split(",")):
+        key, _, value = item.partition("=")
+        params[key] = int(value)
+    return index_type, params
+
+
+def build_one(shard_folder: str, config: str, out: str, train_size: int) -> dict:
+    """Build in a fresh process (its peak memory is the build's), save to `out`."""
+    index_type, knobs = parse_config(config)
+    shards = DescriptorShards(shard_folder)
+    start = time.perf_counter()
+    index, params = build_index_from_shards(
+        shards,
+        Path(out).with_suffix(".work"),
+        index_type,
+        train_size=train_size,
+        checkpoint_rows=10**12,  # measured without checkpoints: one uninterrupted build
+        **knobs,
+    )
+    build_s = time.perf_counter() - start
+    faiss.write_index(index, out)
+    return {"build_s": build_s, "build_peak_gib": peak_rss_gib(), "params": params}
+
+
+def search_one_config(shard_folder: str, out: str, queries, truth, nprobes, reranks) -> list:
+    """Load the index in a fresh process and measure each search setting."""
+    shards = DescriptorShards(shard_folder)
+    index = faiss.read_index(out)
+    ivf = faiss.extract_index_ivf(index)
+    rows = []
+    for nprobe in nprobes:
+        ivf.nprobe = nprobe
+        quantizer = faiss.downcast_index(ivf.quantizer)
+        if isinstance(quantizer, faiss.IndexHNSWFlat):
+            quantizer.hnsw.efSearch = max(128, 2 * nprobe)  # the graph must reach nprobe lists
+        for rerank in reranks:
+            if rerank:
+
+                def search(q, rerank=rerank):
+                    return search_reranked(index, shards, q, TOP, rerank)
+
+            else:
+
+                def search(q):
+                    return index.search(q, TOP)
+
+            faiss.omp_set_num_threads(1)
+            found = np.concatenate([search(queries[r : r + 1])[1] for r in range(len(queries))])
+            wall, cpu = single_query_ms(search, queries)
+            rows.append(
+                {
+                    "nprobe": nprobe,
+                    "rerank": rerank,
+                    "recall": recall_of_exact(found, truth),
+                    "wall_ms": wall,
+                    "cpu_ms": cpu,
+                    "serve_peak_gib": peak_rss_gib(),
+                }
+            )
+    return rows
+
+
+def in_fresh_process(function, *args):
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def cpu_model() -> str:
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        if line.startswith("Model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def main() -> None:
+    options = parse_arguments()
+    Path(options.work).mkdir(parents=True, exist_ok=True)
+    places = PlaceModel(places=max(options.size // 50, 1), dim=options.dim)
+    shard_folder, queries = make_data(options, places)
+    del places
+    shards = DescriptorShards(shard_folder)
+    start = time.perf_counter()
+    _, truth = exact_top(shards, queries)
+    truth_s = time.perf_counter() - start
+    latency_queries = queries[: options.latency_queries]
+    exact = in_fresh_process(
+        exact_row, str(shard_folder), latency_queries, truth, options.exact_in_memory_gib
+    )
+    rows = [
+        [
+            "exact",
+            exact["how"],
+            "-",
+            f"{shards.count * shards.dim * 4 / 2**30:.2f} (float32)",
+            "-",
+            1.0,
+            exact["wall_ms"],
+            exact["cpu_ms"],
+            f"{exact['peak_gib']:.2f}",
+        ]
+    ]
+    for config in options.configs:
+        out = str(Path(options.work) / f"{config.replace(':', '_').replace(',', '_')}.faiss")
+        built = in_fresh_process(build_one, str(shard_folder), config, out, options.train_size)
+        size_gib = Path(out).stat().st_size / 2**30
+        measured = in_fresh_process(
+            search_one_config,
+            str(shard_folder),
+            out,
+            queries,
+            truth,
+            options.nprobes,
+            options.rerank,
+        )
+        for row in measured:
+            rows.append(
+                [
+                    config,
+                    f"nprobe={row['nprobe']}, rerank={row['rerank'] or '-'}",
+                    f"{built['build_s']:.0f} (peak {built['build_peak_gib']:.2f} GiB)",
+                    f"{size_gib:.3f}",
+                    f"{row['serve_peak_gib']:.2f}",
+                    row["recall"],
+                    row["wall_ms"],
+                    row["cpu_ms"],
+                    "-",
+                ]
+            )
+    print(
+        f"{options.size:,} place-clustered {options.dim}-D descriptors in float16 shards, "
+        f"{options.queries} queries; {cpu_model()}, {faiss.omp_get_max_threads()} threads to "
+        f"build, 1 to search; exact top-10 over the shards in {truth_s:.0f} s"
+    )
+    print_table(
+        [
+            "index",
+            "search",
+            "build s",
+            "index GiB",
+            "serving peak RSS GiB",
+            "recall of exact top-10",
+            "1-query ms",
+            "CPU ms",
+            "exact peak RSS GiB",
+        ],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,12 +168,16 @@ def build_index_from_shards(
     seed: int = 0,
     checkpoint_rows: int = 2_000_000,
     progress: bool = True,
+    timings: dict | None = None,
     **index_params,
 ) -> tuple[faiss.Index, dict]:
     """The index core.index.build_index would build over the shards' rows, built a shard at
     a time (resuming from `work_folder` when an earlier build with the same inputs stopped).
 
-    The caller saves the result and then removes `work_folder` (finish_build)."""
+    The caller saves the result and then removes `work_folder` (finish_build). `timings`,
+    when given, receives the seconds spent training (train_s) and adding (add_s)."""
+    timings = {} if timings is None else timings
+    start = time.perf_counter()
     work = Path(work_folder)
     index, params = empty_index(index_type, shards.dim, shards.count, **index_params)
     record = {
@@ -193,6 +198,8 @@ def build_index_from_shards(
             log.info("training a %s index on %d sampled descriptors", index_type, len(rows))
             index.train(shards.rows(rows))
         _write_partial(work, index, done, record)  # training is not repeated on a resume
+    timings["train_s"] = time.perf_counter() - start
+    start = time.perf_counter()
     since_checkpoint = 0
     with tqdm(
         total=shards.count,
@@ -211,6 +218,7 @@ def build_index_from_shards(
             if since_checkpoint >= checkpoint_rows and not last:
                 _write_partial(work, index, number + 1, record)
                 since_checkpoint = 0
+    timings["add_s"] = time.perf_counter() - start
     set_search_params(index, params)
     return index, params
 

@@ -31,11 +31,17 @@ from core.index import (
     INDEX_TYPES,
     IndexManifest,
     build_index,
+    model_fingerprint,
     model_identity,
     paths_fingerprint,
     save_index,
 )
-from core.index_stream import DescriptorShards, build_index_from_shards, finish_build
+from core.index_stream import (
+    DescriptorShards,
+    build_index_from_shards,
+    extract_shards,
+    finish_build,
+)
 from core.model import model_from_checkpoint
 from data_catalog import runs
 from data_catalog.serving import ServingDatabase, write_serving_database
@@ -71,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--descriptors",
         default=None,
-        help="folder of descriptor shards (shard_*.npy) to index instead of extracting: "
-        "built a shard at a time, resumable",
+        help="folder of descriptor shards (shard_*.npy, row order = the database's names): "
+        "the missing ones are extracted into it first, then the index is built a shard at a "
+        "time; both resume after an interruption",
+    )
+    parser.add_argument(
+        "--shard_rows", type=int, default=100_000, help="descriptors per extracted shard"
     )
     parser.add_argument(
         "--train_size", type=int, default=200_000, help="descriptors sampled to train on"
@@ -103,6 +113,7 @@ AT_LEAST_ONE = (
     "infer_batch_size",
     "train_size",
     "checkpoint_rows",
+    "shard_rows",
 )
 
 
@@ -145,15 +156,9 @@ def build_run_index(args: argparse.Namespace) -> Path:
     if not database_folder.is_dir():
         raise UserError(f"--database_folder {database_folder} is not a folder")
     check_index_folder(run_dir, args.overwrite)
-    shards = DescriptorShards(args.descriptors) if args.descriptors else None
     names = read_folder(database_folder)
     if not len(names):
         raise UserError(f"{database_folder} holds no SF-XL named images to index")
-    if shards is not None and shards.count != len(names):
-        raise UserError(
-            f"{args.descriptors} holds {shards.count:,} descriptors but {database_folder} "
-            f"{len(names):,} images; give the shards extracted from this database"
-        )
     paths = list(names.paths)
     zone = single_zone(names.zones(), database_folder)
     model = model_from_checkpoint(checkpoint)
@@ -172,27 +177,21 @@ def build_run_index(args: argparse.Namespace) -> Path:
         "train_size": args.train_size,
     }
     start = time.perf_counter()
-    if shards is not None:
-        index_type = choose_index_type(args.index_type, shards.count)
-        work = run_dir / runs.INDEX_BUILD_DIR
-        try:
-            index, params = build_index_from_shards(
-                shards, work, index_type, checkpoint_rows=args.checkpoint_rows, **index_params
-            )
-        except ValueError as error:
-            raise UserError(f"cannot build a {index_type} index: {error}") from None
+    extract_options = {
+        "batch_size": args.infer_batch_size,
+        "device": args.device,
+        "num_workers": args.num_workers,
+    }
+    if args.descriptors:
         database = (database_folder, paths, np.stack([names.east, names.north], axis=1), zone)
-        out = save_built_index(run_dir, model, index, index_type, params, database, resize)
-        finish_build(work)
+        out = index_from_shards(args, model, database, resize, index_params, extract_options)
     else:
         descriptors = extract_from_paths(
             model,
             [database_folder / p for p in paths],
             resize_shorter_side=resize,
-            batch_size=args.infer_batch_size,
-            device=args.device,
-            num_workers=args.num_workers,
             desc="database descriptors",
+            **extract_options,
         )
         out = save_run_index(
             run_dir,
@@ -210,6 +209,46 @@ def build_run_index(args: argparse.Namespace) -> Path:
         f"indexed {len(paths)} images of {database_folder} in "
         f"{time.perf_counter() - start:.1f} s -> {out}"
     )
+    return out
+
+
+def index_from_shards(
+    args: argparse.Namespace,
+    model: nn.Module,
+    database: tuple,
+    resize: int | None,
+    index_params: dict,
+    extract_options: dict,
+) -> Path:
+    """--descriptors: extract the shards still missing, build the index a shard at a time
+    (resuming in RUN/index_build/), save it, then drop the work folder."""
+    database_folder, paths = database[0], database[1]
+    identity = {"model": model_fingerprint(model), "database": paths_fingerprint(paths)}
+    extract_shards(
+        model,
+        [database_folder / p for p in paths],
+        args.descriptors,
+        identity,
+        shard_rows=args.shard_rows,
+        resize_shorter_side=resize,
+        **extract_options,
+    )
+    shards = DescriptorShards(args.descriptors)
+    if shards.count != len(paths):
+        raise UserError(
+            f"{args.descriptors} holds {shards.count:,} descriptors but {database_folder} "
+            f"{len(paths):,} images; give the shards extracted from this database"
+        )
+    index_type = choose_index_type(args.index_type, shards.count)
+    work = Path(args.run_dir) / runs.INDEX_BUILD_DIR
+    try:
+        index, params = build_index_from_shards(
+            shards, work, index_type, checkpoint_rows=args.checkpoint_rows, **index_params
+        )
+    except ValueError as error:
+        raise UserError(f"cannot build a {index_type} index: {error}") from None
+    out = save_built_index(args.run_dir, model, index, index_type, params, database, resize)
+    finish_build(work)
     return out
 
 

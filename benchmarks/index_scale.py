@@ -61,16 +61,26 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--rerank", type=int, nargs="+", default=[0, 100])
     parser.add_argument("--train_size", type=int, default=100_000)
     parser.add_argument("--exact_in_memory_gib", type=float, default=4.0)
+    parser.add_argument(
+        "--reuse_built",
+        action="store_true",
+        help="measure indexes an earlier run built in --work (with its build figures)",
+    )
     return parser.parse_args()
 
 
-def peak_rss_gib() -> float:
-    """This process's peak resident memory (VmHWM: unlike getrusage's ru_maxrss it is not
-    inherited from the parent across the exec of a spawned process)."""
+def memory_gib(field: str) -> float:
+    """A line of /proc/self/status in GiB: VmHWM, the peak resident memory (unlike
+    getrusage's ru_maxrss it is not inherited across the exec of a spawned process), or
+    RssAnon, the resident memory that is not file pages (the shards' cached pages are)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 2**20  # kB
     return float("nan")
+
+
+def peak_rss_gib() -> float:
+    return memory_gib("VmHWM")
 
 
 def make_data(options, places: PlaceModel) -> tuple[Path, np.ndarray]:
@@ -208,6 +218,7 @@ def search_one_config(shard_folder: str, out: str, queries, truth, nprobes, rera
                     "wall_ms": wall,
                     "cpu_ms": cpu,
                     "serve_peak_gib": peak_rss_gib(),
+                    "anon_gib": memory_gib("RssAnon"),
                 }
             )
     return rows
@@ -254,7 +265,12 @@ def main() -> None:
     ]
     for config in options.configs:
         out = str(Path(options.work) / f"{config.replace(':', '_').replace(',', '_')}.faiss")
-        built = in_fresh_process(build_one, str(shard_folder), config, out, options.train_size)
+        record = Path(out).with_suffix(".json")
+        if options.reuse_built and record.is_file() and Path(out).is_file():
+            built = json.loads(record.read_text())  # re-measure search settings only
+        else:
+            built = in_fresh_process(build_one, str(shard_folder), config, out, options.train_size)
+            record.write_text(json.dumps(built))
         size_gib = Path(out).stat().st_size / 2**30
         measured = in_fresh_process(
             search_one_config,
@@ -274,7 +290,7 @@ def main() -> None:
                     f"{built['add_s']:.0f} add; CPU {built['build_cpu_s']:.0f}; "
                     f"peak {built['build_peak_gib']:.2f} GiB",
                     f"{size_gib:.3f}",
-                    f"{row['serve_peak_gib']:.2f}",
+                    f"{row['serve_peak_gib']:.2f} ({row.get('anon_gib', float('nan')):.2f})",
                     row["recall"],
                     row["wall_ms"],
                     row["cpu_ms"],
@@ -298,7 +314,7 @@ def print_results(options, truth_s: float, baseline: float, rows: list) -> None:
             "search",
             "build s",
             "index GiB",
-            "search process peak RSS GiB",
+            "search process peak RSS GiB (anonymous now)",
             "recall of exact top-10",
             "1-query ms",
             "CPU ms",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import time
 from collections.abc import Iterator
@@ -109,6 +110,31 @@ def extract_shards(
         files.write_whole(path, lambda file, chunk=chunk: np.save(file, chunk))
 
 
+def _map_npy(path: Path) -> tuple[mmap.mmap | None, np.ndarray]:
+    """A .npy file's array over a read-only memory map (None and an empty array when the
+    file holds no rows: an empty file cannot be mapped)."""
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(file)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(file)
+        if fortran:
+            raise ValueError("a Fortran-ordered array")
+        offset = file.tell()
+        count = int(np.prod(shape))
+        if count == 0:
+            return None, np.empty(shape, dtype)
+        mapping = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    array = np.frombuffer(mapping, dtype=dtype, count=count, offset=offset).reshape(shape)
+    return mapping, array
+
+
+def _advise(mapping: mmap.mmap | None, advice: str) -> None:
+    if mapping is not None and hasattr(mmap, advice):  # madvise: Linux and macOS
+        mapping.madvise(getattr(mmap, advice))
+
+
 class DescriptorShards:
     """A database's descriptors as shard files, opened memory-mapped (nothing is read
     until rows are asked for)."""
@@ -121,10 +147,10 @@ class DescriptorShards:
                 f"{self.folder} holds no descriptor shards ({SHARD_PATTERN}): give the folder "
                 "extraction wrote them to"
             )
-        self.arrays = []
+        self.arrays, self.maps = [], []
         for path in paths:
             try:
-                array = np.load(path, mmap_mode="r")
+                mapping, array = _map_npy(path)
             except (OSError, ValueError) as error:
                 raise UserError(
                     f"{path} is not a readable .npy shard ({error}); extract it again"
@@ -134,6 +160,7 @@ class DescriptorShards:
                     f"{path} holds a {array.dtype} array of shape {array.shape}, not rows of "
                     "float16 or float32 descriptors; extract it again"
                 )
+            self.maps.append(mapping)
             self.arrays.append(array)
         dims = {array.shape[1] for array in self.arrays}
         if len(dims) > 1:
@@ -157,6 +184,7 @@ class DescriptorShards:
     def shard_chunks(self, number: int, rows: int = ADD_ROWS) -> Iterator[np.ndarray]:
         """Shard `number` as float32 chunks of at most `rows` rows."""
         array = self.arrays[number]
+        _advise(self.maps[number], "MADV_SEQUENTIAL")  # read ahead: the whole shard is read
         for start in range(0, len(array), rows):
             yield np.ascontiguousarray(array[start : start + rows], dtype=np.float32)
 
@@ -171,6 +199,8 @@ class DescriptorShards:
             where = np.flatnonzero(shard_of == number)
             local = ids[where] - self.offsets[number]
             order = np.argsort(local, kind="stable")  # sorted reads walk the file forwards
+            # Few scattered rows: reading ahead around each would pull whole shards into memory.
+            _advise(self.maps[number], "MADV_RANDOM")
             out[where[order]] = self.arrays[number][local[order]]
         return out
 

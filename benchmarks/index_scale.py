@@ -36,6 +36,7 @@ from benchmarks.table import print_table
 from core.index_stream import (
     DescriptorShards,
     build_index_from_shards,
+    finish_build,
     search_reranked,
     write_shards,
 )
@@ -176,6 +177,7 @@ def build_one(shard_folder: str, config: str, out: str, train_size: int) -> dict
     )
     build_s, build_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
     faiss.write_index(index, out)
+    finish_build(Path(out).with_suffix(".work"))
     return {
         **timings,
         "build_s": build_s,

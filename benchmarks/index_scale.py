@@ -63,6 +63,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--train_size", type=int, default=100_000)
     parser.add_argument("--exact_in_memory_gib", type=float, default=4.0)
     parser.add_argument(
+        "--quantizer_nlists",
+        type=int,
+        nargs="*",
+        help="only time the coarse quantizers (flat, HNSW) at these numbers of lists",
+    )
+    parser.add_argument(
         "--reuse_built",
         action="store_true",
         help="measure indexes an earlier run built in --work (with its build figures)",
@@ -226,6 +232,55 @@ def search_one_config(shard_folder: str, out: str, queries, truth, nprobes, rera
     return rows
 
 
+def quantizer_costs(dim: int, nlists: list[int], vectors: int = 4000) -> None:
+    """CPU time of the coarse quantizer alone, flat against HNSW, by number of lists: per
+    descriptor added (a batch, as a build assigns them) and per single query, and how often
+    the graph finds the nearest list. A build assigns every descriptor once, so at n
+    descriptors the flat quantizer costs n x nlist x dim; the graph about log(nlist)."""
+    faiss.omp_set_num_threads(1)
+    rows = []
+    for nlist in nlists:
+        places = PlaceModel(places=nlist, dim=dim, seed=nlist)
+        centroids = places.sample(nlist, seed=3)  # stand-ins for k-means centroids
+        batch = places.sample(vectors, seed=4)
+        flat = faiss.IndexFlatL2(dim)
+        flat.add(centroids)
+        graph = faiss.IndexHNSWFlat(dim, 32)
+        cpu = time.process_time()
+        graph.add(centroids)
+        graph_build_s = time.process_time() - cpu
+        graph.hnsw.efSearch = 128
+        _, nearest = flat.search(batch, 1)
+        _, found = graph.search(batch, 1)
+        for name, index in (("flat", flat), ("hnsw M=32 ef=128", graph)):
+            cpu = time.process_time()
+            index.search(batch, 1)
+            per_add_us = 1e6 * (time.process_time() - cpu) / vectors
+            _, query_ms = single_query_ms(lambda q, index=index: index.search(q, 1), batch[:200])
+            rows.append(
+                [
+                    f"{nlist:,}",
+                    name,
+                    per_add_us,
+                    1000 * query_ms,
+                    1.0 if name == "flat" else float(np.mean(found == nearest)),
+                    "-" if name == "flat" else f"{graph_build_s:.2f}",
+                ]
+            )
+    print(f"Coarse quantizer alone, {dim}-D, one core of {cpu_model()} (CPU time):")
+    print_table(
+        [
+            "nlist",
+            "quantizer",
+            "CPU us per descriptor added",
+            "CPU us per query",
+            "finds the nearest list",
+            "graph build CPU s",
+        ],
+        rows,
+    )
+
+
 def in_fresh_process(function, *args):
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(function, *args).result()
@@ -240,6 +295,9 @@ def cpu_model() -> str:
 
 def main() -> None:
     options = parse_arguments()
+    if options.quantizer_nlists:
+        quantizer_costs(options.dim, options.quantizer_nlists)
+        return
     Path(options.work).mkdir(parents=True, exist_ok=True)
     places = PlaceModel(places=max(options.size // 50, 1), dim=options.dim)
     shard_folder, queries = make_data(options, places)

@@ -27,7 +27,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PAGES = ["map", "retrieve", "dataset", "results"]
+PAGES = ["map", "retrieve", "dataset", "results", "training"]
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
 LOAD_TIMEOUT_MS = 120_000
 
@@ -134,7 +134,7 @@ def test_every_page_in_chromium(running_app, tmp_path, tiny_city):
                 main = page.get_by_test_id("stMain")
                 assert page.get_by_text("Page not found").count() == 0, url
                 navigation = page.get_by_test_id("stSidebarNav").inner_text()
-                assert navigation.split() == ["Map", "Retrieve", "Dataset", "Results"], navigation
+                assert navigation.split() == [p.capitalize() for p in PAGES], navigation
                 assert main.get_by_test_id("stException").count() == 0, name
                 if name == "map":
                     page.get_by_test_id("stDeckGlJsonChart").first.wait_for()

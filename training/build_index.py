@@ -46,6 +46,7 @@ from core.model import model_from_checkpoint
 from data_catalog import runs
 from data_catalog.serving import ServingDatabase, write_serving_database
 from training.data import read_folder
+from training.unreadable import left_out_rows
 
 # Below this many images an exact (flat) index answers a query in well under a second on a
 # CPU and needs count x dim x 4 bytes (2 GB at 1M x 512); above it IVF-PQ keeps memory small.
@@ -188,34 +189,60 @@ def build_run_index(args: argparse.Namespace) -> Path:
         "device": args.device,
         "num_workers": args.num_workers,
     }
+    utm = np.stack([names.east, names.north], axis=1)
+    database = (database_folder, paths, utm, zone)
     if args.descriptors:
-        database = (database_folder, paths, np.stack([names.east, names.north], axis=1), zone)
         out = index_from_shards(args, model, database, resize, index_params, extract_options)
+        unreadable = {}
     else:
+        out, unreadable = index_in_memory(
+            args, model, database, resize, index_params, extract_options
+        )
+    skipped = f" ({len(unreadable)} unreadable images skipped)" if unreadable else ""
+    print(
+        f"indexed {len(paths) - len(unreadable)} images of {database_folder}{skipped} in "
+        f"{time.perf_counter() - start:.1f} s -> {out}"
+    )
+    return out
+
+
+def index_in_memory(
+    args: argparse.Namespace,
+    model: nn.Module,
+    database: tuple,
+    resize: int | None,
+    index_params: dict,
+    extract_options: dict,
+) -> tuple[Path, dict]:
+    """Extract every descriptor into memory, index and save; (folder, unreadable images)."""
+    database_folder, paths, utm, zone = database
+    try:
         descriptors = extract_from_paths(
             model,
             [database_folder / p for p in paths],
             resize_shorter_side=resize,
+            skip_unreadable=True,
             desc="database descriptors",
             **extract_options,
         )
-        out = save_run_index(
-            run_dir,
-            model,
-            descriptors,
-            database_folder,
-            paths,
-            np.stack([names.east, names.north], axis=1),
-            zone,
-            resize,
-            args.index_type,
-            **index_params,
-        )
-    print(
-        f"indexed {len(paths)} images of {database_folder} in "
-        f"{time.perf_counter() - start:.1f} s -> {out}"
+    except ValueError as error:  # not one image could be read
+        raise UserError(f"{database_folder}: {error}; check the files") from None
+    paths, descriptors, utm, unreadable = leave_out_unreadable(
+        database_folder, paths, descriptors, utm
     )
-    return out
+    out = save_run_index(
+        args.run_dir,
+        model,
+        descriptors,
+        database_folder,
+        paths,
+        utm,
+        zone,
+        resize,
+        args.index_type,
+        **index_params,
+    )
+    return out, unreadable
 
 
 def index_from_shards(
@@ -256,6 +283,21 @@ def index_from_shards(
     out = save_built_index(args.run_dir, model, index, index_type, params, database, resize)
     finish_build(work)
     return out
+
+
+def leave_out_unreadable(database_folder: Path, paths: list[str], descriptors, utm):
+    """Paths, descriptors and positions without the images that could not be decoded (as
+    the evaluation leaves them out), so that the index and its table keep the same rows;
+    and {path: reason} of those left out."""
+    kept, unreadable = left_out_rows(database_folder, paths, descriptors)
+    if unreadable:
+        log.warning(
+            "%s: %d unreadable images left out of the index, e.g. %s",
+            database_folder,
+            len(unreadable),
+            next(iter(unreadable.values())),
+        )
+    return [paths[i] for i in kept], descriptors[kept], utm[kept], unreadable
 
 
 def save_run_index(

@@ -34,18 +34,32 @@ class PlaceModel:
         self.basis = basis / np.sqrt(latent_dim, dtype=np.float32)
 
     def sample(self, count: int, seed: int) -> np.ndarray:
+        return np.concatenate(list(self.stream(count, seed)))
+
+    def stream(self, count: int, seed: int, chunk_rows: int = 100_000):
+        """The descriptors of sample(count, seed) as float32 chunks of `chunk_rows` rows, for
+        databases larger than memory (any chunk_rows gives the same rows as sample)."""
         rng = np.random.default_rng(seed)
         places, dim = self.centres.shape
-        out = np.empty((count, dim), dtype=np.float32)
-        for start in range(0, count, 100_000):  # chunks keep the temporaries small
-            stop = min(start + 100_000, count)
+        block = 100_000  # draws per block of rows fixed, so the rows do not depend on chunks
+        pending: list[np.ndarray] = []
+        held = 0
+        for start in range(0, count, block):
+            stop = min(start + block, count)
             place = rng.integers(0, places, stop - start)
             latent = rng.standard_normal((stop - start, len(self.basis)), dtype=np.float32)
             iso = rng.standard_normal((stop - start, dim), dtype=np.float32)
-            view = latent @ self.basis
-            out[start:stop] = self.centres[place] + self.spread[place, None] * view + 0.1 * iso
-        out /= np.linalg.norm(out, axis=1, keepdims=True)
-        return out
+            rows = self.centres[place] + self.spread[place, None] * (latent @ self.basis)
+            rows += 0.1 * iso
+            rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+            pending.append(rows)
+            held += len(rows)
+            while held >= chunk_rows:
+                joined = np.concatenate(pending)
+                yield joined[:chunk_rows]
+                pending, held = [joined[chunk_rows:]], held - chunk_rows
+        if held:
+            yield np.concatenate(pending)
 
 
 def single_query_qps(index, queries: np.ndarray, seconds: float = 3.0) -> float:

@@ -35,7 +35,7 @@ from core.errors import UserError
 
 INDEX_FILE = "index.faiss"
 MANIFEST_FILE = "index_manifest.json"
-INDEX_TYPES = ("flat", "flat_fp16", "ivf_flat", "ivf_pq", "hnsw")
+INDEX_TYPES = ("flat", "flat_fp16", "ivf_flat", "ivf_pq", "hnsw", "ivf_hnsw_pq")
 # The faiss class each index type reads back as (faiss.read_index downcasts).
 FAISS_CLASSES = {
     "IndexFlatL2": "flat",
@@ -44,6 +44,8 @@ FAISS_CLASSES = {
     "IndexIVFPQ": "ivf_pq",
     "IndexHNSWFlat": "hnsw",
 }
+# An IVF-PQ whose coarse quantizer is an HNSW graph reads back as an IndexIVFPQ too.
+IVF_HNSW_QUANTIZER = "IndexHNSWFlat"
 _HASH_CHUNK = 16 << 20
 
 
@@ -67,7 +69,12 @@ def index_type_of(index: faiss.Index) -> str | None:
     """Which of INDEX_TYPES a faiss index is (None for another kind or a non-L2 metric)."""
     if index.metric_type != faiss.METRIC_L2:
         return None
-    return FAISS_CLASSES.get(type(index).__name__)
+    index_type = FAISS_CLASSES.get(type(index).__name__)
+    if index_type == "ivf_pq":
+        quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+        if type(quantizer).__name__ == IVF_HNSW_QUANTIZER:
+            return "ivf_hnsw_pq"
+    return index_type
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -116,28 +123,32 @@ def default_nlist(count: int) -> int:
     return max(1, min(int(4 * math.sqrt(count)), count // 39))
 
 
-def build_index(
-    descriptors: np.ndarray,
-    index_type: str = "flat",
+def empty_index(
+    index_type: str,
+    dim: int,
+    count: int,
     nlist: int | None = None,
     nprobe: int = 16,
     pq_m: int = 64,
     hnsw_m: int = 32,
     ef_search: int = 128,
-    train_size: int = 200_000,
-    seed: int = 0,
 ) -> tuple[faiss.Index, dict]:
-    """An index over `descriptors` (L2 metric) and the parameters it was built with."""
-    xb = _as_float32(descriptors)
-    count, dim = xb.shape
+    """An index of `index_type` for `count` descriptors of `dim` dimensions, not yet trained
+    or filled, and the parameters it is built with (they go into the manifest)."""
     params: dict = {}
     if index_type == "flat":
         index = faiss.IndexFlatL2(dim)
     elif index_type == "flat_fp16":
         index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_L2)
-    elif index_type in ("ivf_flat", "ivf_pq"):
+    elif index_type in ("ivf_flat", "ivf_pq", "ivf_hnsw_pq"):
         nlist = nlist or default_nlist(count)
-        quantizer = faiss.IndexFlatL2(dim)
+        if index_type == "ivf_hnsw_pq":
+            # Many lists make each list short; a graph finds the nearest of them in about
+            # log(nlist) steps where a flat quantizer compares the query with every centroid.
+            quantizer = faiss.IndexHNSWFlat(dim, hnsw_m)
+            params.update(hnsw_m=hnsw_m, quantizer_ef_search=ef_search)
+        else:
+            quantizer = faiss.IndexFlatL2(dim)
         if index_type == "ivf_flat":
             index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_L2)
         else:
@@ -145,15 +156,39 @@ def build_index(
                 raise ValueError(f"pq_m={pq_m} must divide the descriptor dimension {dim}")
             index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, 8)
             params["pq_m"] = pq_m
+        if index_type == "ivf_hnsw_pq":
+            # k-means runs on a flat copy of the centroids, which are then added to the graph
+            # (k-means over a graph would rebuild it on every iteration).
+            index.quantizer_trains_alone = 2
         params.update(nlist=nlist, nprobe=min(nprobe, nlist))
     elif index_type == "hnsw":
         index = faiss.IndexHNSWFlat(dim, hnsw_m)
         params.update(hnsw_m=hnsw_m, ef_search=ef_search)
     else:
         raise ValueError(f"unknown index type {index_type!r}; choose one of {INDEX_TYPES}")
+    return index, params
+
+
+def training_rows(count: int, train_size: int, seed: int) -> np.ndarray:
+    """The rows (sorted) an index is trained on: the same for the in-memory and the
+    streaming build (core.index_stream), so both give the same index."""
+    return np.sort(np.random.default_rng(seed).permutation(count)[:train_size])
+
+
+def build_index(
+    descriptors: np.ndarray,
+    index_type: str = "flat",
+    train_size: int = 200_000,
+    seed: int = 0,
+    **index_params,
+) -> tuple[faiss.Index, dict]:
+    """An index over `descriptors` (L2 metric) and the parameters it was built with
+    (index_params: those of empty_index)."""
+    xb = _as_float32(descriptors)
+    count, dim = xb.shape
+    index, params = empty_index(index_type, dim, count, **index_params)
     if not index.is_trained:
-        sample = np.random.default_rng(seed).permutation(count)[:train_size]
-        index.train(xb[np.sort(sample)])
+        index.train(xb[training_rows(count, train_size, seed)])
     index.add(xb)
     set_search_params(index, params)
     return index, params
@@ -166,6 +201,8 @@ def set_search_params(index: faiss.Index, params: dict) -> None:
         space.set_index_parameter(index, "nprobe", int(params["nprobe"]))
     if "ef_search" in params:
         space.set_index_parameter(index, "efSearch", int(params["ef_search"]))
+    if "quantizer_ef_search" in params:
+        space.set_index_parameter(index, "quantizer_efSearch", int(params["quantizer_ef_search"]))
 
 
 def search(index: faiss.Index, queries: np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:

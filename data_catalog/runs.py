@@ -47,6 +47,8 @@ PREDICTIONS = "predictions.csv"
 # Recorded runs shipped in the repo keep their predictions gzipped (a tenth of the bytes).
 PREDICTIONS_GZ = PREDICTIONS + ".gz"
 INDEX_DIR = "index"
+# A streaming index build's partial index and progress, removed once RUN/index is saved.
+INDEX_BUILD_DIR = "index_build"
 EVALUATION_PREFIX = "eval_"
 # Written before any result: a folder holding only these has nothing to lose (the progress
 # record's epochs are also in last_checkpoint.pth and summary.json, which are results).

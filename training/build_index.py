@@ -2,10 +2,14 @@
 
     python -m training.build_index --run_dir data/runs/demo \
         --database_folder data/synthetic_demo/test/database [--index_type auto]
+        [--descriptors RUN/descriptors]
 
-Descriptors come from the run's best_model.pth; the index goes to RUN/index/ with its
-manifest (model fingerprint, database fingerprint) and the database's paths and UTM
-positions, so the app can show each result and its distance in metres.
+Descriptors come from the run's best_model.pth, or, with --descriptors, from shards that
+extraction already wrote (shard_00000.npy, ... in the database's name order): those are
+indexed a shard at a time (core.index_stream), so a database larger than memory can be
+indexed, and an interrupted build resumes from RUN/index_build/. The index goes to
+RUN/index/ with its manifest (model fingerprint, database fingerprint) and the database's
+paths and UTM positions, so the app can show each result and its distance in metres.
 """
 
 from __future__ import annotations
@@ -27,9 +31,16 @@ from core.index import (
     INDEX_TYPES,
     IndexManifest,
     build_index,
+    model_fingerprint,
     model_identity,
     paths_fingerprint,
     save_index,
+)
+from core.index_stream import (
+    DescriptorShards,
+    build_index_from_shards,
+    extract_shards,
+    finish_build,
 )
 from core.model import model_from_checkpoint
 from data_catalog import runs
@@ -39,6 +50,11 @@ from training.unreadable import left_out_rows
 
 # Below this many images an exact (flat) index answers a query in well under a second on a
 # CPU and needs count x dim x 4 bytes (2 GB at 1M x 512); above it IVF-PQ keeps memory small.
+# Measured at 1M x 512-D (benchmarks/index_scale.py, README "City scale"): exact 84-92 ms of
+# one core per query; IVF-PQ (4,096 lists) 1-14 ms at 0.52-0.98 of the exact top-10 (with
+# re-ranking from shards). auto keeps IVF-PQ's flat coarse quantizer above it: the graph one
+# (ivf_hnsw_pq) found the nearest list less often and cost more CPU per descriptor added at
+# every list count measured (4,096-65,536); it answers faster only from about 16,384 lists.
 EXACT_LIMIT = 1_000_000
 
 log = logging.getLogger(__name__)
@@ -57,13 +73,33 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         choices=["auto", *INDEX_TYPES],
         help=f"auto (default): exact 'flat' below {EXACT_LIMIT:,} images, 'ivf_pq' above; "
-        "flat_fp16 halves memory, hnsw is a graph index",
+        "flat_fp16 halves memory, hnsw is a graph index, ivf_hnsw_pq is IVF-PQ with a graph "
+        "coarse quantizer (faster queries over tens of thousands of lists)",
     )
     parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default ~4 sqrt(n))")
     parser.add_argument("--nprobe", type=int, default=16, help="IVF lists searched per query")
     parser.add_argument("--pq_m", type=int, default=64, help="PQ sub-quantisers (divide dim)")
     parser.add_argument("--hnsw_m", type=int, default=32, help="HNSW neighbours per node")
     parser.add_argument("--ef_search", type=int, default=128, help="HNSW search breadth")
+    parser.add_argument(
+        "--descriptors",
+        default=None,
+        help="folder of descriptor shards (shard_*.npy, row order = the database's names): "
+        "the missing ones are extracted into it first, then the index is built a shard at a "
+        "time; both resume after an interruption",
+    )
+    parser.add_argument(
+        "--shard_rows", type=int, default=100_000, help="descriptors per extracted shard"
+    )
+    parser.add_argument(
+        "--train_size", type=int, default=200_000, help="descriptors sampled to train on"
+    )
+    parser.add_argument(
+        "--checkpoint_rows",
+        type=int,
+        default=2_000_000,
+        help="with --descriptors: save the partial index after about this many rows",
+    )
     parser.add_argument("--resize_test_imgs", action="store_true", help="resize shorter side")
     parser.add_argument("--image_size", type=int, default=512, help="shorter side when resizing")
     parser.add_argument("--infer_batch_size", type=int, default=16)
@@ -74,7 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Flags whose values below 1 no index can use (None for nlist: chosen from the count).
-AT_LEAST_ONE = ("nlist", "nprobe", "pq_m", "hnsw_m", "ef_search", "image_size", "infer_batch_size")
+AT_LEAST_ONE = (
+    "nlist",
+    "nprobe",
+    "pq_m",
+    "hnsw_m",
+    "ef_search",
+    "image_size",
+    "infer_batch_size",
+    "train_size",
+    "checkpoint_rows",
+    "shard_rows",
+)
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -108,7 +155,7 @@ def choose_index_type(requested: str, count: int) -> str:
 
 
 def build_run_index(args: argparse.Namespace) -> Path:
-    """Extract, index and save; every user mistake is a UserError of one sentence."""
+    """Extract (or read shards), index and save; every user mistake is one sentence."""
     run_dir, database_folder = Path(args.run_dir), Path(args.database_folder)
     checkpoint = run_dir / runs.BEST_MODEL
     if not checkpoint.is_file():
@@ -128,26 +175,63 @@ def build_run_index(args: argparse.Namespace) -> Path:
         if not torch.cuda.is_available():
             raise UserError("--device cuda given but CUDA is not available; use --device cpu")
     resize = args.image_size if args.resize_test_imgs else None
+    index_params = {
+        "nlist": args.nlist,
+        "nprobe": args.nprobe,
+        "pq_m": args.pq_m,
+        "hnsw_m": args.hnsw_m,
+        "ef_search": args.ef_search,
+        "train_size": args.train_size,
+    }
     start = time.perf_counter()
+    extract_options = {
+        "batch_size": args.infer_batch_size,
+        "device": args.device,
+        "num_workers": args.num_workers,
+    }
+    utm = np.stack([names.east, names.north], axis=1)
+    database = (database_folder, paths, utm, zone)
+    if args.descriptors:
+        out = index_from_shards(args, model, database, resize, index_params, extract_options)
+        unreadable = {}
+    else:
+        out, unreadable = index_in_memory(
+            args, model, database, resize, index_params, extract_options
+        )
+    skipped = f" ({len(unreadable)} unreadable images skipped)" if unreadable else ""
+    print(
+        f"indexed {len(paths) - len(unreadable)} images of {database_folder}{skipped} in "
+        f"{time.perf_counter() - start:.1f} s -> {out}"
+    )
+    return out
+
+
+def index_in_memory(
+    args: argparse.Namespace,
+    model: nn.Module,
+    database: tuple,
+    resize: int | None,
+    index_params: dict,
+    extract_options: dict,
+) -> tuple[Path, dict]:
+    """Extract every descriptor into memory, index and save; (folder, unreadable images)."""
+    database_folder, paths, utm, zone = database
     try:
         descriptors = extract_from_paths(
             model,
             [database_folder / p for p in paths],
             resize_shorter_side=resize,
             skip_unreadable=True,
-            batch_size=args.infer_batch_size,
-            device=args.device,
-            num_workers=args.num_workers,
             desc="database descriptors",
+            **extract_options,
         )
     except ValueError as error:  # not one image could be read
         raise UserError(f"{database_folder}: {error}; check the files") from None
-    utm = np.stack([names.east, names.north], axis=1)
     paths, descriptors, utm, unreadable = leave_out_unreadable(
         database_folder, paths, descriptors, utm
     )
     out = save_run_index(
-        run_dir,
+        args.run_dir,
         model,
         descriptors,
         database_folder,
@@ -156,17 +240,48 @@ def build_run_index(args: argparse.Namespace) -> Path:
         zone,
         resize,
         args.index_type,
-        nlist=args.nlist,
-        nprobe=args.nprobe,
-        pq_m=args.pq_m,
-        hnsw_m=args.hnsw_m,
-        ef_search=args.ef_search,
+        **index_params,
     )
-    skipped = f" ({len(unreadable)} unreadable images skipped)" if unreadable else ""
-    print(
-        f"indexed {len(paths)} images of {database_folder}{skipped} in "
-        f"{time.perf_counter() - start:.1f} s -> {out}"
+    return out, unreadable
+
+
+def index_from_shards(
+    args: argparse.Namespace,
+    model: nn.Module,
+    database: tuple,
+    resize: int | None,
+    index_params: dict,
+    extract_options: dict,
+) -> Path:
+    """--descriptors: extract the shards still missing, build the index a shard at a time
+    (resuming in RUN/index_build/), save it, then drop the work folder."""
+    database_folder, paths = database[0], database[1]
+    identity = {"model": model_fingerprint(model), "database": paths_fingerprint(paths)}
+    extract_shards(
+        model,
+        [database_folder / p for p in paths],
+        args.descriptors,
+        identity,
+        shard_rows=args.shard_rows,
+        resize_shorter_side=resize,
+        **extract_options,
     )
+    shards = DescriptorShards(args.descriptors)
+    if shards.count != len(paths):
+        raise UserError(
+            f"{args.descriptors} holds {shards.count:,} descriptors but {database_folder} "
+            f"{len(paths):,} images; give the shards extracted from this database"
+        )
+    index_type = choose_index_type(args.index_type, shards.count)
+    work = Path(args.run_dir) / runs.INDEX_BUILD_DIR
+    try:
+        index, params = build_index_from_shards(
+            shards, work, index_type, checkpoint_rows=args.checkpoint_rows, **index_params
+        )
+    except ValueError as error:
+        raise UserError(f"cannot build a {index_type} index: {error}") from None
+    out = save_built_index(args.run_dir, model, index, index_type, params, database, resize)
+    finish_build(work)
     return out
 
 
@@ -205,6 +320,24 @@ def save_run_index(
         index, params = build_index(descriptors, index_type, **index_params)
     except ValueError as error:
         raise UserError(f"cannot build a {index_type} index: {error}") from None
+    database = (database_folder, paths, utm, zone)
+    return save_built_index(
+        run_dir, model, index, index_type, params, database, resize_shorter_side
+    )
+
+
+def save_built_index(
+    run_dir: str | os.PathLike,
+    model: nn.Module,
+    index,
+    index_type: str,
+    params: dict,
+    database: tuple,
+    resize_shorter_side: int | None,
+) -> Path:
+    """Save a built index with its manifest and the serving table into RUN/index/;
+    database is (folder, paths relative to it in row order, UTM positions, zone)."""
+    database_folder, paths, utm, zone = database
     manifest = IndexManifest(
         index_type=index_type,
         dim=index.d,
@@ -214,9 +347,9 @@ def save_run_index(
         params=params,
     )
     out = Path(run_dir) / runs.INDEX_DIR
-    database = ServingDatabase(Path(database_folder), list(paths), utm, zone, resize_shorter_side)
+    serving = ServingDatabase(Path(database_folder), list(paths), utm, zone, resize_shorter_side)
     # The table first, the manifest last: a half-written folder fails the fingerprint check.
-    write_serving_database(out, database)
+    write_serving_database(out, serving)
     save_index(index, out, manifest)
     log.info("saved a %s index of %d x %d-D to %s", index_type, index.ntotal, index.d, out)
     return out

@@ -103,14 +103,20 @@ class Query:
     image: Image.Image  # within app.uploads.BOUNDS
     position: tuple[float, float] | None  # UTM east, north in the database's zone
     position_source: str | None  # "EXIF GPS" or "SF-XL file name"
-    notes: list[str] = field(default_factory=list)  # what was done to it, position problems
+    fitted: str | None = None  # what was done to the photo to bring it within bounds
+    position_notes: list[str] = field(default_factory=list)  # why a position was not used
+
+    @property
+    def notes(self) -> list[str]:
+        return ([self.fitted] if self.fitted else []) + self.position_notes
 
 
 def query_in_zone(prepared: PreparedUpload, zone: UTMZone) -> Query:
     """A decoded upload placed in a database's zone (decoding does not depend on the zone)."""
     where = upload_position(prepared, zone)
-    notes = ([prepared.fitted] if prepared.fitted else []) + where.notes
-    return Query(prepared.name, prepared.image, where.position, where.source, notes)
+    return Query(
+        prepared.name, prepared.image, where.position, where.source, prepared.fitted, where.notes
+    )
 
 
 def decode_query(data: bytes, name: str, zone: UTMZone) -> Query:

@@ -114,14 +114,16 @@ def upload_position(prepared: PreparedUpload, zone: UTMZone) -> UploadPosition:
     return UploadPosition(None, None, notes)
 
 
-def position_caption(position: UploadPosition) -> str:
+def position_caption(
+    position: tuple[float, float] | None, source: str | None, notes: list[str]
+) -> str:
     """The line under the photo: where its position came from, or why there is none."""
-    if position.position is not None:
-        return f"Position from {position.source}."
-    if position.notes:
+    if position is not None:
+        return f"Position from {source}."
+    if notes:
         return (
-            f"Position unknown: {'; '.join(position.notes)}. No correct/wrong marks; fix or "
-            "remove the tag (or rename the file) to get them."
+            f"Position unknown: {'; '.join(notes)}. No correct/wrong marks; fix or remove the "
+            "GPS tag (or rename the file) to get them."
         )
     return "Position unknown (no EXIF GPS, not an SF-XL name): no correct/wrong marks."
 

@@ -7,15 +7,14 @@ import streamlit as st
 from app import resources, view_state
 from app.results_view import run_provenance
 from app.retrieval import (
-    UPLOAD_TYPES,
     Query,
     ServingError,
-    decode_query,
+    query_in_zone,
     retrieval_deck,
     retrieve,
     test_query_files,
 )
-from core.images import ImageError
+from app.uploads import UPLOAD_TYPES, failure_answer, first_files, position_caption
 from data_catalog.runs import runs_with_model
 
 st.title("Retrieve")
@@ -60,7 +59,10 @@ if source == "Upload photos":
     uploads = st.file_uploader(
         "Photos (jpg, png, webp)", type=UPLOAD_TYPES, accept_multiple_files=True, key="uploads"
     )
-    raw_queries = [(upload.name, upload.getvalue()) for upload in uploads or []]
+    answered, not_read = first_files(list(uploads or []))
+    if not_read:
+        st.warning(not_read)
+    raw_queries = [(upload.name, upload.getvalue()) for upload in answered]
     query_choice = None
 else:
     files = test_query_files(first.database)
@@ -87,8 +89,8 @@ if not raw_queries:
     st.stop()
 
 
-def show_results(query: Query, serving, container) -> None:
-    outcome = retrieve(serving, query, k=k, threshold_m=float(threshold))
+def show_results(query: Query, serving, descriptor, container) -> None:
+    outcome = retrieve(serving, query, k=k, threshold_m=float(threshold), descriptor=descriptor)
     results = outcome.results
     with container:
         st.markdown(
@@ -127,6 +129,25 @@ def show_results(query: Query, serving, container) -> None:
         )
 
 
+def answer(name: str, data: bytes) -> None:
+    """One photo: decoded once (cached by its bytes), its descriptor cached per run."""
+    prepared = resources.prepared_upload(name, data)
+    st.divider()
+    left, right = st.columns([1, 3])
+    left.image(prepared.preview, caption=name, width="stretch")
+    if prepared.fitted:
+        left.caption(f"Shown as the model sees it: {prepared.fitted}.")
+    columns = right.columns(len(servings))
+    for number, (serving, column) in enumerate(zip(servings, columns, strict=True)):
+        query = query_in_zone(prepared, serving.database.zone)
+        if number == 0:
+            left.caption(
+                position_caption(query.position, query.position_source, query.position_notes)
+            )
+        descriptor = resources.upload_descriptor(runs_folder / serving.name, serving, prepared)
+        show_results(query, serving, descriptor, column)
+
+
 progress = st.progress(0.0, text="Retrieving…") if len(raw_queries) > 1 else None
 for number, (name, data) in enumerate(raw_queries):
     if progress is not None:
@@ -134,23 +155,8 @@ for number, (name, data) in enumerate(raw_queries):
             number / len(raw_queries), text=f"Query {number + 1} of {len(raw_queries)}"
         )
     try:
-        query = decode_query(data, name, first.database.zone)
-    except ImageError as error:
-        st.error(f"{error}; this file is skipped, upload a jpg, png or webp photo instead.")
-        continue
-    st.divider()
-    left, right = st.columns([1, 3])
-    left.image(query.image, caption=name, width="stretch")
-    if query.position is None:
-        left.caption("Position unknown (no EXIF GPS, not an SF-XL name): no correct/wrong marks.")
-    else:
-        left.caption(f"Position from {query.position_source}.")
-    columns = right.columns(len(servings))
-    for serving, column in zip(servings, columns, strict=True):
-        if serving.database.zone != first.database.zone:
-            serving_query = decode_query(data, name, serving.database.zone)
-        else:
-            serving_query = query
-        show_results(serving_query, serving, column)
+        answer(name, data)
+    except Exception as error:  # one file's failure is its answer; the batch goes on
+        st.error(failure_answer(name, error))
 if progress is not None:
     progress.empty()

@@ -166,7 +166,7 @@ def _decode(
         image.load()
         if image.getexif().get(0x0112) in (5, 6, 7, 8):  # stored sideways
             stored = stored[::-1]
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # (not in place: a copy even if upright)
         if bounds is None:
             return _to_rgb(image), None
         # Sizes are reckoned on the upright stored size (a JPEG may have been decoded smaller).
@@ -175,8 +175,13 @@ def _decode(
         crop = bounds.cropped_size(image.size)
         if crop != image.size:
             image = _centre_crop(image, crop)
-        # Crop before converting (no copy of the parts thrown away), resize after the 8-bit
-        # conversion (Pillow resizes 8-bit modes well) but before RGB (a third of the bytes).
+        # Crop and shrink before converting: no copy is made of what is thrown away, and the
+        # RGB image (3 bytes a pixel) is made at the final size.
+        if image.mode in _HIGH_BIT_DEPTH:
+            if image.mode.startswith("I;16") and image.mode != "I;16":
+                image = image.convert("I")  # Pillow resizes I;16 but not its byte orders
+            if image.size != wanted_size:  # (and reduces no 16-bit image: no reducing_gap)
+                image = image.resize(wanted_size, Image.Resampling.BILINEAR)
         image = _to_8_bits(image)
         if image.mode in ("1", "P"):  # resizing palette indices would mix unrelated colours
             image = _to_rgb(image)

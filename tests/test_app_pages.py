@@ -221,10 +221,11 @@ def test_retrieve_answers_each_hostile_file_of_a_batch_on_its_own(monkeypatch, w
             ("line.png", image_bytes("PNG", (70_000, 8), 90, mode="L"), "image/png"),
             ("broken.jpg", b"\xff\xd8 this is not a jpeg", "image/jpeg"),
             ("street.png", image_bytes("PNG", colour=(1, 2, 3)), "image/png"),
+            ("street.png", image_bytes("PNG", colour=(3, 2, 1)), "image/png"),  # same name
         ]
     ).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert texts(at.markdown).count("**Run tiny**") == 4
+    assert texts(at.markdown).count("**Run tiny**") == 5
     captions = texts(at.caption)
     assert "malformed EXIF GPS block (the latitude reference is 78, not N or S)" in captions
     assert "latitude 85 lies outside UTM's range" in captions

@@ -89,7 +89,7 @@ if not raw_queries:
     st.stop()
 
 
-def show_results(query: Query, serving, descriptor, container) -> None:
+def show_results(query: Query, serving, descriptor, container, slot: str) -> None:
     outcome = retrieve(serving, query, k=k, threshold_m=float(threshold), descriptor=descriptor)
     results = outcome.results
     with container:
@@ -120,17 +120,18 @@ def show_results(query: Query, serving, descriptor, container) -> None:
         st.dataframe(
             results.drop(columns=["file"]),
             hide_index=True,
-            key=f"table_{serving.name}_{query.name}",
+            key=f"table_{serving.name}_{slot}",
         )
         st.pydeck_chart(
             retrieval_deck(query, outcome, serving.database.zone),
             height=320,
-            key=f"map_{serving.name}_{query.name}",
+            key=f"map_{serving.name}_{slot}",
         )
 
 
-def answer(name: str, data: bytes) -> None:
-    """One photo: decoded once (cached by its bytes), its descriptor cached per run."""
+def answer(name: str, data: bytes, slot: str) -> None:
+    """One photo: decoded once (cached by its bytes), its descriptor cached per run. `slot`
+    tells its widgets apart from those of another file of the same name (two phones' IMG_1.jpg)."""
     prepared = resources.prepared_upload(name, data)
     st.divider()
     left, right = st.columns([1, 3])
@@ -145,7 +146,7 @@ def answer(name: str, data: bytes) -> None:
                 position_caption(query.position, query.position_source, query.position_notes)
             )
         descriptor = resources.upload_descriptor(runs_folder / serving.name, serving, prepared)
-        show_results(query, serving, descriptor, column)
+        show_results(query, serving, descriptor, column, slot)
 
 
 progress = st.progress(0.0, text="Retrieving…") if len(raw_queries) > 1 else None
@@ -155,7 +156,7 @@ for number, (name, data) in enumerate(raw_queries):
             number / len(raw_queries), text=f"Query {number + 1} of {len(raw_queries)}"
         )
     try:
-        answer(name, data)
+        answer(name, data, f"{number}_{name}")
     except Exception as error:  # one file's failure is its answer; the batch goes on
         st.error(failure_answer(name, error))
 if progress is not None:

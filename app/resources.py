@@ -10,9 +10,10 @@ import io
 import warnings
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
-from app import catalog_reader, dataset_stats, descriptor_space, map_layers, retrieval
+from app import catalog_reader, dataset_stats, descriptor_space, map_layers, retrieval, uploads
 from app.workspace import catalog_path, runs_dir, workspace_dir
 from core.partition import PartitionParams
 
@@ -135,3 +136,30 @@ def keep_extracted_queries(run_dir: Path, evaluation: str, descriptors) -> None:
     if len(store) >= 8:  # a few evaluations' worth (5,000 x 2,048 floats is 41 MB)
         store.pop(next(iter(store)))
     store[(str(run_dir), retrieval.index_fingerprint(run_dir), evaluation)] = descriptors
+# A decoded upload (within app.uploads.BOUNDS: at most a few MB) is shared, not copied, by the
+# reruns and sessions that send the same bytes; nothing modifies it.
+@st.cache_resource(max_entries=2 * uploads.MAX_UPLOAD_FILES, show_spinner=False)
+def _prepared_upload(name: str, digest: str, _data: bytes) -> uploads.PreparedUpload:
+    return uploads.prepare_upload(_data, name)
+
+
+def prepared_upload(name: str, data: bytes) -> uploads.PreparedUpload:
+    """An upload decoded once per (name, bytes); ImageError when it is not a usable image."""
+    return _prepared_upload(name, uploads.digest(data), data)
+
+
+# Keyed by the run, its model and index files (rewritten: a new key) and the bytes' hash, so
+# moving a slider reuses the descriptor; a [1, dim] float32 row is small, so many are kept.
+@st.cache_data(max_entries=16 * uploads.MAX_UPLOAD_FILES, show_spinner=False)
+def _upload_descriptor(
+    run_dir: str, fingerprint: tuple, digest: str, _serving: retrieval.RunServing, _image
+) -> np.ndarray:
+    return retrieval.serving_descriptor(_serving, _image)
+
+
+def upload_descriptor(
+    run_dir: Path, serving: retrieval.RunServing, prepared: uploads.PreparedUpload
+) -> np.ndarray:
+    """The upload's query descriptor for one run, computed once per (run, file bytes)."""
+    fingerprint = retrieval.index_fingerprint(run_dir)
+    return _upload_descriptor(str(run_dir), fingerprint, prepared.digest, serving, prepared.image)

@@ -6,10 +6,9 @@ app.resources; everything here is plain Python that tests call without Streamlit
 
 from __future__ import annotations
 
-import io
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
@@ -21,9 +20,10 @@ from PIL import Image
 from torch import nn
 
 from app.map_layers import CompactDeck, fit_zoom
+from app.uploads import QUERY_MAX_SHORTER_SIDE, PreparedUpload, prepare_upload, upload_position
 from core.descriptors import inference_transform
-from core.geo import UTMZone, latlon_to_utm, utm_to_latlon
-from core.images import ImageError, load_image, read_gps
+from core.geo import UTMZone, utm_to_latlon
+from core.images import ImageError, load_image
 from core.index import (
     MANIFEST_FILE,
     IndexManifest,
@@ -35,15 +35,8 @@ from core.model import CheckpointError, model_from_checkpoint
 from core.recall import DEFAULT_POSITIVE_DIST_THRESHOLD
 from data_catalog import runs
 from data_catalog.name_source import walk_images
-from data_catalog.names import MalformedNameError, parse_name
 from data_catalog.serving import ServingDatabase, ServingFilesError, read_serving_database
 
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp"]
-# Uploads above this many pixels are refused before decoding (a 48 MP phone photo passes).
-UPLOAD_MAX_PIXELS = 60_000_000
-# Queries whose shorter side exceeds this are resized to it when the database images were
-# kept at native size: SF-XL test queries have a 480 px shorter side, its database 512 px.
-QUERY_MAX_SHORTER_SIDE = 512
 BUILD_INDEX_COMMAND = (
     "python -m training.build_index --run_dir {run} --database_folder DATASET/test/database"
 )
@@ -107,41 +100,28 @@ def load_run_serving(run_dir: str | os.PathLike) -> RunServing:
 @dataclass
 class Query:
     name: str
-    image: Image.Image
+    image: Image.Image  # within app.uploads.BOUNDS
     position: tuple[float, float] | None  # UTM east, north in the database's zone
     position_source: str | None  # "EXIF GPS" or "SF-XL file name"
+    fitted: str | None = None  # what was done to the photo to bring it within bounds
+    position_notes: list[str] = field(default_factory=list)  # why a position was not used
+
+    @property
+    def notes(self) -> list[str]:
+        return ([self.fitted] if self.fitted else []) + self.position_notes
 
 
-def query_position(
-    data: bytes, name: str, zone: UTMZone
-) -> tuple[tuple[float, float] | None, str | None]:
-    """Where a query was taken, from its SF-XL name or its EXIF GPS, in the database's zone."""
-    try:
-        parsed = parse_name(name)
-    except MalformedNameError:
-        parsed = None
-    if parsed is not None:
-        if parsed.zone_number == zone.number:
-            return (parsed.east, parsed.north), "SF-XL file name"
-        east, north, _ = latlon_to_utm(parsed.latitude, parsed.longitude, force_zone=zone)
-        return (float(east[0]), float(north[0])), "SF-XL file name"
-    try:
-        gps = read_gps(io.BytesIO(data))
-    except ImageError:
-        gps = None
-    if gps is None:
-        return None, None
-    east, north, _ = latlon_to_utm(gps[0], gps[1], force_zone=zone)
-    return (float(east[0]), float(north[0])), "EXIF GPS"
+def query_in_zone(prepared: PreparedUpload, zone: UTMZone) -> Query:
+    """A decoded upload placed in a database's zone (decoding does not depend on the zone)."""
+    where = upload_position(prepared, zone)
+    return Query(
+        prepared.name, prepared.image, where.position, where.source, prepared.fitted, where.notes
+    )
 
 
 def decode_query(data: bytes, name: str, zone: UTMZone) -> Query:
-    """Decode an upload in memory (core.images); ImageError names the file and the problem."""
-    buffer = io.BytesIO(data)
-    buffer.name = name  # core.images names the file in its messages
-    image = load_image(buffer, max_pixels=UPLOAD_MAX_PIXELS)
-    position, source = query_position(data, name, zone)
-    return Query(name, image, position, source)
+    """Decode an upload in memory (app.uploads); ImageError names the file and the problem."""
+    return query_in_zone(prepare_upload(data, name), zone)
 
 
 def test_query_files(database: ServingDatabase) -> list[Path]:
@@ -167,6 +147,11 @@ def query_descriptor(model: nn.Module, image: Image.Image, resize: int | None) -
         return model(tensor).float().numpy()
 
 
+def serving_descriptor(serving: RunServing, image: Image.Image) -> np.ndarray:
+    """The query descriptor of an image for one run (its model, its database's resize)."""
+    return query_descriptor(serving.model, image, serving.database.resize_shorter_side)
+
+
 @dataclass
 class Retrieval:
     results: pd.DataFrame  # rank, path, file, similarity, east, north, distance_m, correct
@@ -180,10 +165,13 @@ def retrieve(
     query: Query,
     k: int = 10,
     threshold_m: float = DEFAULT_POSITIVE_DIST_THRESHOLD,
+    descriptor: np.ndarray | None = None,
 ) -> Retrieval:
-    """Top-k database images for one query; distances and marks when its position is known."""
+    """Top-k database images for one query; distances and marks when its position is known.
+    `descriptor` is the query's (from a cache); computed here when not given."""
     start = time.perf_counter()
-    descriptor = query_descriptor(serving.model, query.image, serving.database.resize_shorter_side)
+    if descriptor is None:
+        descriptor = serving_descriptor(serving, query.image)
     distances, rows = serving.index.search(descriptor, min(k, serving.index.ntotal))
     rows, distances = rows[0], distances[0]
     valid = rows >= 0  # approximate indexes pad with -1 when they find fewer than k

@@ -18,6 +18,14 @@ class MixedUTMZoneError(UserError, ValueError):
     """Raised when coordinates that must share one UTM zone do not (a user's data mistake)."""
 
 
+# UTM covers 80 S to 84 N; the poles belong to another projection (UPS).
+UTM_LATITUDES = (-80.0, 84.0)
+
+
+class OutsideUTMError(UserError, ValueError):
+    """A latitude that UTM does not cover; the message gives it and UTM's range."""
+
+
 @dataclass(frozen=True)
 class UTMZone:
     number: int
@@ -64,6 +72,13 @@ def latlon_to_utm(lat, lon, force_zone: UTMZone | None = None):
     lon = _as_float_array(lon, "lon")
     if lat.shape != lon.shape:
         raise ValueError(f"lat and lon differ in shape: {lat.shape} vs {lon.shape}")
+    low, high = UTM_LATITUDES
+    outside = (lat < low) | (lat > high)
+    if outside.any():
+        raise OutsideUTMError(
+            f"latitude {float(lat[outside][0]):g} lies outside UTM's range ({low:g} to "
+            f"{high:g} degrees), so it has no easting and northing to compare with"
+        )
     zone = force_zone or zone_of(lat, lon)
     east, north, _, _ = utm.from_latlon(
         lat,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import struct
 from pathlib import Path
 
 import torch
@@ -44,9 +45,9 @@ def copy_run(source: Path, target: Path) -> Path:
     return target
 
 
-def image_bytes(fmt: str, size=(64, 48), colour=(120, 160, 200), exif=None) -> bytes:
+def image_bytes(fmt: str, size=(64, 48), colour=(120, 160, 200), exif=None, mode="RGB") -> bytes:
     buffer = io.BytesIO()
-    image = Image.new("RGB", size, colour)
+    image = Image.new(mode, size, colour)
     if exif is not None:
         image.save(buffer, format=fmt, exif=exif)
     else:
@@ -68,6 +69,27 @@ def jpeg_with_gps(lat: float, lon: float) -> bytes:
     gps = exif.get_ifd(0x8825)
     gps.update({1: "N" if lat >= 0 else "S", 2: dms(lat), 3: "E" if lon >= 0 else "W", 4: dms(lon)})
     return image_bytes("JPEG", exif=exif)
+
+
+def jpeg_with_numeric_gps_reference(reference: int = 78) -> bytes:
+    """A JPEG whose EXIF GPS latitude reference is the number 78 (a SHORT), not the text 'N'.
+
+    Pillow writes a reference given as a number as text, so the EXIF block is built by hand:
+    a little-endian TIFF header, IFD0 pointing at the GPS IFD, and the GPS IFD with its two
+    rationals (37 46' 30" N, 122 26' 3" W) after it.
+    """
+    gps_ifd = 26  # header 8 + IFD0 (2 + 12 + 4)
+    data = gps_ifd + 2 + 4 * 12 + 4
+    tiff = b"II*\x00" + struct.pack("<I", 8)
+    tiff += struct.pack("<H", 1) + struct.pack("<HHII", 0x8825, 4, 1, gps_ifd) + bytes(4)
+    tiff += struct.pack("<H", 4)
+    tiff += struct.pack("<HHIHH", 1, 3, 1, reference, 0)  # GPSLatitudeRef as SHORT
+    tiff += struct.pack("<HHII", 2, 5, 3, data)
+    tiff += struct.pack("<HHI2s2x", 3, 2, 2, b"W\x00")
+    tiff += struct.pack("<HHII", 4, 5, 3, data + 24)
+    tiff += bytes(4)
+    tiff += struct.pack("<6I", 37, 1, 46, 1, 1, 2) + struct.pack("<6I", 122, 1, 26, 1, 3, 1)
+    return image_bytes("JPEG", exif=b"Exif\x00\x00" + tiff)
 
 
 def workspace_once(tmp_path_factory, tiny_city: Path) -> Path:

@@ -14,6 +14,7 @@ from app_fixtures import (
     copy_run,
     image_bytes,
     jpeg_with_gps,
+    jpeg_with_numeric_gps_reference,
     save_random_run,
     workspace_once,
 )
@@ -206,6 +207,65 @@ def test_retrieve_gps_upload_is_marked_and_mapped(monkeypatch, workspace, tiny_c
     assert table["similarity"].is_monotonic_decreasing
     layers = {layer["id"] for layer in deck_specs(at)[0]["layers"]}
     assert layers == {"results", "prediction", "query"}
+
+
+def test_retrieve_answers_each_hostile_file_of_a_batch_on_its_own(monkeypatch, workspace):
+    """Each of these once stopped the whole page (AttributeError, utm's OutOfRangeError, a
+    JPEG encoder error); now each file has its own answer and the batch goes on."""
+    polar = "@0549697.84@4180105.34@11@X@085.00000@-122.43573@pano@@@@@@201610@x@.jpg"
+    at = open_app(monkeypatch, workspace, page="retrieve")
+    at.file_uploader(key="uploads").set_value(
+        [
+            ("gps.jpg", jpeg_with_numeric_gps_reference(), "image/jpeg"),
+            (polar, image_bytes("JPEG", colour=(10, 20, 30)), "image/jpeg"),
+            ("line.png", image_bytes("PNG", (70_000, 8), 90, mode="L"), "image/png"),
+            ("broken.jpg", b"\xff\xd8 this is not a jpeg", "image/jpeg"),
+            ("street.png", image_bytes("PNG", colour=(1, 2, 3)), "image/png"),
+            ("street.png", image_bytes("PNG", colour=(3, 2, 1)), "image/png"),  # same name
+        ]
+    ).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert texts(at.markdown).count("**Run tiny**") == 5
+    captions = texts(at.caption)
+    assert "malformed EXIF GPS block (the latitude reference is 78, not N or S)" in captions
+    assert "latitude 85 lies outside UTM's range" in captions
+    assert "70,000 x 8 cropped to 32 x 8 (centre, at most 4:1)" in captions
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("broken.jpg:")
+
+
+def test_retrieve_answers_at_most_16_files_and_says_the_rest_were_not_read(monkeypatch, workspace):
+    at = open_app(monkeypatch, workspace, page="retrieve")
+    photos = [
+        (f"p{i}.png", image_bytes("PNG", (40, 30), (i, 7, 9)), "image/png") for i in range(18)
+    ]
+    at.file_uploader(key="uploads").set_value(photos).run()
+    assert not at.exception
+    assert texts(at.markdown).count("**Run tiny**") == 16
+    assert "18 photos uploaded: the first 16 are answered, the other 2 were not read" in texts(
+        at.warning
+    )
+
+
+def test_moving_the_k_slider_does_not_embed_the_upload_again(monkeypatch, workspace):
+    from app import retrieval
+
+    calls = []
+    original = retrieval.query_descriptor
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(retrieval, "query_descriptor", counting)
+    at = open_app(monkeypatch, workspace, page="retrieve")
+    upload = ("once.png", image_bytes("PNG", (48, 40), (201, 17, 99)), "image/png")
+    at.file_uploader(key="uploads").set_value(upload).run()
+    assert len(at.dataframe[0].value) == 5 and len(calls) == 1
+    at.slider(key="k").set_value(3).run()
+    assert not at.exception
+    assert len(at.dataframe[0].value) == 3  # the rerun answered with the new k
+    assert len(calls) == 1  # ... from the cached descriptor
 
 
 def test_retrieve_test_query_compares_two_runs(monkeypatch, workspace, tmp_path, tiny_city):

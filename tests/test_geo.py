@@ -56,3 +56,13 @@ def test_distances_in_metres():
 def test_nan_coordinates_are_rejected():
     with pytest.raises(ValueError, match="NaN"):
         latlon_to_utm([np.nan], [-122.5])
+
+
+def test_latitudes_outside_utm_are_a_user_error_with_the_range():
+    from core.errors import UserError
+    from core.geo import OutsideUTMError
+
+    for lat in (85.0, -81.0):
+        with pytest.raises(OutsideUTMError, match=r"outside UTM's range \(-80 to 84 degrees\)"):
+            latlon_to_utm([37.7, lat], [-122.4, -122.4], force_zone=UTMZone(10, "S"))
+    assert issubclass(OutsideUTMError, UserError)

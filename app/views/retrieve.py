@@ -8,15 +8,14 @@ from app import resources, view_state
 from app.match_section import show_match
 from app.results_view import run_provenance
 from app.retrieval import (
-    UPLOAD_TYPES,
     Query,
     ServingError,
-    decode_query,
+    query_in_zone,
     retrieval_deck,
     retrieve,
     test_query_files,
 )
-from core.images import ImageError
+from app.uploads import UPLOAD_TYPES, failure_answer, first_files, position_caption
 from data_catalog.runs import runs_with_model
 
 st.title("Retrieve")
@@ -63,7 +62,10 @@ if source == "Upload photos":
     uploads = st.file_uploader(
         "Photos (jpg, png, webp)", type=UPLOAD_TYPES, accept_multiple_files=True, key="uploads"
     )
-    raw_queries = [(upload.name, upload.getvalue()) for upload in uploads or []]
+    answered, not_read = first_files(list(uploads or []))
+    if not_read:
+        st.warning(not_read)
+    raw_queries = [(upload.name, upload.getvalue()) for upload in answered]
     query_choice = None
 else:
     files = test_query_files(first.database)
@@ -91,8 +93,8 @@ if not raw_queries:
     st.stop()
 
 
-def show_results(query: Query, serving, container) -> None:
-    outcome = retrieve(serving, query, k=k, threshold_m=float(threshold))
+def show_results(query: Query, serving, descriptor, container, slot: str) -> None:
+    outcome = retrieve(serving, query, k=k, threshold_m=float(threshold), descriptor=descriptor)
     results = outcome.results
     with container:
         st.markdown(
@@ -122,15 +124,35 @@ def show_results(query: Query, serving, container) -> None:
         st.dataframe(
             results.drop(columns=["file"]),
             hide_index=True,
-            key=f"table_{serving.name}_{query.name}",
+            key=f"table_{serving.name}_{slot}",
         )
         st.pydeck_chart(
             retrieval_deck(query, outcome, serving.database.zone),
             height=320,
-            key=f"map_{serving.name}_{query.name}",
+            key=f"map_{serving.name}_{slot}",
         )
         if heat_rank:
             show_match(serving, query, results, heat_rank)
+
+
+def answer(name: str, data: bytes, slot: str) -> None:
+    """One photo: decoded once (cached by its bytes), its descriptor cached per run. `slot`
+    tells its widgets apart from those of another file of the same name (two phones' IMG_1.jpg)."""
+    prepared = resources.prepared_upload(name, data)
+    st.divider()
+    left, right = st.columns([1, 3])
+    left.image(prepared.preview, caption=name, width="stretch")
+    if prepared.fitted:
+        left.caption(f"Shown as the model sees it: {prepared.fitted}.")
+    columns = right.columns(len(servings))
+    for number, (serving, column) in enumerate(zip(servings, columns, strict=True)):
+        query = query_in_zone(prepared, serving.database.zone)
+        if number == 0:
+            left.caption(
+                position_caption(query.position, query.position_source, query.position_notes)
+            )
+        descriptor = resources.upload_descriptor(runs_folder / serving.name, serving, prepared)
+        show_results(query, serving, descriptor, column, slot)
 
 
 progress = st.progress(0.0, text="Retrieving…") if len(raw_queries) > 1 else None
@@ -140,23 +162,8 @@ for number, (name, data) in enumerate(raw_queries):
             number / len(raw_queries), text=f"Query {number + 1} of {len(raw_queries)}"
         )
     try:
-        query = decode_query(data, name, first.database.zone)
-    except ImageError as error:
-        st.error(f"{error}; this file is skipped, upload a jpg, png or webp photo instead.")
-        continue
-    st.divider()
-    left, right = st.columns([1, 3])
-    left.image(query.image, caption=name, width="stretch")
-    if query.position is None:
-        left.caption("Position unknown (no EXIF GPS, not an SF-XL name): no correct/wrong marks.")
-    else:
-        left.caption(f"Position from {query.position_source}.")
-    columns = right.columns(len(servings))
-    for serving, column in zip(servings, columns, strict=True):
-        if serving.database.zone != first.database.zone:
-            serving_query = decode_query(data, name, serving.database.zone)
-        else:
-            serving_query = query
-        show_results(serving_query, serving, column)
+        answer(name, data, f"{number}_{name}")
+    except Exception as error:  # one file's failure is its answer; the batch goes on
+        st.error(failure_answer(name, error))
 if progress is not None:
     progress.empty()

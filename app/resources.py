@@ -136,6 +136,8 @@ def keep_extracted_queries(run_dir: Path, evaluation: str, descriptors) -> None:
     if len(store) >= 8:  # a few evaluations' worth (5,000 x 2,048 floats is 41 MB)
         store.pop(next(iter(store)))
     store[(str(run_dir), retrieval.index_fingerprint(run_dir), evaluation)] = descriptors
+
+
 # A decoded upload (within app.uploads.BOUNDS: at most a few MB) is shared, not copied, by the
 # reruns and sessions that send the same bytes; nothing modifies it.
 @st.cache_resource(max_entries=2 * uploads.MAX_UPLOAD_FILES, show_spinner=False)

@@ -8,8 +8,9 @@ the README written next to the images and the note field of every file name.
 """
 
 from .city import City, build_city
+from .plan import SUBSETS, plan_dataset
 from .presets import PRESETS, Preset, get_preset
-from .writer import SUBSETS, plan_dataset, render_job, write_dataset
+from .writer import render_job, write_dataset
 
 __all__ = [
     "PRESETS",

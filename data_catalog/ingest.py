@@ -230,7 +230,7 @@ def _register_dataset(con: duckdb.DuckDBPyConnection, dataset: str, root: Path) 
 # --- command line ----------------------------------------------------------------------------
 
 
-@functools.partial(user_errors, interrupted="interrupted: the catalog is unchanged")
+@functools.partial(user_errors, interrupted="interrupted: the catalog is unchanged", logs=False)
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m data_catalog.ingest",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from core.errors import UserError, user_errors
+from core.errors import UserError, user_errors, with_debug_flag
 from data_catalog import runs
 from data_catalog.catalog import connect
 from data_catalog.results import record_evaluation
@@ -115,13 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--wait_s", type=float, default=None, help="how long to wait for a busy catalog"
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
-    return parser
+    return with_debug_flag(parser)
 
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.wait_s is not None and not args.wait_s >= 0:

@@ -285,7 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser = build_parser()
     options, base_argv = parser.parse_known_args(argv)
     fractions = [options.train_fraction, *options.train_fractions]

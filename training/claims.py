@@ -339,7 +339,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 @user_errors
 def main(argv: list[str] | None = None) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     options, extra = build_parser().parse_known_args(argv)
     root = Path(options.dataset_folder)
     missing = [s for s in ("train", "val", "test") if not (root / s).is_dir()]

@@ -357,7 +357,6 @@ def run(args) -> EvalResult:
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     build_index, argv = pop_build_index_flag(argv)
     args = config.parse_arguments(argv)
     args.build_index = build_index

@@ -10,7 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
-from core.errors import UserError, with_debug_flag
+from core.errors import BAD_FLAG_EXIT, UserError, with_debug_flag
 from core.model import BACKBONE_CHANNELS, POOLINGS
 from core.partition import (
     DEFAULT_ALPHA,
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 class BadFlagError(UserError):
     """A flag value no run can use; exits 2 like argparse's own errors."""
 
-    exit_code = 2
+    exit_code = BAD_FLAG_EXIT
 
 
 # Smallest allowed value of each integer flag (0 for counts where 0 means "none").

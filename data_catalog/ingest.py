@@ -20,6 +20,8 @@ A sub-folder of a split (train/2013) is ingested as that part of the dataset; a 
 outside any dataset layout, or one with no images, is refused with a sentence.
 
 The whole ingest is one transaction: an interruption or a crash leaves the catalog as it was.
+Each stage's SQL is in data_catalog.ingest_stages; this module holds the transaction, the
+progress bar and the command line.
 """
 
 from __future__ import annotations

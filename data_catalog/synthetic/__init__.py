@@ -5,6 +5,11 @@ run end to end without downloading SF-XL. The data is synthetic and says so: the
 the README written next to the images and the note field of every file name.
 
     python -m data_catalog.synthetic --preset tiny --seed 0 --out data/synthetic_tiny
+
+scene (local coordinates, seeded randomness, boxes) -> city (street grid and camera tracks,
+with buildings and props: trees, parked cars) -> plan (the renders a preset asks for) ->
+render (column ray caster; facade and conditions: light, weather, camera) -> writer (JPEGs
+with SF-XL names, metadata.json, README.txt).
 """
 
 from .city import City, build_city

@@ -41,7 +41,7 @@ import duckdb
 from tqdm import tqdm
 
 from core.errors import UserError, user_errors
-from data_catalog.catalog import connect, dataset_zone, run
+from data_catalog.catalog import DEFAULT_WORKSPACE, catalog_file, connect, dataset_zone, run
 from data_catalog.dataset_layout import Source, resolve_source
 from data_catalog.ingest_stages import (
     VIEWS,
@@ -52,7 +52,7 @@ from data_catalog.ingest_stages import (
 )
 from data_catalog.name_source import IMAGE_EXTENSIONS, LIST_SUFFIX, NameSourceError
 
-DEFAULT_DB = "data/catalog.duckdb"
+DEFAULT_DB = str(catalog_file(DEFAULT_WORKSPACE))
 
 # --- the ingest ------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from core.errors import UserError, user_errors, with_debug_flag
 from data_catalog import runs
-from data_catalog.catalog import connect
+from data_catalog.catalog import DEFAULT_WORKSPACE, catalog_file, connect
 from data_catalog.results import record_evaluation
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def sync(workspace: str | Path, catalog: str | Path | None = None, wait_s=None) 
     folder = runs.runs_folder(workspace)
     if not folder.is_dir():
         raise UserError(f"{folder} does not exist: no runs to record; check --workspace")
-    catalog = Path(catalog) if catalog else Path(workspace) / "catalog.duckdb"
+    catalog = Path(catalog) if catalog else catalog_file(workspace)
     records = [record for run in runs.run_folders(workspace) for record in run_records(run)]
     with connect(catalog, wait_s=wait_s) as con:
         for record in tqdm(records, desc="runs", unit="file", disable=not records):
@@ -110,7 +110,9 @@ def sync(workspace: str | Path, catalog: str | Path | None = None, wait_s=None) 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workspace", default="data", help="folder holding runs/ and the catalog")
+    parser.add_argument(
+        "--workspace", default=DEFAULT_WORKSPACE, help="folder holding runs/ and the catalog"
+    )
     parser.add_argument("--catalog", default=None, help="DuckDB file (default WORKSPACE/catalog)")
     parser.add_argument(
         "--wait_s", type=float, default=None, help="how long to wait for a busy catalog"
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.wait_s is not None and not args.wait_s >= 0:
         parser.error(f"--wait_s {args.wait_s} must be 0 or more seconds")
     count = sync(args.workspace, args.catalog, args.wait_s)
-    catalog = args.catalog or Path(args.workspace) / "catalog.duckdb"
+    catalog = args.catalog or catalog_file(args.workspace)
     folder = runs.runs_folder(args.workspace)
     print(f"recorded {count} run and evaluation files from {folder} in {catalog}")
 

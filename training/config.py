@@ -24,8 +24,8 @@ from core.partition import (
     PartitionParams,
 )
 from core.recall import DEFAULT_POSITIVE_DIST_THRESHOLD, RECALL_VALUES
+from data_catalog.catalog import DEFAULT_WORKSPACE, catalog_file
 
-DEFAULT_WORKSPACE = "data"
 # training.augment's own augmentations, each applied to a train image with a probability.
 AUGMENTATION_PROBABILITIES = {
     "grayscale": "a grey train image",
@@ -214,7 +214,7 @@ def finish(
     problem = flag_problem(args)
     if problem:
         _refuse(problem, parser)
-    args.catalog = args.catalog or str(Path(args.workspace) / "catalog.duckdb")
+    args.catalog = args.catalog or str(catalog_file(args.workspace))
     args.run_folder = str(Path(args.workspace) / "runs" / args.save_dir)
     return args
 

@@ -43,6 +43,7 @@ from core.errors import UserError, user_errors, with_debug_flag
 from core.index import file_sha256
 from core.model import load_trusted_types
 from data_catalog import runs
+from data_catalog.catalog import DEFAULT_WORKSPACE
 from data_catalog.name_source import walk_images
 from data_catalog.runs import BEST_MODEL, LAST_CHECKPOINT, SUMMARY
 from training import eval as evaluation
@@ -327,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="the shipped folder (default models/demo; records/claims for claims)"
     )
     parser.add_argument("--dataset_folder", default="data/synthetic_demo")
-    parser.add_argument("--workspace", default="data")
+    parser.add_argument("--workspace", default=DEFAULT_WORKSPACE)
     parser.add_argument("--overwrite", action="store_true", help="replace a release or a model")
     return with_debug_flag(parser)
 

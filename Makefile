@@ -56,6 +56,7 @@ bench: install demo-data
 	$(PY) -m benchmarks.descriptor_extraction
 	$(PY) -m benchmarks.training_memory
 	$(PY) -m benchmarks.training_throughput
+	$(PY) -m benchmarks.training_progress
 	$(PY) -m benchmarks.city_scale
 
 # `make demo`: install, build and catalog the synthetic city, install the shipped demo model,

@@ -92,8 +92,12 @@ def over_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
 
 def load_claims(workspace: str | Path) -> dict | None:
     """claims.json, or None when it is missing or not the shape training.claims writes."""
-    data = runs.read_json(runs.claims_file(workspace))
+    path = runs.claims_file(workspace)
+    data = runs.read_json(path)
+    if data is None:
+        return None
     if not isinstance(data, dict) or not isinstance(data.get("claims", {}), dict):
+        runs.malformed(path, "not the object of claims training.claims writes")
         return None
     return data
 

@@ -13,6 +13,8 @@ PAGES = [
     st.Page("views/retrieve.py", title="Retrieve", url_path="retrieve"),
     st.Page("views/dataset.py", title="Dataset", url_path="dataset"),
     st.Page("views/results.py", title="Results", url_path="results"),
+    st.Page("views/training.py", title="Training", url_path="training"),
+    st.Page("views/space.py", title="Descriptor space", url_path="space"),
 ]
 
 st.navigation(PAGES).run()

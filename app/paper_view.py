@@ -90,7 +90,13 @@ def load_grids(workspace: str | Path) -> pd.DataFrame:
     """Every point of every recorded grid (runs/ablation_*.json), one row per point."""
     rows = []
     for path in runs.grid_files(workspace):
-        for row in runs.read_json(path) or []:
+        points = runs.read_json(path)
+        if points is None:
+            continue
+        if not isinstance(points, list) or not all(isinstance(p, dict) for p in points):
+            runs.malformed(path, "not a list of grid points (JSON objects)")
+            continue
+        for row in points:
             row = {k: v for k, v in row.items() if k != "args"}
             row["grid_file"] = path.name
             rows.append(row)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import catalog_reader, dataset_stats, map_layers, retrieval
+from app import catalog_reader, dataset_stats, descriptor_space, map_layers, retrieval
 from app.workspace import catalog_path, runs_dir, workspace_dir
 from core.partition import PartitionParams
 
@@ -100,3 +100,38 @@ def thumbnail_png(file: str, size: int = 160) -> bytes | None:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# --- the descriptor space -------------------------------------------------------------------
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading a sample of the run's index…")
+def _space_database(run_dir: str, fingerprint: tuple, size: int) -> descriptor_space.SpacePoints:
+    serving = run_serving(Path(run_dir))
+    rows = descriptor_space.sample_rows(serving.index.ntotal, size)
+    return descriptor_space.database_points(serving, rows)
+
+
+def space_database_points(run_dir: Path, size: int) -> descriptor_space.SpacePoints:
+    """`size` database images of the run's index (sampled the same way every time)."""
+    return _space_database(str(run_dir), retrieval.index_fingerprint(run_dir), size)
+
+
+@st.cache_resource
+def _extracted_queries() -> dict:
+    """Query descriptors the app extracted, shared by every session; memory only, since the
+    app never writes into run folders."""
+    return {}
+
+
+def extracted_queries(run_dir: Path, evaluation: str):
+    return _extracted_queries().get(
+        (str(run_dir), retrieval.index_fingerprint(run_dir), evaluation)
+    )
+
+
+def keep_extracted_queries(run_dir: Path, evaluation: str, descriptors) -> None:
+    store = _extracted_queries()
+    if len(store) >= 8:  # a few evaluations' worth (5,000 x 2,048 floats is 41 MB)
+        store.pop(next(iter(store)))
+    store[(str(run_dir), retrieval.index_fingerprint(run_dir), evaluation)] = descriptors

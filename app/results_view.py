@@ -68,7 +68,24 @@ def provenance(summary: dict) -> str:
 
 
 def run_provenance(folder: Path) -> str:
-    return provenance(runs.read_summary(folder) or {})
+    """provenance() of a run folder; a malformed summary.json is named instead."""
+    with runs.collect_malformed() as found:
+        summary = runs.read_summary(folder)
+    return f"unknown. {malformed_note(found)}" if found else provenance(summary or {})
+
+
+def malformed_note(found: list[str]) -> str:
+    """One sentence naming the run files skipped (data_catalog.runs.collect_malformed)."""
+    return (
+        f"Skipped {len(found)} malformed run file{'s' if len(found) > 1 else ''} (fix or remove "
+        f"them; the other runs are shown): {'; '.join(found)}."
+    )
+
+
+def show_malformed(placeholder, found: list[str]) -> None:
+    """The note in a page's placeholder (st.empty()), when files were skipped."""
+    if found:
+        placeholder.warning(malformed_note(found))
 
 
 def default_runs(names: list[str]) -> list[str]:
@@ -185,7 +202,13 @@ def load_predictions(path: str | Path) -> pd.DataFrame:
     frame = pd.read_csv(path)
     missing = {"query", "rank", "prediction", "distance"} - set(frame.columns)
     if missing:
-        raise ValueError(f"{path} lacks the columns {sorted(missing)}: re-run training.eval")
+        raise ValueError(f"it lacks the columns {sorted(missing)}: re-run training.eval")
+    for column in ("rank", "distance"):
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        odd = frame[column][numbers.isna()]
+        if len(odd):
+            raise ValueError(f"its {column} {odd.iloc[0]!r} is not a number: re-run training.eval")
+        frame[column] = numbers
     query_utm = _utm_of_names(frame["query"])
     prediction_utm = _utm_of_names(frame["prediction"])
     frame["geo_m"] = np.hypot(*(query_utm - prediction_utm).T)
@@ -220,13 +243,17 @@ def recall_curve(predictions: pd.DataFrame, thresholds) -> pd.DataFrame:
 
 
 def readable_predictions(evaluation: Evaluation, predictions_of=None) -> pd.DataFrame | None:
-    """The evaluation's predictions, or None when it saved none or a command running beside
-    the app is replacing the file right now (the recorded recalls are used instead)."""
+    """The evaluation's predictions, or None (the recorded recalls are used instead) when it
+    saved none, a command running beside the app is replacing its folder right now, or the
+    file is malformed (said by data_catalog.runs.malformed)."""
     if evaluation.predictions is None:
         return None
     try:
         return (predictions_of or load_predictions)(evaluation.predictions)
-    except (OSError, ValueError, pd.errors.ParserError):
+    except FileNotFoundError:
+        return None
+    except (OSError, EOFError, ValueError, pd.errors.ParserError) as error:
+        runs.malformed(evaluation.predictions, str(error).strip().splitlines()[0][:200])
         return None
 
 

@@ -135,8 +135,11 @@ def extract_from_paths(
     model: nn.Module,
     paths: Sequence[str | os.PathLike],
     resize_shorter_side: int | None = None,
+    skip_unreadable: bool = False,
     **kwargs,
 ) -> np.ndarray:
-    """Descriptors of image files, in the order given."""
-    dataset = ImagePathsDataset(paths, inference_transform(resize_shorter_side))
+    """Descriptors of image files, in the order given (NaN rows for the unreadable ones
+    with skip_unreadable, else ImageError)."""
+    transform = inference_transform(resize_shorter_side)
+    dataset = ImagePathsDataset(paths, transform, skip_unreadable)
     return extract_descriptors(model, dataset, **kwargs)

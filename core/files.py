@@ -8,11 +8,12 @@ the one place in the project that renames files into place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -111,6 +112,62 @@ def torch_save(obj, path: str | os.PathLike) -> Path:
     return write_whole(path, lambda file: torch.save(obj, file))
 
 
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether `path` is a temporary sibling (file or folder) that stage or
+    new_sibling_folder made, not a finished file."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(TEMPORARY_SUFFIX)
+
+
+def new_sibling_folder(path: str | os.PathLike) -> Path:
+    """A new empty folder with a unique temporary name beside `path` (.NAME.XXXX.tmp): fill
+    it, then swap_folder puts it at `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = tempfile.mkdtemp(
+        prefix=_temporary_prefix(path), suffix=TEMPORARY_SUFFIX, dir=path.parent
+    )
+    return Path(name)
+
+
+def swap_folder(filled: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Put the folder `filled` (from new_sibling_folder) at `path`, replacing a folder there.
+
+    The earlier folder is renamed aside first and removed only once the new one is in
+    place: until then a reader finds the whole old folder, and a failed rename leaves it.
+    """
+    filled, path = Path(filled), Path(path)
+    aside = None
+    if path.exists():
+        aside = new_sibling_folder(path)
+        os.rename(path, aside / path.name)  # a rename inside one file system
+    try:
+        os.rename(filled, path)
+    except BaseException:
+        if aside is not None:  # put the earlier folder back
+            os.rename(aside / path.name, path)
+            aside.rmdir()
+        raise
+    fsync_folder(path.parent)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return path
+
+
+@contextlib.contextmanager
+def replacing_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new sibling folder to fill; when the block ends it takes `path`'s place
+    (swap_folder), so `path` never mixes old and new files. After an error in the block it
+    is removed and `path` stays as it was."""
+    filled = new_sibling_folder(path)
+    try:
+        yield filled
+        swap_folder(filled, path)
+    finally:
+        if filled.exists():  # the block failed, or the swap did
+            shutil.rmtree(filled, ignore_errors=True)
+
+
 def write_folder(path: str | os.PathLike, fill: Callable[[Path], object]) -> bool:
     """Call fill(folder) on a temporary sibling folder, then rename it to `path`.
 
@@ -118,10 +175,7 @@ def write_folder(path: str | os.PathLike, fill: Callable[[Path], object]) -> boo
     wrote the same content first) the new one is dropped. Returns whether this call wrote it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(
-        tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=TEMPORARY_SUFFIX, dir=path.parent)
-    )
+    work = new_sibling_folder(path)
     try:
         fill(work)
         os.rename(work, path)

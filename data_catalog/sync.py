@@ -13,7 +13,6 @@ they happened, so the run's kind and settings end as the last command left them.
 from __future__ import annotations
 
 import argparse
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +23,6 @@ from core.errors import UserError, user_errors, with_debug_flag
 from data_catalog import runs
 from data_catalog.catalog import DEFAULT_WORKSPACE, catalog_file, connect
 from data_catalog.results import record_evaluation
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,9 +99,7 @@ def sync(workspace: str | Path, catalog: str | Path | None = None, wait_s=None) 
                     record.created,
                 )
             except (KeyError, TypeError, ValueError) as error:  # a hand-edited results file
-                log.warning(
-                    "%s skipped: not a results file of this project (%s)", record.source, error
-                )
+                runs.malformed(record.source, f"not a results file of this project ({error})")
     return len(records)
 
 
@@ -126,10 +121,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.wait_s is not None and not args.wait_s >= 0:
         parser.error(f"--wait_s {args.wait_s} must be 0 or more seconds")
-    count = sync(args.workspace, args.catalog, args.wait_s)
+    with runs.collect_malformed() as malformed:
+        count = sync(args.workspace, args.catalog, args.wait_s)
     catalog = args.catalog or catalog_file(args.workspace)
     folder = runs.runs_folder(args.workspace)
     print(f"recorded {count} run and evaluation files from {folder} in {catalog}")
+    if malformed:
+        print(f"skipped {len(malformed)} malformed files: {'; '.join(malformed)}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,29 @@ def tiny_training_flags(workspace, *extra: str, **settings) -> list[str]:
     return [*flags, "--resize_test_imgs", "--workspace", str(workspace), *extra]
 
 
+def eval_flags(city, workspace, name, *extra):
+    """A tiny CPU evaluation into run `name` (the 32-D, 64 px sizes of TINY_TRAINING)."""
+    return [
+        "--test_set_folder", str(city / "test"),
+        "--fc_output_dim", "32",
+        "--image_size", "64",
+        "--resize_test_imgs",
+        "--device", "cpu",
+        "--num_workers", "0",
+        "--infer_batch_size", "32",
+        "--workspace", str(workspace),
+        "--save_dir", name,
+        *extra,
+    ]  # fmt: skip
+
+
+def error_of(main, argv, capsys) -> tuple[int, str]:
+    """Run a command line's main; its exit code and what it wrote to stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
 @pytest.fixture(scope="session")
 def tiny_city(tmp_path_factory):
     """The embedded synthetic city's tiny preset, built once for the whole test session."""

@@ -8,6 +8,7 @@ placeholders), never on sleeps.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -27,7 +28,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PAGES = ["map", "retrieve", "dataset", "results"]
+PAGES = ["map", "retrieve", "dataset", "results", "training", "space"]
+NAVIGATION = ["Map", "Retrieve", "Dataset", "Results", "Training", "Descriptor", "space"]
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
 LOAD_TIMEOUT_MS = 120_000
 
@@ -134,7 +136,7 @@ def test_every_page_in_chromium(running_app, tmp_path, tiny_city):
                 main = page.get_by_test_id("stMain")
                 assert page.get_by_text("Page not found").count() == 0, url
                 navigation = page.get_by_test_id("stSidebarNav").inner_text()
-                assert navigation.split() == ["Map", "Retrieve", "Dataset", "Results"], navigation
+                assert navigation.split() == NAVIGATION, navigation
                 assert main.get_by_test_id("stException").count() == 0, name
                 if name == "map":
                     page.get_by_test_id("stDeckGlJsonChart").first.wait_for()
@@ -150,6 +152,43 @@ def test_every_page_in_chromium(running_app, tmp_path, tiny_city):
                     assert page.get_by_test_id("stImage").count() >= 2  # query + results
                 page.screenshot(path=str(shots / f"app_{name}.png"), full_page=True)
                 assert (shots / f"app_{name}.png").stat().st_size > 10_000
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_descriptor_space_selects_with_a_box_in_chromium(running_app, tmp_path):
+    """The space page draws the index's sample; a box dragged over the plot selects points,
+    and their images and map appear (plotly's selection event reaches the app)."""
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("chromium not found (make test installs it: apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{running_app}/space?points=1000")
+            wait_idle(page)
+            main = page.get_by_test_id("stMain")
+            assert main.get_by_test_id("stException").count() == 0
+            assert "database descriptors of run tiny" in main.inner_text()
+            area = page.locator(".js-plotly-plot .nsewdrag").first
+            area.wait_for()
+            box = area.bounding_box()
+            page.mouse.move(box["x"] + 2, box["y"] + 2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=8)
+            page.mouse.up()
+            selected = page.get_by_text(re.compile(r"^[0-9,]+ selected$"))
+            selected.wait_for(timeout=LOAD_TIMEOUT_MS)
+            wait_idle(page)
+            assert page.get_by_test_id("stImage").count() >= 1
+            assert page.get_by_test_id("stDeckGlJsonChart").count() == 1
+            page.screenshot(path=str(tmp_path / "app_space.png"), full_page=True)
             assert not errors, errors
         finally:
             browser.close()

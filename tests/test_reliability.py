@@ -18,7 +18,14 @@ import faiss
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_RUN, TINY_RUN_NAME, tiny_run_flags, tiny_training_flags
+from conftest import (
+    TINY_RUN,
+    TINY_RUN_NAME,
+    error_of,
+    eval_flags,
+    tiny_run_flags,
+    tiny_training_flags,
+)
 
 from core import files
 from core.errors import UserError, user_errors
@@ -47,28 +54,6 @@ def flags(city, workspace, name, *extra, test=False):
     folders = ["--train_set_folder", str(city / "train"), "--val_set_folder", str(city / "val")]
     folders += ["--test_set_folder", str(city / "test")] if test else []
     return tiny_training_flags(workspace, *folders, "--save_dir", name, *extra)
-
-
-def eval_flags(city, workspace, name, *extra):
-    return [
-        "--test_set_folder", str(city / "test"),
-        "--fc_output_dim", "32",
-        "--image_size", "64",
-        "--resize_test_imgs",
-        "--device", "cpu",
-        "--num_workers", "0",
-        "--infer_batch_size", "32",
-        "--workspace", str(workspace),
-        "--save_dir", name,
-        *extra,
-    ]  # fmt: skip
-
-
-def error_of(main, argv, capsys) -> tuple[int, str]:
-    """Run a command line's main; its exit code and what it wrote to stderr."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    return exit_info.value.code, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

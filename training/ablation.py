@@ -20,7 +20,6 @@ import argparse
 import csv
 import hashlib
 import io
-import json
 import logging
 import os
 import shutil
@@ -191,9 +190,16 @@ def result_row(grid: str, point: Point, args, summary: dict, seconds: float) -> 
 
 
 def load_results(path: Path) -> dict[str, dict]:
+    """The grid's recorded points; a file of another shape is refused, not overwritten."""
     if not path.is_file():
         return {}
-    return {row["point"]: row for row in json.loads(path.read_text())}
+    rows = runs.read_json(path)
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "point" in r for r in rows):
+        raise UserError(
+            f"{path} is not a grid's results (a list of points, each with its 'point'); move it "
+            "away to run the grid again"
+        )
+    return {row["point"]: row for row in rows}
 
 
 def save_results(rows: dict[str, dict], path: Path) -> None:

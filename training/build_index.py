@@ -35,6 +35,7 @@ from core.model import model_from_checkpoint
 from data_catalog import runs
 from data_catalog.serving import ServingDatabase, write_serving_database
 from training.data import read_folder
+from training.unreadable import left_out_rows
 
 # Below this many images an exact (flat) index answers a query in well under a second on a
 # CPU and needs count x dim x 4 bytes (2 GB at 1M x 512); above it IVF-PQ keeps memory small.
@@ -128,14 +129,22 @@ def build_run_index(args: argparse.Namespace) -> Path:
             raise UserError("--device cuda given but CUDA is not available; use --device cpu")
     resize = args.image_size if args.resize_test_imgs else None
     start = time.perf_counter()
-    descriptors = extract_from_paths(
-        model,
-        [database_folder / p for p in paths],
-        resize_shorter_side=resize,
-        batch_size=args.infer_batch_size,
-        device=args.device,
-        num_workers=args.num_workers,
-        desc="database descriptors",
+    try:
+        descriptors = extract_from_paths(
+            model,
+            [database_folder / p for p in paths],
+            resize_shorter_side=resize,
+            skip_unreadable=True,
+            batch_size=args.infer_batch_size,
+            device=args.device,
+            num_workers=args.num_workers,
+            desc="database descriptors",
+        )
+    except ValueError as error:  # not one image could be read
+        raise UserError(f"{database_folder}: {error}; check the files") from None
+    utm = np.stack([names.east, names.north], axis=1)
+    paths, descriptors, utm, unreadable = leave_out_unreadable(
+        database_folder, paths, descriptors, utm
     )
     out = save_run_index(
         run_dir,
@@ -143,7 +152,7 @@ def build_run_index(args: argparse.Namespace) -> Path:
         descriptors,
         database_folder,
         paths,
-        np.stack([names.east, names.north], axis=1),
+        utm,
         zone,
         resize,
         args.index_type,
@@ -153,11 +162,27 @@ def build_run_index(args: argparse.Namespace) -> Path:
         hnsw_m=args.hnsw_m,
         ef_search=args.ef_search,
     )
+    skipped = f" ({len(unreadable)} unreadable images skipped)" if unreadable else ""
     print(
-        f"indexed {len(paths)} images of {database_folder} in "
+        f"indexed {len(paths)} images of {database_folder}{skipped} in "
         f"{time.perf_counter() - start:.1f} s -> {out}"
     )
     return out
+
+
+def leave_out_unreadable(database_folder: Path, paths: list[str], descriptors, utm):
+    """Paths, descriptors and positions without the images that could not be decoded (as
+    the evaluation leaves them out), so that the index and its table keep the same rows;
+    and {path: reason} of those left out."""
+    kept, unreadable = left_out_rows(database_folder, paths, descriptors)
+    if unreadable:
+        log.warning(
+            "%s: %d unreadable images left out of the index, e.g. %s",
+            database_folder,
+            len(unreadable),
+            next(iter(unreadable.values())),
+        )
+    return [paths[i] for i in kept], descriptors[kept], utm[kept], unreadable
 
 
 def save_run_index(

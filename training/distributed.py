@@ -58,6 +58,15 @@ def barrier(context: Context) -> None:
         dist.barrier()
 
 
+def from_main(context: Context, value):
+    """The main process's `value`, on every process (a folder name only it chose)."""
+    if not context.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 class _Shard(Dataset):
     """Rows `indices` of a dataset, renumbered 0..len-1 as extract_descriptors expects."""
 

@@ -28,7 +28,7 @@ from torch import nn
 from core import files
 from core.descriptors import ImagePathsDataset, inference_transform
 from core.errors import UserError, one_line, user_errors
-from core.images import ImageError, load_image
+from core.images import load_image
 from core.index import build_index, search
 from core.model import CosPlaceNet, load_checkpoint
 from core.recall import RECALL_VALUES, find_positives, format_recalls, recall_at_n
@@ -38,6 +38,7 @@ from data_catalog.catalog import connect
 from training import config, distributed
 from training.build_index import check_index_folder, index_from_evaluation, pop_build_index_flag
 from training.data import TestSet, load_test_set
+from training.unreadable import left_out_rows
 
 log = logging.getLogger(__name__)
 
@@ -94,21 +95,16 @@ def evaluate(
 
 
 def leave_out_unreadable(test_set: TestSet, database: np.ndarray, queries: np.ndarray):
-    """The test set and descriptors without the images that could not be decoded.
-
-    Their rows are NaN (ImagePathsDataset skip_unreadable); each is read once more here,
-    in this process, for the reason to report.
-    """
-    bad_db = np.isnan(database).any(axis=1)
-    bad_q = np.isnan(queries).any(axis=1)
-    if not bad_db.any() and not bad_q.any():
+    """The test set and descriptors without the images that could not be decoded (their
+    rows are NaN; training.unreadable.left_out_rows)."""
+    keep_db, unreadable = left_out_rows(test_set.root, test_set.database_paths, database)
+    keep_q, unreadable_queries = left_out_rows(test_set.root, test_set.queries_paths, queries)
+    if not unreadable and not unreadable_queries:
         return test_set, database, queries, {}
-    unreadable = {}
-    for paths, bad in ((test_set.database_paths, bad_db), (test_set.queries_paths, bad_q)):
-        for row in np.flatnonzero(bad):
-            unreadable[paths[row]] = _unreadable_reason(test_set.root / paths[row])
-    if bad_db.all() or bad_q.all():
-        what = "database" if bad_db.all() else "query"
+    bad_db, bad_q = len(unreadable), len(unreadable_queries)
+    unreadable.update(unreadable_queries)
+    if not len(keep_db) or not len(keep_q):
+        what = "database" if not len(keep_db) else "query"
         raise UserError(
             f"no {what} image of {test_set.root} could be read (e.g. "
             f"{next(iter(unreadable.values()))}); check the files"
@@ -117,11 +113,10 @@ def leave_out_unreadable(test_set: TestSet, database: np.ndarray, queries: np.nd
         "%s: %d unreadable images left out of the evaluation (%d database, %d queries), e.g. %s",
         test_set.root,
         len(unreadable),
-        int(bad_db.sum()),
-        int(bad_q.sum()),
+        bad_db,
+        bad_q,
         next(iter(unreadable.values())),
     )
-    keep_db, keep_q = np.flatnonzero(~bad_db), np.flatnonzero(~bad_q)
     readable = dataclasses.replace(
         test_set,
         database_paths=[test_set.database_paths[i] for i in keep_db],
@@ -130,14 +125,6 @@ def leave_out_unreadable(test_set: TestSet, database: np.ndarray, queries: np.nd
         queries_utm=test_set.queries_utm[keep_q],
     )
     return readable, database[keep_db], queries[keep_q], unreadable
-
-
-def _unreadable_reason(path: Path) -> str:
-    try:
-        load_image(path)
-    except ImageError as error:
-        return str(error)
-    return f"{path}: could not be read during the evaluation"
 
 
 def left_out_note(result: EvalResult) -> str:
@@ -303,6 +290,17 @@ def check_output_folder(args) -> None:
         check_index_folder(args.run_folder, args.overwrite)
 
 
+def save_evaluation(args, result: EvalResult, test_set: TestSet, folder: Path) -> None:
+    """predictions.csv, and the prediction images and descriptors the flags ask for."""
+    save_predictions_table(result, test_set, folder / runs.PREDICTIONS)
+    if args.num_preds_to_save:
+        save_prediction_images(
+            result, test_set, folder / "preds", args.num_preds_to_save, args.save_only_wrong_preds
+        )
+    if args.save_descriptors:
+        save_descriptors(result, test_set, folder)
+
+
 def run(args) -> EvalResult:
     check_output_folder(args)
     context = distributed.setup(args.device)
@@ -315,22 +313,18 @@ def run(args) -> EvalResult:
     result = evaluate_with_flags(args, context, model, test_set)
     if context.is_main:
         out = output_folder(args, test_set.root)
-        out.mkdir(parents=True, exist_ok=True)
-        save_predictions_table(result, test_set, out / runs.PREDICTIONS)
-        if args.num_preds_to_save:
-            save_prediction_images(
-                result, test_set, out / "preds", args.num_preds_to_save, args.save_only_wrong_preds
-            )
-        if args.save_descriptors:
-            save_descriptors(result, test_set, out)
         summary = {
             "kind": "eval",
             **test_result(args, test_set, result, out / runs.PREDICTIONS),
             "model": args.resume_model,
-            "seconds": time.perf_counter() - start,
             "args": runs.plain_args(args),
         }
-        runs.write_results(out, summary)  # the run folder first, whole
+        # Written into a fresh folder that then takes out's place: an earlier evaluation's
+        # preds/ and descriptors never stay beside these results.
+        with files.replacing_folder(out) as writing:
+            save_evaluation(args, result, test_set, writing)
+            summary["seconds"] = time.perf_counter() - start
+            runs.write_results(writing, summary)  # the run folder first, whole
         record_in_catalog(args, "eval", summary)
         if getattr(args, "build_index", False):  # --build_index: serve this model (the app)
             evaluated = getattr(result, "test_set", None) or test_set

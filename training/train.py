@@ -3,10 +3,12 @@
     python -m training.train --dataset_folder DIR [reference flags...]
     torchrun --nproc_per_node K -m training.train --dataset_folder DIR ...
 
-Checkpoints, the best model and summary.json are written whole (core.files); --resume_train
+Checkpoints, the best model, summary.json and progress.json (what the Training page follows:
+training.progress) are written whole (core.files); --resume_train
 RUN/last_checkpoint.pth continues to the same result as an uninterrupted run with the same
-seed. An existing run folder is never replaced without --overwrite. An unreadable train
-image is skipped (another of its class is drawn), logged, and counted in summary.json.
+seed. An existing run folder is never replaced without --overwrite, nor before the new run
+has a model (training.run_folder). An unreadable train image is skipped (another of its
+class is drawn), logged, and counted in summary.json.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from training.data import (
     train_transform,
 )
 from training.eval import build_model, record_in_catalog
-from training.run_folder import adopt_best_model, prepare_run_folder
+from training.progress import ProgressRecord
+from training.run_folder import adopt_best_model, run_folder_of
 from training.schedule import amp_dtype, set_network_lr
 from training.unreadable import UnreadableImages, gather_unreadable
 from training.validation import test_best_model, validate
@@ -113,7 +116,7 @@ def group_batches(dataset, batch_size, context, epoch_seed, num_workers):
 
 
 def train_epoch(
-    args, context, trainee, optimizers, train_set, group, epoch, unreadable=None
+    args, context, trainee, optimizers, train_set, group, epoch, unreadable=None, recorder=None
 ) -> dict:
     dataset = GroupDataset(train_set, group, augmentation(args))
     per_rank_batch = args.batch_size // context.world_size
@@ -138,7 +141,7 @@ def train_epoch(
     )
     unreadable = unreadable if unreadable is not None else UnreadableImages()
     step = epoch * args.iterations_per_epoch
-    for _ in progress:
+    for done, _ in enumerate(progress, start=1):
         try:
             images, labels, skipped = next(batches)
         except ImageError as error:  # a class with no readable image left (GroupDataset)
@@ -163,7 +166,10 @@ def train_epoch(
             scaler.step(optimizer)
         scaler.update()
         losses.append(loss.item())
-        progress.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        recent = float(np.mean(losses[-50:]))
+        progress.set_postfix(loss=f"{recent:.3f}")
+        if recorder is not None:  # writes at most every few seconds (training.progress)
+            recorder.iteration(epoch, group, done, recent, time.perf_counter() - start)
     seconds = time.perf_counter() - start
     images_seen = args.iterations_per_epoch * per_rank_batch * context.world_size
     return {
@@ -219,8 +225,19 @@ def train(args) -> dict:
             f"--batch_size {args.batch_size} does not divide among {context.world_size} "
             "processes; give a multiple of the process count"
         )
-    run_folder = prepare_run_folder(args, context)
     kind = getattr(args, "run_kind", "train")  # the ablation runner sets "ablation"
+    # Replacing a run (--overwrite) trains beside it; the earlier run goes only once this
+    # one has a model (training.run_folder).
+    with run_folder_of(args, context) as run_folder:
+        summary = fit(args, context, run_folder, kind)
+    if context.is_main:
+        record_in_catalog(args, kind, summary.get("test_result"))
+    distributed.teardown()
+    return summary
+
+
+def fit(args, context, run_folder: Path, kind: str) -> dict:
+    """Train into run_folder (the run folder, or its replacement) up to summary.json."""
     seed_everything(args.seed)
     train_set, val_set = load_datasets(args, context)
     model, model_optimizer, heads, head_optimizers = build_training(args, train_set, context.device)
@@ -247,6 +264,8 @@ def train(args) -> dict:
     # Wall time of the whole run, validation included, carried across resumes: the x axis of
     # the val curve (recall against training minutes).
     wall_before, wall_start = (history[-1].get("wall_s", 0.0) if history else 0.0), time.monotonic()
+    record = ProgressRecord(run_folder, args, history, enabled=context.is_main)
+    record.start()
     for epoch in range(start_epoch, args.epochs_num):
         group = epoch % args.groups_num
         head = heads[group].to(context.device)  # only the current group's head on the device
@@ -260,9 +279,11 @@ def train(args) -> dict:
             group,
             epoch,
             unreadable,
+            record,
         )
         heads[group] = head.cpu()
         move_optimizer(head_optimizers[group], torch.device("cpu"))
+        record.phase("validating", epoch)
         recalls = validate(args, context, model, val_set)
         stats.update(epoch=epoch, group=group, val={f"R@{n}": v for n, v in recalls.items()})
         stats["wall_s"] = round(wall_before + time.monotonic() - wall_start, 1)
@@ -294,6 +315,7 @@ def train(args) -> dict:
                     unreadable,
                 ),
             )
+            record.epoch_done(history)
         distributed.barrier(context)
 
     unreadable = gather_unreadable(context, unreadable)
@@ -308,14 +330,14 @@ def train(args) -> dict:
             "%d unreadable train images were skipped (%d draws); they are listed in %s",
             len(unreadable.files),
             unreadable.summary()["skips"],
-            run_folder / runs.SUMMARY,
+            Path(args.run_folder) / runs.SUMMARY,
         )
     if args.test_set_folder:
+        record.phase("testing")
         summary.update(test_best_model(args, context, model, run_folder))
     if context.is_main:
         runs.write_summary(run_folder, summary)  # the run folder first, whole
-        record_in_catalog(args, kind, summary.get("test_result"))
-    distributed.teardown()
+        record.finish()
     return summary
 
 

@@ -1,10 +1,18 @@
-"""Train images that could not be decoded: skipped, logged once each, counted for summary.json."""
+"""Images that could not be decoded: train images skipped, logged once each and counted for
+summary.json; evaluation and index images left out of the descriptors, each with its reason.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
+
+from core.images import ImageError, load_image
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +56,27 @@ def gather_unreadable(context, unreadable: UnreadableImages) -> UnreadableImages
         for files_of_rank in everyone:
             unreadable.merge(files_of_rank)
     return unreadable
+
+
+def unreadable_reason(path: str | os.PathLike) -> str:
+    """Why an image cannot be decoded (core.images' sentence, which names the file)."""
+    try:
+        load_image(path)
+    except ImageError as error:
+        return str(error)
+    return f"{path}: could not be read during the extraction"
+
+
+def left_out_rows(
+    root: str | os.PathLike, paths: Sequence[str], descriptors: np.ndarray
+) -> tuple[np.ndarray, dict[str, str]]:
+    """The rows of `descriptors` to keep, and {path: reason} of the images left out.
+
+    Rows of unreadable images are NaN (core.descriptors.ImagePathsDataset skip_unreadable);
+    each such image is read once more here, in this process, for the reason to report.
+    """
+    bad = np.isnan(descriptors).any(axis=1)
+    reasons = {
+        paths[row]: unreadable_reason(Path(root) / paths[row]) for row in np.flatnonzero(bad)
+    }
+    return np.flatnonzero(~bad), reasons

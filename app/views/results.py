@@ -18,12 +18,15 @@ from app import view_state
 from app.resources import thumbnail_png
 from app.workspace import catalog_path, recorded_claims_dir, workspace_dir
 from core.recall import RECALL_VALUES
+from data_catalog import runs as run_files
 from data_catalog.catalog import CatalogBusyError, connect
 from data_catalog.paper import load_paper_results
 from data_catalog.results import list_results
 
 st.title("Results")
 workspace = workspace_dir()
+# Run files of the wrong shape are skipped, and named here once the page has read them all.
+notice = st.empty()
 
 
 def export(frame: pd.DataFrame, name: str) -> None:
@@ -127,191 +130,204 @@ def show_failures(evaluation: rv.Evaluation, predictions: pd.DataFrame) -> None:
     export(suspects, "possible_label_errors")
 
 
-runs = rv.list_runs(workspace)
-evaluations = rv.list_evaluations(workspace)
-grids = pv.load_grids(workspace)
-claim_sources = cv.claims_sources(workspace, recorded_claims_dir())
+with run_files.collect_malformed() as malformed:
+    runs = rv.list_runs(workspace)
+    evaluations = rv.list_evaluations(workspace)
+    grids = pv.load_grids(workspace)
+    claim_sources = cv.claims_sources(workspace, recorded_claims_dir())
 
-if runs.empty and grids.empty and not claim_sources:
-    st.info(
-        f"No run in {workspace / 'runs'} yet. Train one with `{rv.TRAIN_COMMAND}` and "
-        f"evaluate it with `{rv.EVAL_COMMAND}`, or record the paper's claims on the demo city with "
-        f"`{rv.CLAIMS_COMMAND}` (under an hour on 2 CPU cores)."
+    if runs.empty and grids.empty and not claim_sources:
+        st.info(
+            f"No run in {workspace / 'runs'} yet. Train one with `{rv.TRAIN_COMMAND}` and "
+            f"evaluate it with `{rv.EVAL_COMMAND}`, or record the paper's claims on the demo "
+            f"city with `{rv.CLAIMS_COMMAND}` (under an hour on 2 CPU cores)."
+        )
+        rv.show_malformed(notice, malformed)
+        st.stop()
+
+    view_state.initial("threshold", 25, int, 1, 100)
+    threshold = st.slider(
+        "Distance threshold for a correct prediction (m)",
+        min_value=1,
+        max_value=100,
+        step=1,
+        key="threshold",
+        help="Recall@N is recomputed from each run's saved predictions (positions from the file "
+        "names). The paper uses 25 m.",
     )
-    st.stop()
+    view_state.publish(threshold=threshold)
 
-view_state.initial("threshold", 25, int, 1, 100)
-threshold = st.slider(
-    "Distance threshold for a correct prediction (m)",
-    min_value=1,
-    max_value=100,
-    step=1,
-    key="threshold",
-    help="Recall@N is recomputed from each run's saved predictions (positions from the file "
-    "names). The paper uses 25 m.",
-)
-view_state.publish(threshold=threshold)
+    names = sorted({e.run for e in evaluations})
+    shown = st.multiselect(
+        "Runs shown", names, default=rv.default_runs(names), key="results_runs",
+        help="Grid runs (ablation_*) are summarised in the Claims and Ablations tabs; add them "
+        "here to see each one.",
+    )  # fmt: skip
+    chosen = [e for e in evaluations if e.run in shown]
 
-names = sorted({e.run for e in evaluations})
-shown = st.multiselect(
-    "Runs shown", names, default=rv.default_runs(names), key="results_runs",
-    help="Grid runs (ablation_*) are summarised in the Claims and Ablations tabs; add them here "
-    "to see each one.",
-)  # fmt: skip
-chosen = [e for e in evaluations if e.run in shown]
+    tabs = st.tabs(
+        ["Runs vs paper", "Claims", "Ablations", "Training curves", "Failures", "Paper tables"]
+    )
 
-tabs = st.tabs(
-    ["Runs vs paper", "Claims", "Ablations", "Training curves", "Failures", "Paper tables"]
-)
+    with tabs[0]:
+        st.subheader("Recall@N of every evaluation")
+        if not chosen:
+            st.info(f"No evaluation recorded yet: evaluate a run with `{rv.EVAL_COMMAND}`.")
+        else:
+            table = rv.runs_table(chosen, threshold, predictions_of)
+            st.caption(
+                f"Recomputed at {threshold} m where predictions were saved (`recomputed`); "
+                "otherwise the recall recorded at the run's own threshold."
+            )
+            st.dataframe(table, hide_index=True)
+            export(table, "runs_recall")
+            long = table.melt(
+                id_vars=["run", "queries", "threshold_m"],
+                value_vars=[f"R@{n}" for n in RECALL_VALUES],
+                var_name="metric",
+                value_name="recall",
+            )
+            long["evaluation"] = long["run"] + " / " + long["queries"]
+            figure = px.bar(
+                long, x="metric", y="recall", color="evaluation", barmode="group", range_y=[0, 100]
+            )
+            st.plotly_chart(figure, key="runs_bar")
 
-with tabs[0]:
-    st.subheader("Recall@N of every evaluation")
-    if not chosen:
-        st.info(f"No evaluation recorded yet: evaluate a run with `{rv.EVAL_COMMAND}`.")
-    else:
-        table = rv.runs_table(chosen, threshold, predictions_of)
-        st.caption(
-            f"Recomputed at {threshold} m where predictions were saved (`recomputed`); "
-            "otherwise the recall recorded at the run's own threshold."
+            curves = []
+            for evaluation in chosen:
+                predictions = rv.readable_predictions(evaluation, predictions_of)
+                if predictions is None:
+                    continue
+                curve = rv.recall_curve(predictions, range(5, 101, 5))
+                curve["evaluation"] = f"{evaluation.run} / {evaluation.queries}"
+                curves.append(curve[curve["metric"] == "R@1"])
+            if curves:
+                curve = pd.concat(curves)
+                figure = px.line(
+                    curve, x="threshold_m", y="value", color="evaluation", markers=True
+                )
+                figure.add_vline(x=threshold, line_dash="dash")
+                figure.update_layout(yaxis_title="R@1 (%)", xaxis_title="threshold (m)")
+                st.plotly_chart(figure, key="threshold_curve")
+
+            st.subheader("Next to the paper")
+            side = pv.runs_next_to_paper(table, paper_results())
+            st.caption(
+                "The paper's CosPlace on the same query set (SF-XL test v1/v2: Table 4, VGG-16, "
+                "512-D; val: Table 5, ResNet-18). `note` lists every setting that differs; "
+                "numbers with a note are not measured alike."
+            )
+            st.dataframe(side, hide_index=True)
+            export(side, "runs_vs_paper")
+
+    with tabs[1]:
+        st.subheader("The paper's claims on this city")
+        if not claim_sources:
+            st.info(f"Not recorded yet: run `{rv.CLAIMS_COMMAND}`.")
+        for source in claim_sources:
+            show_claims(source, threshold)
+
+    with tabs[2]:
+        st.subheader("Table 5: groups against naive partitions (M, alpha, N, L)")
+        table5 = pv.table5_view(grids, paper_results())
+        if table5.empty:
+            st.info(
+                "No Table 5 grid yet: `python -m training.ablation --grid table5 --dataset_folder "
+                f"DIR ...` or `{rv.CLAIMS_COMMAND}`."
+            )
+        else:
+            st.dataframe(table5, hide_index=True)
+            export(table5, "table5")
+            long = table5.melt(
+                id_vars=["grid", "point"], value_vars=["val_r1", "paper_val_r1"], value_name="R@1"
+            )
+            figure = px.bar(long, x="point", y="R@1", color="variable", barmode="group")
+            st.plotly_chart(figure, key="table5_bar")
+
+        st.subheader("Descriptor dimension: recall and memory per million images")
+        dims = pv.dimension_view(grids)
+        if dims.empty:
+            st.info("No dimension grid yet: `python -m training.ablation --grid dimension ...`.")
+        else:
+            st.dataframe(dims, hide_index=True)
+            export(dims, "dimension")
+            left, right = st.columns(2)
+            recall = px.line(
+                dims, x="fc_output_dim", y=["test_r1", "val_r1"], markers=True, log_x=True
+            )
+            left.plotly_chart(recall, key="dim_recall")
+            memory = px.line(dims, x="fc_output_dim", y="memory_mb_per_million", markers=True)
+            memory.update_layout(yaxis_title="MB per million images (float32)")
+            right.plotly_chart(memory, key="dim_memory")
+
+        st.subheader("Training-set size (Table 6)")
+        sizes = pv.train_size_view(grids, paper_results())
+        st.caption("The paper's rows are Pitts30k R@1 after training on SF-XL subsets.")
+        st.dataframe(sizes, hide_index=True)
+        export(sizes, "train_size")
+        plotted = sizes.melt(
+            id_vars=["source", "train_images"],
+            value_vars=[c for c in ("test_r1", "paper_pitts30k_r1") if c in sizes],
+            value_name="R@1",
+        ).dropna(subset=["R@1"])
+        figure = px.line(
+            plotted, x="train_images", y="R@1", color="source", markers=True, log_x=True
         )
-        st.dataframe(table, hide_index=True)
-        export(table, "runs_recall")
-        long = table.melt(
-            id_vars=["run", "queries", "threshold_m"],
-            value_vars=[f"R@{n}" for n in RECALL_VALUES],
-            var_name="metric",
-            value_name="recall",
-        )
-        long["evaluation"] = long["run"] + " / " + long["queries"]
-        figure = px.bar(
-            long, x="metric", y="recall", color="evaluation", barmode="group", range_y=[0, 100]
-        )
-        st.plotly_chart(figure, key="runs_bar")
+        st.plotly_chart(figure, key="size_line")
 
-        curves = []
-        for evaluation in chosen:
+        st.subheader("Pooling (Table 7)")
+        pooling = pv.pooling_view(grids, paper_results())
+        st.dataframe(pooling, hide_index=True)
+        export(pooling, "pooling")
+
+    with tabs[3]:
+        st.subheader("Training curves")
+        curves = rv.training_curves(workspace, shown or None)
+        if curves.empty:
+            st.info("No training history among the runs shown (evaluation-only runs have none).")
+        else:
+            left, right = st.columns(2)
+            left.plotly_chart(px.line(curves, x="epoch", y="loss", color="run", markers=True))
+            right.plotly_chart(px.line(curves, x="epoch", y="val_r1", color="run", markers=True))
+            export(curves, "training_curves")
+
+    with tabs[4]:
+        st.subheader("Failure browser")
+        with_predictions = [e for e in chosen if e.predictions is not None]
+        if not with_predictions:
+            st.info(f"Failures need saved predictions: evaluate a run with `{rv.EVAL_COMMAND}`.")
+        else:
+            query_set = st.selectbox(
+                "Query set", rv.query_sets(with_predictions), key="fail_queries"
+            )
+            candidates = [e for e in with_predictions if e.queries == query_set]
+            labels = [e.label for e in candidates]
+            label = st.selectbox("Evaluation", labels, key="fail_evaluation")
+            evaluation = candidates[labels.index(label)]
             predictions = rv.readable_predictions(evaluation, predictions_of)
             if predictions is None:
-                continue
-            curve = rv.recall_curve(predictions, range(5, 101, 5))
-            curve["evaluation"] = f"{evaluation.run} / {evaluation.queries}"
-            curves.append(curve[curve["metric"] == "R@1"])
-        if curves:
-            curve = pd.concat(curves)
-            figure = px.line(curve, x="threshold_m", y="value", color="evaluation", markers=True)
-            figure.add_vline(x=threshold, line_dash="dash")
-            figure.update_layout(yaxis_title="R@1 (%)", xaxis_title="threshold (m)")
-            st.plotly_chart(figure, key="threshold_curve")
+                st.warning(
+                    f"{evaluation.predictions} cannot be read (being rewritten, or malformed)."
+                )
+            else:
+                show_failures(evaluation, predictions)
 
-        st.subheader("Next to the paper")
-        side = pv.runs_next_to_paper(table, paper_results())
-        st.caption(
-            "The paper's CosPlace on the same query set (SF-XL test v1/v2: Table 4, VGG-16, "
-            "512-D; val: Table 5, ResNet-18). `note` lists every setting that differs; "
-            "numbers with a note are not measured alike."
-        )
-        st.dataframe(side, hide_index=True)
-        export(side, "runs_vs_paper")
-
-with tabs[1]:
-    st.subheader("The paper's claims on this city")
-    if not claim_sources:
-        st.info(f"Not recorded yet: run `{rv.CLAIMS_COMMAND}`.")
-    for source in claim_sources:
-        show_claims(source, threshold)
-
-with tabs[2]:
-    st.subheader("Table 5: groups against naive partitions (M, alpha, N, L)")
-    table5 = pv.table5_view(grids, paper_results())
-    if table5.empty:
-        st.info(
-            "No Table 5 grid yet: `python -m training.ablation --grid table5 --dataset_folder "
-            f"DIR ...` or `{rv.CLAIMS_COMMAND}`."
-        )
-    else:
-        st.dataframe(table5, hide_index=True)
-        export(table5, "table5")
-        long = table5.melt(
-            id_vars=["grid", "point"], value_vars=["val_r1", "paper_val_r1"], value_name="R@1"
-        )
-        figure = px.bar(long, x="point", y="R@1", color="variable", barmode="group")
-        st.plotly_chart(figure, key="table5_bar")
-
-    st.subheader("Descriptor dimension: recall and memory per million images")
-    dims = pv.dimension_view(grids)
-    if dims.empty:
-        st.info("No dimension grid yet: `python -m training.ablation --grid dimension ...`.")
-    else:
-        st.dataframe(dims, hide_index=True)
-        export(dims, "dimension")
-        left, right = st.columns(2)
-        recall = px.line(dims, x="fc_output_dim", y=["test_r1", "val_r1"], markers=True, log_x=True)
-        left.plotly_chart(recall, key="dim_recall")
-        memory = px.line(dims, x="fc_output_dim", y="memory_mb_per_million", markers=True)
-        memory.update_layout(yaxis_title="MB per million images (float32)")
-        right.plotly_chart(memory, key="dim_memory")
-
-    st.subheader("Training-set size (Table 6)")
-    sizes = pv.train_size_view(grids, paper_results())
-    st.caption("The paper's rows are Pitts30k R@1 after training on SF-XL subsets.")
-    st.dataframe(sizes, hide_index=True)
-    export(sizes, "train_size")
-    plotted = sizes.melt(
-        id_vars=["source", "train_images"],
-        value_vars=[c for c in ("test_r1", "paper_pitts30k_r1") if c in sizes],
-        value_name="R@1",
-    ).dropna(subset=["R@1"])
-    figure = px.line(plotted, x="train_images", y="R@1", color="source", markers=True, log_x=True)
-    st.plotly_chart(figure, key="size_line")
-
-    st.subheader("Pooling (Table 7)")
-    pooling = pv.pooling_view(grids, paper_results())
-    st.dataframe(pooling, hide_index=True)
-    export(pooling, "pooling")
-
-with tabs[3]:
-    st.subheader("Training curves")
-    curves = rv.training_curves(workspace, shown or None)
-    if curves.empty:
-        st.info("No training history among the runs shown (evaluation-only runs have none).")
-    else:
-        left, right = st.columns(2)
-        left.plotly_chart(px.line(curves, x="epoch", y="loss", color="run", markers=True))
-        right.plotly_chart(px.line(curves, x="epoch", y="val_r1", color="run", markers=True))
-        export(curves, "training_curves")
-
-with tabs[4]:
-    st.subheader("Failure browser")
-    with_predictions = [e for e in chosen if e.predictions is not None]
-    if not with_predictions:
-        st.info(f"Failures need saved predictions: evaluate a run with `{rv.EVAL_COMMAND}`.")
-    else:
-        query_set = st.selectbox("Query set", rv.query_sets(with_predictions), key="fail_queries")
-        candidates = [e for e in with_predictions if e.queries == query_set]
-        labels = [e.label for e in candidates]
-        label = st.selectbox("Evaluation", labels, key="fail_evaluation")
-        evaluation = candidates[labels.index(label)]
-        predictions = rv.readable_predictions(evaluation, predictions_of)
-        if predictions is None:
-            st.warning(f"{evaluation.predictions} cannot be read right now (being rewritten?).")
-        else:
-            show_failures(evaluation, predictions)
-
-with tabs[5]:
-    st.subheader("The paper's Tables 3 to 10")
-    paper = paper_results()
-    number = st.selectbox("Table", sorted(paper["table"].unique()), key="paper_table")
-    table = paper[paper["table"] == number]
-    st.dataframe(table.dropna(axis=1, how="all"), hide_index=True)
-    export(table, f"paper_table{number}")
-    with st.expander("Results recorded in the catalog"):
-        path = catalog_path(workspace)
-        if not path.is_file():
-            st.info(f"No catalog at {path}: `make demo-data` creates it.")
-        else:
-            try:
-                with connect(path, read_only=True) as con:
-                    recorded = list_results(con)
-                st.dataframe(recorded, hide_index=True)
-            except CatalogBusyError as error:
-                st.warning(str(error))
+    with tabs[5]:
+        st.subheader("The paper's Tables 3 to 10")
+        paper = paper_results()
+        number = st.selectbox("Table", sorted(paper["table"].unique()), key="paper_table")
+        table = paper[paper["table"] == number]
+        st.dataframe(table.dropna(axis=1, how="all"), hide_index=True)
+        export(table, f"paper_table{number}")
+        with st.expander("Results recorded in the catalog"):
+            path = catalog_path(workspace)
+            if not path.is_file():
+                st.info(f"No catalog at {path}: `make demo-data` creates it.")
+            else:
+                try:
+                    with connect(path, read_only=True) as con:
+                        recorded = list_results(con)
+                    st.dataframe(recorded, hide_index=True)
+                except CatalogBusyError as error:
+                    st.warning(str(error))
+    rv.show_malformed(notice, malformed)

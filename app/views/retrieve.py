@@ -5,6 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import resources, view_state
+from app.match_section import show_match
 from app.results_view import run_provenance
 from app.retrieval import (
     UPLOAD_TYPES,
@@ -40,6 +41,8 @@ with st.sidebar:
     k = st.slider("Results per query (k)", 1, 20, key="k")
     view_state.initial("threshold", 25, int, 1, 1000)
     threshold = st.number_input("Correct within (m)", 1, 1000, key="threshold")
+    view_state.initial("heat", 0, int, 0, 20)
+    heat_rank = st.number_input("What a match rests on: result # (0: none)", 0, 20, key="heat")
 
 chosen = [run] + ([run2] if run2 != "(none)" else [])
 servings = []
@@ -81,6 +84,7 @@ view_state.publish(
     threshold=threshold,
     source=source,
     query=query_choice,
+    heat=heat_rank or None,
 )
 if not raw_queries:
     st.caption("Upload one or more photos, or pick a test-set query, to see the top results.")
@@ -125,6 +129,8 @@ def show_results(query: Query, serving, container) -> None:
             height=320,
             key=f"map_{serving.name}_{query.name}",
         )
+        if heat_rank:
+            show_match(serving, query, results, heat_rank)
 
 
 progress = st.progress(0.0, text="Retrieving…") if len(raw_queries) > 1 else None

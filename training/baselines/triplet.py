@@ -37,7 +37,7 @@ from data_catalog import runs
 from training import config, distributed
 from training.data import load_test_set, read_folder
 from training.eval import build_model, record_in_catalog
-from training.run_folder import prepare_run_folder
+from training.run_folder import run_folder_of
 from training.schedule import amp_dtype
 from training.train import augmentation, check_training_flags, seed_everything
 from training.validation import test_best_model, validate
@@ -299,7 +299,14 @@ def train(args) -> dict:
             "the triplet baseline does not resume (--resume_train); start it again with "
             "--overwrite, or in another --save_dir"
         )
-    run_folder = prepare_run_folder(args, context)
+    with run_folder_of(args, context) as run_folder:  # a replacement swaps in at the end
+        summary = fit(args, context, run_folder)
+    record_in_catalog(args, "baseline", summary.get("test_result"))
+    return summary
+
+
+def fit(args, context, run_folder: Path) -> dict:
+    """Train into run_folder (the run folder, or its replacement) up to summary.json."""
     seed_everything(args.seed)
     rng = np.random.default_rng(args.seed)
     train_images = load_train_images(args.train_set_folder)
@@ -327,7 +334,6 @@ def train(args) -> dict:
     if args.test_set_folder:
         summary.update(test_best_model(args, context, model, run_folder))
     runs.write_summary(run_folder, summary)  # the run folder first, whole
-    record_in_catalog(args, "baseline", summary.get("test_result"))
     return summary
 
 

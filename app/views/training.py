@@ -1,0 +1,77 @@
+"""Training: a run's loss, val recall, images/s and time left, followed while it trains.
+
+The logic lives in app/training_view.py; this file only lays it out. While the chosen run
+trains, the part below the run's name reruns every few seconds (st.fragment) and reads the
+run folder again; a finished run shows the same page as its history.
+"""
+
+from __future__ import annotations
+
+import time
+
+import plotly.express as px
+import streamlit as st
+
+from app import training_view as tv
+from app import view_state
+from app.workspace import runs_dir, workspace_dir
+
+st.title("Training")
+workspace = workspace_dir()
+table = tv.training_runs(workspace, time.time())
+if table.empty:
+    st.info(
+        f"No training run in {runs_dir(workspace)} yet. Start one with `python -m training.train "
+        f"--dataset_folder DIR --workspace {workspace} --save_dir NAME`: it shows here from its "
+        "first iterations."
+    )
+    st.stop()
+
+labels = {row["run"]: tv.run_label(row) for row in table.to_dict("records")}
+view_state.initial_choice("run", list(labels), table["run"].iloc[0])
+run = st.selectbox("Run", list(labels), key="run", format_func=labels.get)
+view_state.publish(run=run)
+run_folder = runs_dir(workspace) / run
+opened_as = table.set_index("run").loc[run, "state"]
+
+
+TABLE_FORMAT = {
+    "loss": st.column_config.NumberColumn(format="%.3f"),
+    "val_r1": st.column_config.NumberColumn("val R@1", format="%.1f"),
+    "images_per_s": st.column_config.NumberColumn("images/s", format="%.1f"),
+    "seconds": st.column_config.NumberColumn("train s", format="%.0f"),
+    "wall_s": st.column_config.NumberColumn("wall s (run)", format="%.0f"),
+}
+
+
+def line_chart(frame, y: str, title: str, key: str) -> None:
+    figure = px.line(frame, x="epoch", y=y, markers=True, title=title, height=300)
+    st.plotly_chart(figure, key=key)
+
+
+@st.fragment(run_every=tv.REFRESH_S if opened_as == tv.TRAINING else None)
+def follow() -> None:
+    view = tv.read_training(run_folder, time.time())
+    if view.state != opened_as:
+        st.rerun()  # started, finished or stopped: the whole page (and its refresh) follows
+    for note in view.notes:
+        st.warning(note)
+    for column, (label, value) in zip(st.columns(5), tv.metrics(view).items(), strict=True):
+        column.metric(label, value)
+    st.caption(tv.caption(view))
+    if view.current:
+        st.progress(tv.current_fraction(view), text=tv.current_text(view))
+    if view.epochs.empty:
+        st.info("No epoch has finished yet: the curves appear after the first one.")
+        return
+    left_column, middle_column, right_column = st.columns(3)
+    with left_column:
+        line_chart(view.epochs, "loss", "Loss per epoch", "training_loss")
+    with middle_column:
+        line_chart(view.epochs, "val_r1", "Val R@1 per epoch", "training_val")
+    with right_column:
+        line_chart(view.epochs, "images_per_s", "Images/s per epoch", "training_speed")
+    st.dataframe(view.epochs, hide_index=True, column_config=TABLE_FORMAT)
+
+
+follow()

@@ -17,7 +17,6 @@ import pandas as pd
 from app import results_view as rv
 from data_catalog import runs
 
-VERDICTS = {True: "holds", False: "does not hold", None: "undecided"}
 # ablation_claims_<grid>_<point>_seed<k>: the run folders training.claims writes
 CLAIMS_RUN = re.compile(
     r"^ablation_claims_(?P<grid>table5|dimension|train_size|untrained)(?:_(?P<point>.+?))?"
@@ -135,20 +134,9 @@ def verdict_table(claims: dict | None) -> pd.DataFrame:
     for name, claim in (claims or {}).get("claims", {}).items():
         if not isinstance(claim, dict):
             continue
-        verdict = claim.get("verdict") or VERDICTS.get(claim.get("holds"), "not measured")
+        verdict = claim.get("verdict") or runs.VERDICTS.get(claim.get("holds"), "not measured")
         by_set = "; ".join(f"{k}: {v}" for k, v in (claim.get("by_metric") or {}).items())
         rows.append(
             {"claim": name, "verdict": verdict, "decided on": claim.get("metric"), "by set": by_set}
         )
     return pd.DataFrame(rows, columns=columns)
-
-
-def untrained_floor(claims: dict | None) -> pd.DataFrame:
-    """The untrained network's recall (mean ± std over seeds): what training must beat."""
-    floor = (claims or {}).get("untrained") or {}
-    rows = [
-        {"metric": metric, "mean": s.get("mean"), "std": s.get("std"), "seeds": s.get("seeds")}
-        for metric, s in floor.items()
-        if isinstance(s, dict)
-    ]
-    return pd.DataFrame(rows, columns=["metric", "mean", "std", "seeds"])

@@ -104,15 +104,7 @@ def list_runs(workspace: str | Path) -> pd.DataFrame:
             {
                 "run": folder.name,
                 "kind": summary.get("kind") or ("eval" if not history else "train"),
-                "backbone": args.get("backbone"),
-                "fc_output_dim": args.get("fc_output_dim"),
-                "pooling": args.get("pooling"),
-                "M": args.get("M"),
-                "alpha": args.get("alpha"),
-                "N": args.get("N"),
-                "L": args.get("L"),
-                "groups_num": args.get("groups_num"),
-                "image_size": args.get("image_size"),
+                **{flag: args.get(flag) for flag in RUN_FLAGS},
                 "epochs": len(history),
                 "best_val_r1": summary.get("best_val_recall1"),
                 "evaluations": len(runs.results_files(folder)),
@@ -123,9 +115,12 @@ def list_runs(workspace: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
+# The flags of a run that its row shows, between its kind and its training's outcome.
+RUN_FLAGS = (
+    "backbone", "fc_output_dim", "pooling", "M", "alpha", "N", "L", "groups_num", "image_size",
+)  # fmt: skip
 RUN_COLUMNS = [
-    "run", "kind", "backbone", "fc_output_dim", "pooling", "M", "alpha", "N", "L", "groups_num",
-    "image_size", "epochs", "best_val_r1", "evaluations", "finished", "made",
+    "run", "kind", *RUN_FLAGS, "epochs", "best_val_r1", "evaluations", "finished", "made",
 ]  # fmt: skip
 
 

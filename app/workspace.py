@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 from data_catalog import runs
+from data_catalog.catalog import DEFAULT_WORKSPACE, catalog_file
 
 WORKSPACE_ENV = "COSPLACE_WORKSPACE"
 RECORDS_ENV = "COSPLACE_RECORDED_CLAIMS"
 # Claims recorded once and shipped in the repo (training.release claims).
 RECORDED_CLAIMS = Path(__file__).resolve().parents[1] / "records" / "claims"
-DEFAULT_WORKSPACE = "data"
 
 
 def _workspace_argument(argv: list[str]) -> str | None:
@@ -32,7 +32,7 @@ def workspace_dir(argv: list[str] | None = None) -> Path:
 
 
 def catalog_path(workspace: Path | None = None) -> Path:
-    return (workspace or workspace_dir()) / "catalog.duckdb"
+    return catalog_file(workspace or workspace_dir())
 
 
 def runs_dir(workspace: Path | None = None) -> Path:

@@ -17,8 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_catalog.synthetic import build_city, get_preset  # noqa: E402
-from data_catalog.synthetic.city import rng_for  # noqa: E402
+from data_catalog.synthetic import build_city, get_preset, plan_dataset  # noqa: E402
 from data_catalog.synthetic.conditions import capture_condition, post_process  # noqa: E402
 from data_catalog.synthetic.render import (  # noqa: E402
     CROPS_PER_PANORAMA,
@@ -27,7 +26,8 @@ from data_catalog.synthetic.render import (  # noqa: E402
     panorama_width,
     render,
 )
-from data_catalog.synthetic.writer import encode_jpeg, plan_dataset, render_job  # noqa: E402
+from data_catalog.synthetic.scene import rng_for  # noqa: E402
+from data_catalog.synthetic.writer import encode_jpeg, render_job  # noqa: E402
 
 
 def bench_panoramas(city, size: int, count: int) -> dict:

@@ -28,7 +28,6 @@ from training.data import GroupDataset, load_train_set
 from training.distributed import Context
 from training.train import Trainee, augmentation, build_training, group_batches, train_epoch
 
-CPU = torch.device("cpu")
 PRECISIONS = {"fp32": [], "bf16 autocast": ["--amp_cpu_bf16"]}
 
 

@@ -3,12 +3,15 @@
 A UserError's str() names the problem and the fix. `user_errors` wraps a main(argv)
 function so that such an error (and the other known "your input is wrong" errors below)
 ends the command with that sentence on stderr and a non-zero exit, without a traceback.
-`--debug` on the command line (or COSPLACE_DEBUG=1) lets the traceback through.
+`--debug` on the command line (or COSPLACE_DEBUG=1) lets the traceback through. The
+wrapper also starts the command's log lines on stderr (time, level, message).
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -18,6 +21,7 @@ from typing import TypeVar
 USER_ERROR_EXIT = 1
 BAD_FLAG_EXIT = 2
 INTERRUPTED_EXIT = 130
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 Main = TypeVar("Main", bound=Callable)
 
@@ -34,6 +38,12 @@ def one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+def with_debug_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The parser with --debug, the flag debug_requested looks for."""
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    return parser
+
+
 def debug_requested(argv: list[str] | None) -> bool:
     words = sys.argv[1:] if argv is None else argv
     return "--debug" in words or os.environ.get("COSPLACE_DEBUG", "") not in ("", "0")
@@ -45,8 +55,10 @@ INTERRUPTED = (
 )
 
 
-def user_errors(main: Main, interrupted: str = INTERRUPTED) -> Main:
+def user_errors(main: Main, interrupted: str = INTERRUPTED, logs: bool = True) -> Main:
     """Decorate main(argv=None): known user errors end in one sentence and an exit code.
+
+    With `logs`, INFO log lines go to stderr as time, level and message (LOG_FORMAT).
 
     UserError and FileNotFoundError/NotADirectoryError (a path the user gave) are caught;
     any other exception is a bug and keeps its traceback. Ctrl-C prints `interrupted`, what
@@ -55,6 +67,8 @@ def user_errors(main: Main, interrupted: str = INTERRUPTED) -> Main:
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None, *rest, **kwargs):
+        if logs:
+            logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
         try:
             return main(argv, *rest, **kwargs)
         except (UserError, FileNotFoundError, NotADirectoryError) as error:

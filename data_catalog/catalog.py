@@ -27,6 +27,13 @@ from core.geo import UTMZone, single_zone
 from data_catalog.names import FIELD_NAMES, NUMERIC_FIELDS, OPTIONAL_NUMERIC_FIELDS
 
 SPLITS = ("train", "val", "test")
+# The folder commands and the app keep their work in: datasets, the catalog, runs/.
+DEFAULT_WORKSPACE = "data"
+
+
+def catalog_file(workspace: str | os.PathLike) -> Path:
+    """The workspace's catalog, WORKSPACE/catalog.duckdb."""
+    return Path(workspace) / "catalog.duckdb"
 
 
 def _field_type(field: str) -> str:

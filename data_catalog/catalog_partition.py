@@ -166,19 +166,16 @@ def panoramas_per_cell(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def cells_geodataframe(
-    con: duckdb.DuckDBPyConnection,
-    dataset: str,
-    params: PartitionParams | None = None,
-    split: str = "train",
-    subset: str | None = None,
+    con: duckdb.DuckDBPyConnection, dataset: str, params: PartitionParams | None = None, **where
 ):
-    """cell_summary with each cell's square as a lat/lon polygon (EPSG:4326)."""
+    """cell_summary (`where`: its split and subset) with each cell's square as a lat/lon
+    polygon (EPSG:4326)."""
     import geopandas as gpd
     import shapely
 
     params = params or PartitionParams()
     zone = dataset_zone(con, dataset)
-    cells = cell_summary(con, dataset, params, split, subset)
+    cells = cell_summary(con, dataset, params, **where)
     # Corners in UTM, counter-clockwise from south-west, closed; then to lat/lon.
     e0 = cells["east_min"].to_numpy(dtype=np.float64)
     n0 = cells["north_min"].to_numpy(dtype=np.float64)
@@ -196,15 +193,14 @@ def export_cells(
     dataset: str,
     path: str | os.PathLike,
     params: PartitionParams | None = None,
-    split: str = "train",
-    subset: str | None = None,
+    **where,
 ) -> Path:
-    """Write the cells as GeoJSON (.geojson/.json) or GeoParquet (.parquet)."""
+    """Write cells_geodataframe's cells as GeoJSON (.geojson/.json) or GeoParquet (.parquet)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".geojson", ".json", ".parquet"):
         raise ValueError(f"{path}: cells are exported as .geojson, .json or .parquet")
-    cells = cells_geodataframe(con, dataset, params, split, subset)
+    cells = cells_geodataframe(con, dataset, params, **where)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".parquet":
         cells.to_parquet(path)

@@ -20,6 +20,8 @@ A sub-folder of a split (train/2013) is ingested as that part of the dataset; a 
 outside any dataset layout, or one with no images, is refused with a sentence.
 
 The whole ingest is one transaction: an interruption or a crash leaves the catalog as it was.
+Each stage's SQL is in data_catalog.ingest_stages; this module holds the transaction, the
+progress bar and the command line.
 """
 
 from __future__ import annotations
@@ -36,41 +38,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 from tqdm import tqdm
 
 from core.errors import UserError, user_errors
-from data_catalog.catalog import IMAGE_COLUMNS, connect, dataset_zone, run
+from data_catalog.catalog import DEFAULT_WORKSPACE, catalog_file, connect, dataset_zone, run
 from data_catalog.dataset_layout import Source, resolve_source
-from data_catalog.name_pattern import FAST_NAME_PATTERN, judge, sql_text, typed_fields_sql
-from data_catalog.name_source import (
-    IMAGE_EXTENSIONS,
-    LIST_SUFFIX,
-    NameSource,
-    NameSourceError,
-    line_sql,
-    line_tables,
-    normalized_path_sql,
-    outside_reason,
+from data_catalog.ingest_stages import (
+    VIEWS,
+    count_paths,
+    insert_fallback,
+    insert_fast,
+    load_source,
 )
+from data_catalog.name_source import IMAGE_EXTENSIONS, LIST_SUFFIX, NameSourceError
 
-LAYOUT_REASON = "not inside train/, val/<subset>/ or test/<subset>/ of the dataset root"
-DEFAULT_DB = "data/catalog.duckdb"
-
-
-_SUBSET_SQL = (
-    "CASE split WHEN 'train' THEN 'train' ELSE split_part(path, '/', 2) END"  # val/<subset>/...
-)
-_SPLIT_SQL = (
-    "CASE WHEN path LIKE 'train/%' THEN 'train' "
-    "WHEN path LIKE 'val/%/%' THEN 'val' WHEN path LIKE 'test/%/%' THEN 'test' END"
-)
-# The rows taken the fast way: a name the pattern accepts, in a known split folder.
-_FAST_SQL = (
-    "reason IS NULL AND split IS NOT NULL AND "
-    f"regexp_full_match(path, {sql_text(FAST_NAME_PATTERN)})"
-)
-
+DEFAULT_DB = str(catalog_file(DEFAULT_WORKSPACE))
 
 # --- the ingest ------------------------------------------------------------------------------
 
@@ -129,7 +111,7 @@ def ingest(
             raise KeyboardInterrupt(f"ingest of {src.folder} interrupted") from error
         raise
     finally:
-        for view in ("_ingest_lines", "_ingest_fallback", "_ingest_malformed"):  # no-op if absent
+        for view in VIEWS:  # no-op if absent
             try:
                 con.unregister(view)
             except duckdb.Error:
@@ -171,7 +153,7 @@ def _ingest_in_transaction(
         on_stage(stage)
 
     _register_dataset(con, dataset, src.dataset_root)
-    if _load_source(con, src, progress) == 0:
+    if load_source(con, src, progress) == 0:
         what = src.list_file or src.folder
         raise NameSourceError(
             f"{what} lists no images"
@@ -182,7 +164,7 @@ def _ingest_in_transaction(
         )
     with tqdm(total=100, desc=f"ingest {dataset}: counting", unit="%", disable=not progress) as bar:
         with _polling(con, bar, 100, progress):
-            result.names, unique, already, new_paths = _count(con, dataset)
+            result.names, unique, already, new_paths = count_paths(con, dataset)
         bar.unit = " names"
         bar.reset(total=unique)
         bar.set_description(f"ingest {dataset}")
@@ -190,11 +172,11 @@ def _ingest_in_transaction(
         bar.update(already)
         stage_done("counted")
         with _polling(con, bar, unique, progress):
-            result.added = _insert_fast(con, dataset, new_paths)
+            result.added = insert_fast(con, dataset, new_paths)
         bar.n = already + result.added
         stage_done("inserted")
         if result.added < unique - already:  # some names were refused by the pattern
-            fallback_added, result.malformed = _insert_fallback(con, dataset, new_paths, bar)
+            fallback_added, result.malformed = insert_fallback(con, dataset, new_paths, bar)
             result.added += fallback_added
         stage_done("fallback")
         if result.added:
@@ -247,146 +229,10 @@ def _register_dataset(con: duckdb.DuckDBPyConnection, dataset: str, root: Path) 
         )
 
 
-def _load_source(con: duckdb.DuckDBPyConnection, src: Source, progress: bool) -> int:
-    """Fill _ingest_source(path, reason) with the paths made relative to the dataset root.
-
-    reason is NULL, or why the line is malformed before any parse (an absolute path outside
-    the folder, a line break in a walked file's name). Lines come from name_table's reader,
-    the one training and evaluation use. Returns the number of lines.
-    """
-    run(con, "CREATE OR REPLACE TEMP TABLE _ingest_source (path VARCHAR, reason VARCHAR)")
-    skip = frozenset(part.folder.relative_to(src.folder).as_posix() for part in src.listed_parts)
-    total = 0
-    for part in (src, *src.listed_parts):
-        walk_skip = skip if part is src else frozenset()
-        tables, _, _, odd = line_tables(
-            NameSource(part.folder, part.list_file), progress, skip=walk_skip
-        )
-        prefix = sql_text(part.prefix)
-        path = normalized_path_sql("line", part.folder)
-        insert = f"""INSERT INTO _ingest_source
-            SELECT {prefix} || coalesce(path, line),
-                   CASE WHEN path IS NULL THEN {sql_text(outside_reason(part.folder))} END
-            FROM (SELECT line, {path} AS path
-                  FROM (SELECT {line_sql("raw")} AS line FROM _ingest_lines))"""
-        for table in tables:
-            con.register("_ingest_lines", table)
-            total += run(con, insert)[0][0]
-            con.unregister("_ingest_lines")
-        if odd:
-            con.register("_ingest_lines", pd.DataFrame(odd, columns=["path", "reason"]))
-            insert_odd = (
-                f"INSERT INTO _ingest_source SELECT {prefix} || path, reason FROM _ingest_lines"
-            )
-            run(con, insert_odd)
-            con.unregister("_ingest_lines")
-            total += len(odd)
-    return total
-
-
-def _known_sql(dataset: str) -> str:
-    """The paths of a dataset already in the catalog, as images or as malformed names."""
-    name = sql_text(dataset)
-    return (
-        f"SELECT path FROM images WHERE dataset = {name} "
-        f"UNION ALL SELECT path FROM malformed_names WHERE dataset = {name}"
-    )
-
-
-def _count(con: duckdb.DuckDBPyConnection, dataset: str) -> tuple[int, int, int, str]:
-    """(names, distinct names, already catalogued, SQL of the new distinct paths)."""
-    names, hashes = run(con, "SELECT count(*), count(DISTINCT hash(path)) FROM _ingest_source")[0]
-    unique, new_paths = names, "SELECT path, reason FROM _ingest_source"
-    if hashes != names:  # a list naming a file twice, or (rarely) a hash collision
-        new_paths = "SELECT DISTINCT path, reason FROM _ingest_source"
-        unique = run(con, f"SELECT count(*) FROM ({new_paths})")[0][0]
-    known = run(
-        con,
-        "SELECT EXISTS (SELECT 1 FROM images WHERE dataset = $1) "
-        "OR EXISTS (SELECT 1 FROM malformed_names WHERE dataset = $1)",
-        [dataset],
-    )[0][0]
-    already = 0
-    if known:  # re-ingest: leave out what is there already, comparing whole paths
-        known_paths = _known_sql(dataset)
-        query = f"SELECT count(*) FROM ({new_paths}) WHERE path IN ({known_paths})"
-        already = run(con, query)[0][0]
-        new_paths = f"SELECT * FROM ({new_paths}) WHERE path NOT IN ({known_paths})"
-    return names, unique, already, new_paths
-
-
-def _insert_fast(con: duckdb.DuckDBPyConnection, dataset: str, new_paths: str) -> int:
-    """Insert, in one streaming statement, the new names the pattern accepts."""
-    return run(
-        con,
-        f"""INSERT INTO images ({", ".join(IMAGE_COLUMNS)})
-            SELECT $1, path, split, {_SUBSET_SQL}, {typed_fields_sql()}
-            FROM (SELECT path, split, string_split(path, '@') AS parts
-                  FROM (SELECT path, reason, {_SPLIT_SQL} AS split FROM ({new_paths}))
-                  WHERE {_FAST_SQL})""",
-        [dataset],
-    )[0][0]
-
-
-def _insert_fallback(
-    con: duckdb.DuckDBPyConnection, dataset: str, new_paths: str, bar: tqdm
-) -> tuple[int, int]:
-    """Names the pattern refused: parse_name keeps or rejects each. (added, malformed)."""
-    # Fetched whole before inserting: a new statement on the connection ends a pending result.
-    odd = con.sql(
-        f"""SELECT path, split, {_SUBSET_SQL} AS subset, reason
-            FROM (SELECT path, reason, {_SPLIT_SQL} AS split FROM ({new_paths}))
-            WHERE NOT ({_FAST_SQL})""",
-    ).to_arrow_table()
-    added = malformed = 0
-    for batch in odd.to_batches(max_chunksize=100_000):
-        rows, rejected = [], []
-        for path, split, subset, reason in zip(*batch.to_pydict().values(), strict=True):
-            parsed = reason or judge(path)
-            if isinstance(parsed, str):
-                rejected.append((path, parsed))
-            elif split is None:
-                rejected.append((path, LAYOUT_REASON))
-            else:
-                rows.append({"dataset": dataset, "path": path, "split": split, "subset": subset})
-                rows[-1].update(parsed)
-        added += _append_images(con, rows)
-        malformed += _append_malformed(con, dataset, rejected)
-        bar.update(batch.num_rows)
-    return added, malformed
-
-
-def _append_images(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> int:
-    if not rows:
-        return 0
-    con.register("_ingest_fallback", pd.DataFrame(rows, columns=list(IMAGE_COLUMNS)))
-    columns = ", ".join(IMAGE_COLUMNS)
-    run(con, f"INSERT INTO images ({columns}) SELECT {columns} FROM _ingest_fallback")
-    con.unregister("_ingest_fallback")
-    return len(rows)
-
-
-def _append_malformed(
-    con: duckdb.DuckDBPyConnection, dataset: str, rejected: list[tuple[str, str]]
-) -> int:
-    if not rejected:
-        return 0
-    table = pd.DataFrame(rejected, columns=["path", "reason"])
-    con.register("_ingest_malformed", table)
-    run(
-        con,
-        "INSERT INTO malformed_names (dataset, path, reason) "
-        "SELECT ?, path, reason FROM _ingest_malformed",
-        [dataset],
-    )
-    con.unregister("_ingest_malformed")
-    return len(rejected)
-
-
 # --- command line ----------------------------------------------------------------------------
 
 
-@functools.partial(user_errors, interrupted="interrupted: the catalog is unchanged")
+@functools.partial(user_errors, interrupted="interrupted: the catalog is unchanged", logs=False)
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m data_catalog.ingest",

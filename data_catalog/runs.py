@@ -73,6 +73,10 @@ def claims_file(workspace: str | os.PathLike) -> Path:
     return runs_folder(workspace) / "claims.json"
 
 
+# What claims.json says of each claim: it holds, does not hold, or is undecided (None).
+VERDICTS = {True: "holds", False: "does not hold", None: "undecided"}
+
+
 def evaluation_folder(run_folder: str | os.PathLike, test_set_folder, queries_folder) -> Path:
     """RUN/eval_<set>_<queries>: where one evaluation's results go."""
     name = f"{EVALUATION_PREFIX}{Path(test_set_folder).name}_{queries_folder}"

@@ -13,16 +13,15 @@ they happened, so the run's kind and settings end as the last command left them.
 from __future__ import annotations
 
 import argparse
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
 
-from core.errors import UserError, user_errors
+from core.errors import UserError, user_errors, with_debug_flag
 from data_catalog import runs
-from data_catalog.catalog import connect
+from data_catalog.catalog import DEFAULT_WORKSPACE, catalog_file, connect
 from data_catalog.results import record_evaluation
 
 
@@ -85,7 +84,7 @@ def sync(workspace: str | Path, catalog: str | Path | None = None, wait_s=None) 
     folder = runs.runs_folder(workspace)
     if not folder.is_dir():
         raise UserError(f"{folder} does not exist: no runs to record; check --workspace")
-    catalog = Path(catalog) if catalog else Path(workspace) / "catalog.duckdb"
+    catalog = Path(catalog) if catalog else catalog_file(workspace)
     records = [record for run in runs.run_folders(workspace) for record in run_records(run)]
     with connect(catalog, wait_s=wait_s) as con:
         for record in tqdm(records, desc="runs", unit="file", disable=not records):
@@ -106,25 +105,25 @@ def sync(workspace: str | Path, catalog: str | Path | None = None, wait_s=None) 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workspace", default="data", help="folder holding runs/ and the catalog")
+    parser.add_argument(
+        "--workspace", default=DEFAULT_WORKSPACE, help="folder holding runs/ and the catalog"
+    )
     parser.add_argument("--catalog", default=None, help="DuckDB file (default WORKSPACE/catalog)")
     parser.add_argument(
         "--wait_s", type=float, default=None, help="how long to wait for a busy catalog"
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
-    return parser
+    return with_debug_flag(parser)
 
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.wait_s is not None and not args.wait_s >= 0:
         parser.error(f"--wait_s {args.wait_s} must be 0 or more seconds")
     with runs.collect_malformed() as malformed:
         count = sync(args.workspace, args.catalog, args.wait_s)
-    catalog = args.catalog or Path(args.workspace) / "catalog.duckdb"
+    catalog = args.catalog or catalog_file(args.workspace)
     folder = runs.runs_folder(args.workspace)
     print(f"recorded {count} run and evaluation files from {folder} in {catalog}")
     if malformed:

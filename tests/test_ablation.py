@@ -7,7 +7,8 @@ import os
 import pytest
 from conftest import tiny_training_flags
 
-from training import ablation
+from data_catalog.names import make_name
+from training import ablation, claims
 from training.config import parse_arguments
 
 
@@ -101,6 +102,31 @@ def test_train_subset_is_deterministic_nested_and_made_of_links(tmp_path):
     assert ablation.subset_folder(source, 0.5, 0, tmp_path / "ws") == half  # reused
     other_seed = ablation.subset_folder(source, 0.5, 1, tmp_path / "ws")
     assert set((other_seed / "subset.txt").read_text().split()) != listed["half"]
+
+
+def test_claims_val_subset_keeps_whole_panoramas_and_every_fourth_query(tmp_path):
+    val = tmp_path / "city" / "val"
+    (val / "database").mkdir(parents=True)
+    (val / "queries").mkdir()
+    for pano in range(7):  # 7 panoramas of 3 crops: every 3rd panorama kept, whole
+        for heading in (0, 120, 240):
+            name = make_name(549_000 + 10 * pano, 4_180_000, 10, "S", 37.7, -122.4,
+                             pano_id=f"pano{pano}", heading=heading)  # fmt: skip
+            (val / "database" / name).write_bytes(b"x")
+    for query in range(9):
+        (val / "queries" / f"q{query}.jpg").write_bytes(b"x")
+    folder = claims.small_val_folder(val, tmp_path / "ws")
+    links = sorted(p.relative_to(folder) for p in folder.rglob("*.jpg"))
+    panoramas = {p.name.split("@")[7] for p in links if p.parts[0] == "database"}
+    assert panoramas == {"pano0", "pano3", "pano6"}
+    assert len(links) == 9 + 3  # three whole panoramas, queries 0, 4 and 8
+    assert all(os.path.samefile(folder / link, val / link) for link in links)
+    assert claims.small_val_folder(val, tmp_path / "ws") == folder  # reused as it is
+    (val / "queries" / "q9.jpg").write_bytes(b"x")
+    (val / "queries" / "q0.jpg").unlink()  # another listing: rebuilt, no stale link left
+    claims.small_val_folder(val, tmp_path / "ws")
+    queries = sorted(p.name for p in (folder / "queries").iterdir())
+    assert queries == ["q1.jpg", "q5.jpg", "q9.jpg"]
 
 
 def test_unknown_point_is_named(tiny_city, tmp_path, capsys):

@@ -17,7 +17,8 @@ import pytest
 from core.geo import MixedUTMZoneError, UTMZone, utm_to_latlon
 from core.partition import PartitionParams, partition
 from data_catalog import catalog, catalog_partition
-from data_catalog.ingest import LAYOUT_REASON, ingest, main, resolve_source
+from data_catalog.ingest import ingest, main, resolve_source
+from data_catalog.ingest_stages import LAYOUT_REASON
 from data_catalog.names import make_name, parse_name
 
 ZONE = UTMZone(10, "S")

@@ -18,9 +18,9 @@ from core.partition import class_keys
 from data_catalog.names import parse_name
 from data_catalog.synthetic import SUBSETS, build_city, get_preset, plan_dataset, write_dataset
 from data_catalog.synthetic.__main__ import SAME_ON_EVERY_CPU, main
-from data_catalog.synthetic.city import rng_for, to_utm
 from data_catalog.synthetic.conditions import capture_condition
 from data_catalog.synthetic.render import cut_crops, panorama_view, render
+from data_catalog.synthetic.scene import rng_for, to_utm
 
 SIZE = 128
 

@@ -105,7 +105,13 @@ def subset_folder(train_folder: str | Path, fraction: float, seed: int, workspac
     ranked = sorted(paths, key=lambda p: hashlib.sha1(f"{seed}:{p}".encode()).hexdigest())
     chosen = sorted(ranked[: max(1, round(fraction * len(paths)))])
     tag = hashlib.sha1(str(source).encode()).hexdigest()[:8]
-    out = Path(workspace) / "subsets" / f"{source.name}_{tag}_{fraction:g}_seed{seed}"
+    return link_subset(workspace, f"{source.name}_{tag}_{fraction:g}_seed{seed}", source, chosen)
+
+
+def link_subset(workspace, name: str, source: Path, chosen: list[str]) -> Path:
+    """WORKSPACE/subsets/<name>: symlinks to the `chosen` paths (relative to `source`), listed
+    in its subset.txt. A folder already listing them is kept; any other is rebuilt whole."""
+    out = Path(workspace) / "subsets" / name
     listing = out / "subset.txt"
     content = "\n".join(chosen) + "\n"
     if listing.is_file() and listing.read_text() == content:
@@ -183,10 +189,6 @@ def result_row(grid: str, point: Point, args, summary: dict, seconds: float) -> 
     return row
 
 
-def results_path(workspace: str | Path, grid: str) -> Path:
-    return runs.grid_file(workspace, grid)
-
-
 def load_results(path: Path) -> dict[str, dict]:
     """The grid's recorded points; a file of another shape is refused, not overwritten."""
     if not path.is_file():
@@ -233,7 +235,7 @@ def run_grid(grid: str, base_argv: list[str], options: argparse.Namespace) -> di
                 f"choose from {[p.name for p in points]}"
             )
         points = [p for p in points if p.name in options.points]
-    path = results_path(base.workspace, grid)
+    path = runs.grid_file(base.workspace, grid)
     rows = load_results(path)
     failed = []
     for point in points:
@@ -291,7 +293,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser = build_parser()
     options, base_argv = parser.parse_known_args(argv)
     fractions = [options.train_fraction, *options.train_fractions]

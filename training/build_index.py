@@ -357,7 +357,6 @@ def save_built_index(
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     build_run_index(parse_arguments(sys.argv[1:] if argv is None else argv))
 
 

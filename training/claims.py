@@ -91,12 +91,13 @@ class Planned:
     seed: int = 0
 
 
-def results_file(workspace: str | Path) -> Path:
-    return runs.claims_file(workspace)
-
-
 def grid_name(grid: str) -> str:
     return f"claims_{grid}"
+
+
+def grid_table(workspace: str | Path, grid: str) -> Path:
+    """The table of one claims grid (training.ablation's results file of that grid)."""
+    return runs.grid_file(workspace, grid_name(grid))
 
 
 def cpu_seconds() -> float:
@@ -113,8 +114,6 @@ def small_val_folder(val_folder: Path, workspace: str | Path) -> Path:
     Panoramas are kept whole so that every query still has database images within 25 m
     (the demo's database has a panorama every 10 m).
     """
-    out = Path(workspace) / "subsets" / f"{val_folder.parent.name}_claims_val"
-    listing = out / "subset.txt"
     database = sorted(p.name for p in (val_folder / "database").iterdir() if p.is_file())
     queries = sorted(p.name for p in (val_folder / "queries").iterdir() if p.is_file())
     names, rows = parse_paths(database, extra=("pano_id",))
@@ -122,17 +121,8 @@ def small_val_folder(val_folder: Path, workspace: str | Path) -> Path:
     kept = set(sorted(set(panorama_of.values()))[::VAL_PANORAMA_STEP])
     chosen = [f"database/{n}" for n in database if panorama_of.get(n) in kept]
     chosen += [f"queries/{n}" for n in queries[::VAL_QUERY_STEP]]
-    content = "\n".join(chosen) + "\n"
-    if listing.is_file() and listing.read_text() == content:
-        return out
-    for sub in ("database", "queries"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-        for link in (out / sub).iterdir():
-            link.unlink()
-    for relative in chosen:
-        (out / relative).symlink_to((val_folder / relative).resolve())
-    files.write_text(listing, content)  # last: a half-built folder is rebuilt next time
-    return out
+    name = f"{val_folder.parent.name}_claims_val"
+    return ablation.link_subset(workspace, name, val_folder.resolve(), chosen)
 
 
 def base_arguments(dataset_folder: str, workspace: str, extra: list[str]) -> list[str]:
@@ -223,9 +213,7 @@ def train_points(
     claims.json there)."""
     workspace = config.parse_arguments(base_argv).workspace
     grids = {p.grid for p in planned} | {"untrained"}
-    tables = {
-        g: ablation.load_results(ablation.results_path(workspace, grid_name(g))) for g in grids
-    }
+    tables = {g: ablation.load_results(grid_table(workspace, g)) for g in grids}
     failed = []
     progress = tqdm(planned, desc="claims", unit="training", ncols=100, position=0)
     for item in progress:
@@ -234,9 +222,7 @@ def train_points(
         if f"untrained_seed{item.seed}" not in untrained or rerun and item is planned[0]:
             row = evaluate_untrained(base_argv, item.seed, dataset_folder, rerun)
             untrained[row["point"]] = row
-            ablation.save_results(
-                untrained, ablation.results_path(workspace, grid_name("untrained"))
-            )
+            ablation.save_results(untrained, grid_table(workspace, "untrained"))
         rows = tables[item.grid]
         done = rows.get(item.point.name)
         if done and not rerun and done.get(cv.METRICS[0]) is not None:
@@ -256,7 +242,7 @@ def train_points(
         row.update(recalls, base_point=item.base, seed=item.seed)
         row.update(cpu_seconds=cpu_seconds() - cpu_start)
         rows[item.point.name] = row
-        ablation.save_results(rows, ablation.results_path(workspace, grid_name(item.grid)))
+        ablation.save_results(rows, grid_table(workspace, item.grid))
         after_point(tables, failed)
     return tables, failed
 
@@ -303,10 +289,6 @@ def verdicts(tables: dict, memory: list[dict] | None, base) -> dict:
     return out
 
 
-def save_claims(claims: dict, path: Path) -> None:
-    files.write_json(path, claims)
-
-
 def print_verdicts(claims: dict) -> None:
     for name, claim in claims["claims"].items():
         print(f"({name}) {claim['metric']}: {claim['verdict']}")
@@ -339,7 +321,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 @user_errors
 def main(argv: list[str] | None = None) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     options, extra = build_parser().parse_known_args(argv)
     root = Path(options.dataset_folder)
     missing = [s for s in ("train", "val", "test") if not (root / s).is_dir()]
@@ -351,7 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
     base_argv = base_arguments(str(root), options.workspace, extra)
     base = config.parse_arguments(base_argv)
     start, cpu_start = time.perf_counter(), cpu_seconds()
-    path = results_file(options.workspace)
+    path = runs.claims_file(options.workspace)
     budget = {k: getattr(base, k) for k in BUDGET} | {"fc_output_dim": base.fc_output_dim}
     budget["seeds"] = options.seeds
     memory = None
@@ -371,7 +352,7 @@ def main(argv: list[str] | None = None) -> dict:
             "untrained": cv.point_stats(list(tables.get("untrained", {}).values())),
             "claims": verdicts({**tables, "_claims": options.claims}, memory, base),
         }
-        save_claims(claims, path)
+        files.write_json(path, claims)
         return claims
 
     planned = plan(options.claims, base, options.seeds)

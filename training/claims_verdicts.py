@@ -10,6 +10,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from data_catalog.runs import VERDICTS
+
 # The recalls each point is evaluated on: where the model learns at a small budget (val,
 # test/queries_v2, another year) and the hard photos of other domains (test/queries_v1).
 EVAL_SETS = (("val", "queries"), ("test", "queries_v2"), ("test", "queries_v1"))
@@ -17,7 +19,6 @@ EVAL_SETS = (("val", "queries"), ("test", "queries_v2"), ("test", "queries_v1"))
 # Fig. 5 on test sets (queries_v2: the test set where these small models learn).
 HEADLINE = {"groups": "val_queries_r1", "dimension": "test_queries_v2_r1"}
 HEADLINE["train_size"] = "test_queries_v2_r1"
-VERDICTS = {True: "holds", False: "does not hold", None: "undecided"}
 
 
 def metric_name(subset: str, queries: str, n: int = 1) -> str:

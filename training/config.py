@@ -10,7 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
-from core.errors import UserError
+from core.errors import BAD_FLAG_EXIT, UserError, with_debug_flag
 from core.model import BACKBONE_CHANNELS, POOLINGS
 from core.partition import (
     DEFAULT_ALPHA,
@@ -24,8 +24,14 @@ from core.partition import (
     PartitionParams,
 )
 from core.recall import DEFAULT_POSITIVE_DIST_THRESHOLD, RECALL_VALUES
+from data_catalog.catalog import DEFAULT_WORKSPACE, catalog_file
 
-DEFAULT_WORKSPACE = "data"
+# training.augment's own augmentations, each applied to a train image with a probability.
+AUGMENTATION_PROBABILITIES = {
+    "grayscale": "a grey train image",
+    "blur": "a Gaussian-blurred train image",
+    "weather": "simulated haze, low light or overcast on a train image",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,18 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--saturation", type=float, default=0.7)
     parser.add_argument("--hue", type=float, default=0.5)
     parser.add_argument("--random_resized_crop", type=float, default=0.5)
-    parser.add_argument(
-        "--grayscale", type=float, default=0.0, help="probability of a grey train image"
-    )
-    parser.add_argument(
-        "--blur", type=float, default=0.0, help="probability of a Gaussian-blurred train image"
-    )
-    parser.add_argument(
-        "--weather",
-        type=float,
-        default=0.0,
-        help="probability of simulated haze, low light or overcast on a train image",
-    )
+    for name, what in AUGMENTATION_PROBABILITIES.items():
+        parser.add_argument(f"--{name}", type=float, default=0.0, help=f"probability of {what}")
     parser.add_argument("--image_size", type=int, default=512, help="training crops' side")
     # Validation / test
     parser.add_argument("--resize_test_imgs", action="store_true")
@@ -119,14 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace an existing run folder (training) or evaluation results (eval)",
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
-    return parser
+    return with_debug_flag(parser)
 
 
 class BadFlagError(UserError):
     """A flag value no run can use; exits 2 like argparse's own errors."""
 
-    exit_code = 2
+    exit_code = BAD_FLAG_EXIT
 
 
 # Smallest allowed value of each integer flag (0 for counts where 0 means "none").
@@ -172,7 +167,7 @@ def flag_problem(args: argparse.Namespace) -> str | None:
         return f"--alpha {args.alpha} must lie in (0, 360] degrees (360: no heading classes)"
     if not 0 <= args.hue <= 0.5:
         return f"--hue {args.hue} must lie in [0, 0.5] (torchvision's ColorJitter range)"
-    for name in ("grayscale", "blur", "weather"):
+    for name in AUGMENTATION_PROBABILITIES:
         value = getattr(args, name)
         if not 0 <= value <= 1:
             return f"--{name} {value} is a probability: give a value in [0, 1]"
@@ -219,7 +214,7 @@ def finish(
     problem = flag_problem(args)
     if problem:
         _refuse(problem, parser)
-    args.catalog = args.catalog or str(Path(args.workspace) / "catalog.duckdb")
+    args.catalog = args.catalog or str(catalog_file(args.workspace))
     args.run_folder = str(Path(args.workspace) / "runs" / args.save_dir)
     return args
 

@@ -68,28 +68,21 @@ def evaluate(
 ) -> EvalResult:
     """Descriptors of database and queries, exhaustive kNN, recall@1/5/10/20."""
     transform = inference_transform(image_size if resize_test_imgs else None)
-    common = {"num_workers": num_workers, "progress": context.is_main}
-    database = sharded_desc(
-        context,
-        model,
-        test_set,
-        test_set.database_paths,
-        transform,
-        infer_batch_size,
-        "database",
-        common,
-    )
     # Queries come in every size; batches are split by shape (core.descriptors), so native
     # size needs no one-at-a-time loop as in the reference, and gives the same descriptors.
-    queries = sharded_desc(
-        context,
-        model,
-        test_set,
-        test_set.queries_paths,
-        transform,
-        infer_batch_size,
-        "queries",
-        common,
+    database, queries = (
+        distributed.sharded_descriptors(
+            context,
+            model,
+            ImagePathsDataset(
+                [test_set.root / p for p in getattr(test_set, f"{what}_paths")], transform, True
+            ),
+            batch_size=infer_batch_size,
+            desc=f"{test_set.name} {what}",
+            num_workers=num_workers,
+            progress=context.is_main,
+        )
+        for what in ("database", "queries")
     )
     readable, database, queries, unreadable = leave_out_unreadable(test_set, database, queries)
     index, _ = build_index(database, "flat")
@@ -139,13 +132,6 @@ def left_out_note(result: EvalResult) -> str:
     if not result.unreadable:
         return ""
     return f" ({len(result.unreadable)} unreadable images left out, listed in results.json)"
-
-
-def sharded_desc(context, model, test_set, paths, transform, batch_size, what, common):
-    dataset = ImagePathsDataset([test_set.root / p for p in paths], transform, True)
-    return distributed.sharded_descriptors(
-        context, model, dataset, batch_size=batch_size, desc=f"{test_set.name} {what}", **common
-    )
 
 
 def save_predictions_table(result: EvalResult, test_set: TestSet, path: Path) -> None:
@@ -351,7 +337,6 @@ def run(args) -> EvalResult:
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     build_index, argv = pop_build_index_flag(argv)
     args = config.parse_arguments(argv)
     args.build_index = build_index

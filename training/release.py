@@ -33,22 +33,21 @@ import gzip
 import hashlib
 import json
 import logging
-import os
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
 from core import files
-from core.errors import UserError, user_errors
+from core.errors import UserError, user_errors, with_debug_flag
 from core.index import file_sha256
 from core.model import load_trusted_types
 from data_catalog import runs
+from data_catalog.catalog import DEFAULT_WORKSPACE
 from data_catalog.name_source import walk_images
 from data_catalog.runs import BEST_MODEL, LAST_CHECKPOINT, SUMMARY
 from training import eval as evaluation
+from training.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -87,24 +86,6 @@ def half_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def cpu_model() -> str:
-    """The CPU's model name as lscpu prints it (from /proc/cpuinfo on Linux)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor() or "unknown"
-
-
-def machine() -> dict:
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "device": "cpu",
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def read_json(path: Path) -> dict:
     """A release file's JSON object; a missing or malformed one is a ReleaseError naming it."""
     try:
@@ -116,21 +97,6 @@ def read_json(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ReleaseError(f"{path} holds no JSON object; restore it with git checkout")
     return data
-
-
-def git_commit_before(when: datetime.datetime) -> str | None:
-    """The last commit of HEAD made before `when` (the run's start), or None outside git."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-list", "-1", f"--before={when.isoformat()}", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def val_curve(history: list[dict]) -> list[dict]:
@@ -189,8 +155,6 @@ def export(args: argparse.Namespace) -> dict:
     summary, flags = read_run(run_dir)
     history = summary.get("history", [])
     wall_s = history[-1].get("wall_s", 0.0) if history else 0.0
-    finished = datetime.datetime.fromtimestamp((run_dir / SUMMARY).stat().st_mtime, datetime.UTC)
-    started = finished - datetime.timedelta(seconds=wall_s)
     # The workspace's own run folder holds the halved weights while they are evaluated: the
     # shipped file is replaced only once its record is complete.
     release_run = f"{run_dir.name}_release"
@@ -205,10 +169,7 @@ def export(args: argparse.Namespace) -> dict:
         "dtype": "float16",
         "command": "make demo-release (make demo-train, then python -m training.release export)",
         "train_flags": flags,
-        "commit": git_commit_before(started),
-        "machine": machine(),
-        "trained_from": started.isoformat(timespec="seconds"),
-        "trained_until": finished.isoformat(timespec="seconds"),
+        **provenance(run_dir / SUMMARY, wall_s, ("trained_from", "trained_until")),
         "released": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "wall_time_s": wall_s,
         "iterations": flags.get("epochs_num", 0) * flags.get("iterations_per_epoch", 0),
@@ -306,7 +267,6 @@ def compare(args: argparse.Namespace) -> None:
 
 # --- recorded claims -------------------------------------------------------------------------
 
-CLAIMS_COMMAND = "python -m training.claims --dataset_folder data/synthetic_demo --workspace data"
 RUN_FILES = (
     runs.SUMMARY,
     runs.ARGS,
@@ -337,8 +297,6 @@ def record_claims(workspace: Path, out: Path, overwrite: bool) -> dict:
             f"{out / RECORD} already records claims; keep it, or replace with --overwrite"
         )
     claims = json.loads(claims_path.read_text())
-    finished = datetime.datetime.fromtimestamp(claims_path.stat().st_mtime, datetime.UTC)
-    started = finished - datetime.timedelta(seconds=float(claims.get("seconds", 0)))
     copied = {}
     for relative in recorded_files(folder):
         data = (folder / relative).read_bytes()
@@ -347,22 +305,19 @@ def record_claims(workspace: Path, out: Path, overwrite: bool) -> dict:
         target = runs.runs_folder(out) / relative
         files.write_bytes(target, data)
         copied[relative.as_posix()] = file_sha256(target)
-    provenance = {
+    record = {
         "what": "the paper's claims on the synthetic demo city, over seeds",
         "command": CLAIMS_COMMAND,
-        "commit": git_commit_before(started),
-        "machine": machine(),
-        "started": started.isoformat(timespec="seconds"),
-        "finished": finished.isoformat(timespec="seconds"),
+        **provenance(claims_path, float(claims.get("seconds", 0))),
         "wall_time_s": claims.get("seconds"),
         "cpu_seconds": claims.get("cpu_seconds"),
         "budget": claims.get("budget"),
         "verdicts": {name: claim.get("verdict") for name, claim in claims["claims"].items()},
         "files": copied,
     }
-    files.write_json(out / RECORD, provenance)  # last: a record describes the files beside it
+    files.write_json(out / RECORD, record)  # last: a record describes the files beside it
     log.info("recorded %d files of the claims in %s", len(copied), out)
-    return provenance
+    return record
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -373,15 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="the shipped folder (default models/demo; records/claims for claims)"
     )
     parser.add_argument("--dataset_folder", default="data/synthetic_demo")
-    parser.add_argument("--workspace", default="data")
+    parser.add_argument("--workspace", default=DEFAULT_WORKSPACE)
     parser.add_argument("--overwrite", action="store_true", help="replace a release or a model")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
-    return parser
+    return with_debug_flag(parser)
 
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.action == "claims":

@@ -353,7 +353,6 @@ def check_training_flags(args) -> None:
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = config.parse_arguments(argv)
     check_training_flags(args)
     train(args)

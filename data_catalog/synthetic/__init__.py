@@ -5,11 +5,17 @@ run end to end without downloading SF-XL. The data is synthetic and says so: the
 the README written next to the images and the note field of every file name.
 
     python -m data_catalog.synthetic --preset tiny --seed 0 --out data/synthetic_tiny
+
+scene (local coordinates, seeded randomness, boxes) -> city (street grid and camera tracks,
+with buildings and props: trees, parked cars) -> plan (the renders a preset asks for) ->
+render (column ray caster; facade and conditions: light, weather, camera) -> writer (JPEGs
+with SF-XL names, metadata.json, README.txt).
 """
 
 from .city import City, build_city
+from .plan import SUBSETS, plan_dataset
 from .presets import PRESETS, Preset, get_preset
-from .writer import SUBSETS, plan_dataset, render_job, write_dataset
+from .writer import render_job, write_dataset
 
 __all__ = [
     "PRESETS",

@@ -13,10 +13,12 @@ import numpy as np
 
 from core.partition import DEFAULT_MIN_IMAGES_PER_CLASS, PartitionParams, class_keys
 
-from .city import build_city, to_utm
+from .city import build_city
+from .plan import count_images, plan_dataset
 from .presets import PRESETS, get_preset
 from .render import CROPS_PER_PANORAMA
-from .writer import count_images, plan_dataset, write_dataset
+from .scene import to_utm
+from .writer import write_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

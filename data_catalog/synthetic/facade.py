@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .city import CABIN, CAR, CROWN, PERSON, SIDEWALK_M, Buildings
+from .buildings import Buildings
 from .conditions import Condition
+from .scene import CABIN, CAR, CROWN, PERSON, SIDEWALK_M
 
 F32 = np.float32
 

@@ -1,6 +1,6 @@
 """Sizes of the synthetic city and of each subset; the one place to tune them.
 
-Image counts follow from the street length of each district (see `writer.plan_dataset`,
+Image counts follow from the street length of each district (see `plan.plan_dataset`,
 or run the CLI with `--dry_run` to print them without rendering):
 train crops ~= train street metres / train_spacing_m * len(train_years) * 12.
 """

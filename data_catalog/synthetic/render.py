@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .city import BUILDING, CAMERA_HEIGHT_M, Boxes, City
+from .city import City
 from .conditions import Condition
 from .facade import F32, facade_columns, shade_facade, shade_ground, shade_props, shade_sky
+from .scene import BUILDING, CAMERA_HEIGHT_M, Boxes
 
 MAX_DIST_M = 200.0  # buildings further away are not drawn (haze has mostly hidden them)
 MAX_PROP_DIST_M = 70.0  # cars, trees, people: small, so only drawn when near

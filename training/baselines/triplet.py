@@ -339,7 +339,6 @@ def fit(args, context, run_folder: Path) -> dict:
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_arguments(argv)
     check_training_flags(args)
     train(args)

@@ -13,6 +13,7 @@ PAGES = [
     st.Page("views/retrieve.py", title="Retrieve", url_path="retrieve"),
     st.Page("views/dataset.py", title="Dataset", url_path="dataset"),
     st.Page("views/results.py", title="Results", url_path="results"),
+    st.Page("views/failures.py", title="Failures", url_path="failures"),
 ]
 
 st.navigation(PAGES).run()

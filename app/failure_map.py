@@ -76,7 +76,7 @@ def query_outcomes(
     )
     frame["correct"] = frame["first_hit"] < 1
     names = frame["query"].str.rsplit("/", n=1).str[-1]
-    frame["condition"] = names.map(conditions or {}).fillna("")
+    frame["condition"] = [(conditions or {}).get(n, "") for n in names]
     placed = np.isfinite(frame["east"]) & np.isfinite(frame["north"])
     zones = query.loc[placed.to_numpy(), ["zone_number", "zone_letter"]].drop_duplicates()
     zone = single_zone(zones.itertuples(index=False), "the queries") if len(zones) else None

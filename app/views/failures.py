@@ -121,7 +121,9 @@ if outcomes is None:
     st.warning(f"{evaluation.predictions} cannot be read right now (being rewritten?).")
     st.stop()
 frame = outcomes.frame
-conditions = sorted(c for c in frame["condition"].unique() if c)
+# "night+grey" (a grey camera at night) is a night photo: the filter offers the conditions.
+condition_of = frame["condition"].str.split("+").str[0]
+conditions = sorted(c for c in condition_of.unique() if c)
 chosen_conditions: list[str] = []
 if conditions:
     view_state.initial("conditions", [], lambda raw: raw.split(","))
@@ -131,7 +133,7 @@ if conditions:
         placeholder="all conditions",
     )  # fmt: skip
     if chosen_conditions:
-        frame = frame[frame["condition"].isin(chosen_conditions)]
+        frame = frame[condition_of.isin(chosen_conditions).to_numpy()]
 
 comparison = None
 if run_b != "(none)":
@@ -142,7 +144,7 @@ if run_b != "(none)":
     else:
         frame_b = outcomes_b.frame
         if chosen_conditions:
-            frame_b = frame_b[frame_b["condition"].isin(chosen_conditions)]
+            frame_b = frame_b[frame_b["query"].isin(frame["query"])]
         comparison = fm.compare_runs(frame, frame_b)
 
 columns = st.columns(4)

@@ -4,12 +4,11 @@ street layer on the Map page; the page without photo conditions; hostile links."
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.parse
 from pathlib import Path
 
 import pytest
-from app_fixtures import save_random_run, workspace_once
+from app_fixtures import EVALUATED_QUERIES, evaluated_workspace_once
 from streamlit.testing.v1 import AppTest
 
 from app import failure_map as fm
@@ -20,39 +19,16 @@ from data_catalog.synthetic.domains import photo_conditions
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 TIMEOUT = 180
-QUERIES = "queries_v1"
-
-
-def evaluate(tiny_city: Path, workspace: Path, name: str, model: Path, dim: int) -> Path:
-    """training.eval of `model` on the tiny city's queries_v1 into workspace/runs/name, with
-    the model copied beside its evaluation (so that the Retrieve page can use it)."""
-    from training import eval as evaluation
-
-    evaluation.main(
-        [
-            "--test_set_folder", str(tiny_city / "test"), "--resume_model", str(model),
-            "--backbone", "ResNet18", "--fc_output_dim", str(dim), "--queries_folder", QUERIES,
-            "--device", "cpu", "--num_workers", "0", "--resize_test_imgs", "--image_size", "64",
-            "--infer_batch_size", "32", "--workspace", str(workspace), "--save_dir", name,
-        ]
-    )  # fmt: skip
-    shutil.copy(model, workspace / "runs" / name / runs.BEST_MODEL)
-    return workspace / "runs" / name / f"eval_test_{QUERIES}"
 
 
 @pytest.fixture(scope="module")
 def evaluated(tiny_run, tiny_city, tmp_path_factory):
     """The tiny trained run and a random-weight run, both evaluated on queries_v1, beside the
     tiny city's catalog: (workspace, trained evaluation folder, random evaluation folder)."""
-    from data_catalog.ingest import main as ingest_main
-
     _, trained_run, _ = tiny_run
-    root = tmp_path_factory.mktemp("failures")
-    ingest_main([str(tiny_city), "--db", str(root / "catalog.duckdb"), "--no_progress"])
-    trained = evaluate(tiny_city, root, "trained", trained_run / runs.BEST_MODEL, 32)
-    random_model = save_random_run(root / "models" / "random", seed=3) / runs.BEST_MODEL
-    other = evaluate(tiny_city, root, "random", random_model, 16)
-    return root, trained, other
+    root = evaluated_workspace_once(tmp_path_factory, tiny_city, trained_run / runs.BEST_MODEL)
+    folder = f"eval_test_{EVALUATED_QUERIES}"
+    return root, root / "runs" / "trained" / folder, root / "runs" / "random" / folder
 
 
 def open_page(monkeypatch, workspace: Path, page: str = "failures", **params) -> AppTest:
@@ -110,16 +86,14 @@ def test_every_query_on_the_map_with_recall_at_the_shared_threshold(monkeypatch,
     assert set(choice.options) <= set(QUERY_DOMAINS)
     condition = choice.options[0]
     city = Path(json.loads((trained / runs.RESULTS).read_text())["test_set"]).parent
-    planned = photo_conditions(city, f"test/{QUERIES}")
+    planned = photo_conditions(city, f"test/{EVALUATED_QUERIES}")
     expected = sum(c.name == condition for c in planned.values())
     choice.set_value([condition]).run()
     assert metrics(at)["Queries on the map"] == f"{expected:,}"
     assert at.query_params["conditions"] in ([condition], condition)
 
 
-def test_a_clicked_query_opens_its_retrieval_by_a_link(
-    monkeypatch, evaluated, tiny_city, tmp_path_factory
-):
+def test_a_clicked_query_opens_its_retrieval_by_a_link(monkeypatch, evaluated):
     workspace, trained, _ = evaluated
     frame = outcomes(trained, 25).frame
     query = frame.sort_values("top1_error_m").iloc[-1]["query"]
@@ -133,12 +107,16 @@ def test_a_clicked_query_opens_its_retrieval_by_a_link(
     assert layers(at)["selected"] == 1
     table = at.dataframe[0].value
     assert table["retrieval"].str.startswith("retrieve?run=trained").all()
-    # The link's parameters are the Retrieve page's own: it opens that query.
-    app_workspace = workspace_once(tmp_path_factory, tiny_city)
-    retrieve = open_page(monkeypatch, app_workspace, page="retrieve",
-                         **fm.retrieve_link("tiny", query, 25))  # fmt: skip
+    # The link's parameters are the Retrieve page's own: it opens that query's retrieval,
+    # each result described by distance, heading and year rather than by its file name.
+    retrieve = open_page(monkeypatch, workspace, page="retrieve", **params)
     assert retrieve.selectbox(key="query").value == query
     assert retrieve.number_input(key="threshold").value == 25
+    results = retrieve.dataframe[0].value
+    assert "path" not in results and {"place", "heading", "year", "lat", "lon"} <= set(results)
+    assert results["place"].str.contains(" m away").all()
+    captions = [i.caption for image in retrieve.get("image") for i in image.proto.imgs]
+    assert captions[0].startswith("query · ") and "@" not in " ".join(captions)
 
 
 def test_run_b_fixes_and_breaks_counted_on_the_page(monkeypatch, evaluated):

@@ -106,21 +106,35 @@ def square_keys(frame: pd.DataFrame, side_m: float) -> pd.DataFrame:
     )
 
 
+def _squares(frame: pd.DataFrame, side_m: float) -> tuple[np.ndarray, np.ndarray, list]:
+    """The squares holding queries ([n, 2] sq_e, sq_n), each query's square, and the rows of
+    each square's queries."""
+    keys = square_keys(frame, side_m).to_numpy()
+    squares, inverse = np.unique(keys.reshape(-1, 2), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    members = np.split(order, np.cumsum(np.bincount(inverse, minlength=len(squares)))[:-1])
+    return squares, inverse, members if len(frame) else []
+
+
+def _recall_of(first_hit: np.ndarray, members: list) -> list[float]:
+    return [recall_from_first_hits(first_hit[rows], (1,))[1] for rows in members]
+
+
 def recall_per_square(frame: pd.DataFrame, side_m: float) -> pd.DataFrame:
     """Per side_m square holding queries: sq_e, sq_n, queries, hits and recall_1 (percent,
     core.recall's Recall@1 of the square's queries)."""
-    rows = []
-    for (sq_e, sq_n), group in frame.groupby(list(square_keys(frame, side_m).values.T)):
-        rows.append(
-            {
-                "sq_e": int(sq_e),
-                "sq_n": int(sq_n),
-                "queries": len(group),
-                "hits": int(group["correct"].sum()),
-                "recall_1": recall_at_1(group),
-            }
-        )
-    return pd.DataFrame(rows, columns=["sq_e", "sq_n", "queries", "hits", "recall_1"])
+    squares, inverse, members = _squares(frame, side_m)
+    return pd.DataFrame(
+        {
+            "sq_e": squares[:, 0],
+            "sq_n": squares[:, 1],
+            "queries": np.bincount(inverse, minlength=len(squares)),
+            "hits": np.bincount(inverse, frame["correct"], len(squares)).astype(np.int64),
+            "recall_1": _recall_of(frame["first_hit"].to_numpy(), members),
+        },
+        columns=["sq_e", "sq_n", "queries", "hits", "recall_1"],
+    )
 
 
 # --- two runs -------------------------------------------------------------------------------
@@ -160,21 +174,20 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
 def change_per_square(frame: pd.DataFrame, side_m: float) -> pd.DataFrame:
     """Per square of a Comparison's frame: queries, fixed, broken, recall_1 of run A and
     recall_1_b of run B."""
-    rows = []
-    for (sq_e, sq_n), group in frame.groupby(list(square_keys(frame, side_m).values.T)):
-        rows.append(
-            {
-                "sq_e": int(sq_e),
-                "sq_n": int(sq_n),
-                "queries": len(group),
-                "fixed": int((group["change"] == "fixed").sum()),
-                "broken": int((group["change"] == "broken").sum()),
-                "recall_1": recall_at_1(group),
-                "recall_1_b": recall_at_1(group.assign(first_hit=group["first_hit_b"])),
-            }
-        )
-    columns = ["sq_e", "sq_n", "queries", "fixed", "broken", "recall_1", "recall_1_b"]
-    return pd.DataFrame(rows, columns=columns)
+    squares, inverse, members = _squares(frame, side_m)
+    change = frame["change"].to_numpy()
+    return pd.DataFrame(
+        {
+            "sq_e": squares[:, 0],
+            "sq_n": squares[:, 1],
+            "queries": np.bincount(inverse, minlength=len(squares)),
+            "fixed": np.bincount(inverse, change == "fixed", len(squares)).astype(np.int64),
+            "broken": np.bincount(inverse, change == "broken", len(squares)).astype(np.int64),
+            "recall_1": _recall_of(frame["first_hit"].to_numpy(), members),
+            "recall_1_b": _recall_of(frame["first_hit_b"].to_numpy(), members),
+        },
+        columns=["sq_e", "sq_n", "queries", "fixed", "broken", "recall_1", "recall_1_b"],
+    )
 
 
 # --- the map --------------------------------------------------------------------------------

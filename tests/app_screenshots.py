@@ -4,7 +4,7 @@
 
 Starts the app on a free port, opens each page in headless chromium (as tests/test_browser.py
 does, waiting on the app's own state), shows a group's Fig. 4 and a cell's images on the map,
-a test-set query on Retrieve, and saves one full-page PNG per page.
+a test-set query on Retrieve, a run's failure map, and saves one full-page PNG per page.
 """
 
 from __future__ import annotations
@@ -27,14 +27,18 @@ from test_browser import (  # noqa: E402
 )
 
 
-def page_urls(base: str, run: str, query: str | None, cell: str | None, group: int) -> dict:
+def page_urls(
+    base: str, run: str, query: str | None, cell: str | None, group: int, failures: str = ""
+) -> dict:
     map_params = {"group": group} | ({"cell": cell} if cell else {})
     retrieve = {"run": run, "source": "Test-set query"} | ({"query": query} if query else {})
+    failure_params = {"run": run} | dict(urllib.parse.parse_qsl(failures))
     return {
         "map": f"{base}/?{urllib.parse.urlencode(map_params)}",
         "retrieve": f"{base}/retrieve?{urllib.parse.urlencode(retrieve)}",
         "dataset": f"{base}/dataset",
         "results": f"{base}/results",
+        "failures": f"{base}/failures?{urllib.parse.urlencode(failure_params)}",
     }
 
 
@@ -45,6 +49,10 @@ def main() -> None:
     parser.add_argument("--query", default=None, help="test query, e.g. queries_v1/@...jpg")
     parser.add_argument("--cell", default=None, help="map cell to open, e.g. 54907_418008")
     parser.add_argument("--group", type=int, default=0)
+    parser.add_argument(
+        "--failures", default="", help="Failures page state, e.g. run_b=x&failure=q"
+    )
+    parser.add_argument("--pages", default=None, help="comma-separated pages (default: all)")
     parser.add_argument("--out", default="docs/images")
     args = parser.parse_args()
     executable = chromium_path()
@@ -59,7 +67,10 @@ def main() -> None:
     process = start_app(Path(args.workspace).resolve(), port, log)
     try:
         wait_until_serving(process, port, log)
-        urls = page_urls(f"http://127.0.0.1:{port}", args.run, args.query, args.cell, args.group)
+        base = f"http://127.0.0.1:{port}"
+        urls = page_urls(base, args.run, args.query, args.cell, args.group, args.failures)
+        if args.pages:
+            urls = {name: urls[name] for name in args.pages.split(",")}
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 2300})

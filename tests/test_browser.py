@@ -118,12 +118,15 @@ def app_with_evaluations(tmp_path_factory, tiny_city, tiny_run):
     model = tiny_run[1] / "best_model.pth"
     workspace = evaluated_workspace_once(tmp_path_factory, tiny_city, model)
     # Without the repo's recorded claims the Results page (visited once) opens quickly.
+    before = os.environ.get("COSPLACE_RECORDED_CLAIMS")
     os.environ["COSPLACE_RECORDED_CLAIMS"] = str(workspace / "no_records")
     try:
         for url in serve(tmp_path_factory, workspace):
             yield url, workspace
     finally:
-        del os.environ["COSPLACE_RECORDED_CLAIMS"]
+        os.environ.pop("COSPLACE_RECORDED_CLAIMS")
+        if before is not None:
+            os.environ["COSPLACE_RECORDED_CLAIMS"] = before
 
 
 def test_every_page_in_chromium(running_app, tmp_path, tiny_city):

@@ -107,9 +107,11 @@ with st.sidebar:
     square = st.number_input(
         "Map square for Recall@1 (m)", 10.0, MAX_SQUARE_M, step=10.0, key="square"
     )
+    # The same test set however each evaluation was given it (relative or absolute path).
+    here = test_set_of(evaluation).resolve()
     same_queries = {
         e.run for e in evaluations
-        if e.run != run and e.test_set == evaluation.test_set and e.queries == evaluation.queries
+        if e.run != run and e.queries == evaluation.queries and test_set_of(e).resolve() == here
     }  # fmt: skip
     others = ["(none)", *sorted(same_queries)]
     view_state.initial_choice("run_b", others, "(none)")
@@ -137,7 +139,10 @@ if conditions:
 
 comparison = None
 if run_b != "(none)":
-    other = next(e for e in evaluations if e.run == run_b and query_set(e) == chosen_set)
+    other = next(
+        e for e in evaluations
+        if e.run == run_b and e.queries == evaluation.queries and test_set_of(e).resolve() == here
+    )  # fmt: skip
     outcomes_b = outcomes_of(other, threshold)
     if outcomes_b is None:
         st.warning(f"{other.predictions} cannot be read right now (being rewritten?).")

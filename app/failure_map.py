@@ -241,7 +241,7 @@ def _square_layer(squares: pd.DataFrame, side_m: float, zone: UTMZone, diff: boo
     else:
         recall = squares["recall_1"].to_numpy() / 100.0
         rgb = (np.outer(1 - recall, RED) + np.outer(recall, GREEN)).astype(int)
-        alpha = np.full(len(squares), 110)
+        alpha = np.full(len(squares), 80)
         tips = [
             f"R@1 {r.recall_1:.0f}% of {r.queries} queries in this {side_m:g} m square"
             for r in squares.itertuples()
@@ -315,7 +315,8 @@ def failure_deck(
         shown = frame[inside.to_numpy()]
         focus = (squares["sq_e"] == options.focus[0]) & (squares["sq_n"] == options.focus[1])
         squares = squares[focus.to_numpy()]
-    layers.append(_square_layer(squares, side, zone, diff))
+    # The squares go under the streets (faint dots that the squares' fill would hide).
+    layers.insert(0, _square_layer(squares, side, zone, diff))
     drawn = 0
     if len(shown) > MAX_QUERY_POINTS:
         notes.append(
@@ -343,12 +344,12 @@ def failure_deck(
                 {
                     "from": np.stack([shown["lon"], shown["lat"]], axis=1).tolist(),
                     "to": np.stack([top_lon, top_lat], axis=1).tolist(),
-                    "colour": [[*c[:3], 120] for c in colours],
+                    "colour": [[*c[:3], 80] for c in colours],
                 }
             )[np.isfinite(top_lat)]
             layers.append(pdk.Layer(
                 "LineLayer", data=lines, id="top1", get_source_position="from",
-                get_target_position="to", get_color="colour", get_width=1.5,
+                get_target_position="to", get_color="colour", get_width=1,
                 width_min_pixels=1,
             ))  # fmt: skip
         layers.append(pdk.Layer(

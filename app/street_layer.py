@@ -28,7 +28,7 @@ from data_catalog import app_queries, catalog
 BASE_SIDE_M = 4.0  # finest square: about one street lane
 MAX_BASE_POINTS = 40_000  # ~1.5 MB of JSON: light beside the layers drawn over it
 BASE_DECIMALS = 5  # 1 m of latitude: enough for a faint dot
-BASE_COLOUR = [70, 70, 80, 90]
+BASE_COLOUR = [70, 70, 80, 80]
 TILE_HOST = ("basemaps.cartocdn.com", 443)
 TILE_PROBE_S = 1.0
 

@@ -15,6 +15,7 @@ PAGES = [
     st.Page("views/results.py", title="Results", url_path="results"),
     st.Page("views/training.py", title="Training", url_path="training"),
     st.Page("views/space.py", title="Descriptor space", url_path="space"),
+    st.Page("views/failures.py", title="Failures", url_path="failures"),
 ]
 
 st.navigation(PAGES).run()

@@ -245,8 +245,11 @@ def _view_state(rings: np.ndarray) -> pdk.ViewState:
     )
 
 
-def build_map_layers(view: PartitionView, selection: MapSelection) -> MapLayers:
-    """The pydeck Deck of the partition, aggregated on the server when it is too big."""
+def build_map_layers(
+    view: PartitionView, selection: MapSelection, base: pdk.Layer | None = None
+) -> MapLayers:
+    """The pydeck Deck of the partition, aggregated on the server when it is too big; `base`
+    (the offline street layer, app.street_layer) is drawn under it."""
     params, notes = view.params, []
     classes = view.classes
     cells = view.cells
@@ -260,7 +263,7 @@ def build_map_layers(view: PartitionView, selection: MapSelection) -> MapLayers:
         inside = (classes["cell_e"] // factor == block_e) & (classes["cell_n"] // factor == block_n)
         classes = classes[inside]
     factor = aggregation_factor(cells)
-    layers = []
+    layers = [] if base is None else [base]
     if factor == 1:
         rings = square_rings(cells["east_min"], cells["north_min"], params.M, view.zone)
         tips = (

@@ -13,7 +13,16 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from app import catalog_reader, dataset_stats, descriptor_space, map_layers, retrieval, uploads
+from app import (
+    catalog_reader,
+    dataset_stats,
+    descriptor_space,
+    map_layers,
+    retrieval,
+    street_layer,
+    uploads,
+    view_state,
+)
 from app.workspace import catalog_path, runs_dir, workspace_dir
 from core.partition import PartitionParams
 
@@ -165,3 +174,49 @@ def upload_descriptor(
     """The upload's query descriptor for one run, computed once per (run, file bytes)."""
     fingerprint = retrieval.index_fingerprint(run_dir)
     return _upload_descriptor(str(run_dir), fingerprint, prepared.digest, serving, prepared.image)
+
+
+# --- the offline street layer (app.street_layer) ---------------------------------------------
+
+
+@st.cache_resource(max_entries=8, show_spinner="Drawing the streets from the dataset's images…")
+def _street_squares(fingerprint: tuple, dataset: str) -> street_layer.StreetSquares:
+    return street_layer.catalog_street_squares(fingerprint[0], dataset)
+
+
+def street_squares(path: Path, dataset: str) -> street_layer.StreetSquares:
+    return _street_squares(catalog_reader.catalog_fingerprint(path), dataset)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def tiles_reachable() -> bool:
+    """Whether the server reaches the map tiles' host; asked again after five minutes."""
+    return street_layer.tiles_reachable()
+
+
+def base_toggle(help_extra: str = "") -> str:
+    """The sidebar's choice of when to draw the streets from the dataset's images (`base`)."""
+    view_state.initial_choice("base", list(street_layer.BASE_MODES), "auto")
+    reachable = tiles_reachable()
+    return st.selectbox(
+        "Streets from the dataset's images",
+        list(street_layer.BASE_MODES),
+        key="base",
+        format_func=street_layer.BASE_MODES.get,
+        help="A faint layer of the dataset's own image positions, so that streets show where "
+        "no map tile loads. This server "
+        + ("reaches" if reachable else "cannot reach")
+        + " the map tiles' host, so 'when map tiles cannot load' "
+        + ("leaves it off." if reachable else "draws it.")
+        + help_extra,
+    )
+
+
+def street_base_layer(path: Path, dataset: str | None, mode: str):
+    """The faint street layer of a catalogued dataset when the toggle asks for it, else None."""
+    if dataset is None or not street_layer.draw_base(mode, tiles_reachable()):
+        return None
+    try:
+        return street_layer.base_layer(street_squares(path, dataset))
+    except (catalog_reader.CatalogMissingError, catalog_reader.CatalogBusyError, KeyError):
+        return None  # the map still draws, without its streets

@@ -223,13 +223,16 @@ def recall_at_threshold(
     their first N."""
     if predictions.empty:
         raise ValueError("no predictions to compute recall from")
+    recalls = recall_from_first_hits(first_hit_ranks(predictions, threshold_m).to_numpy(), ns)
+    return {f"R@{n}": value for n, value in recalls.items()}
+
+
+def first_hit_ranks(predictions: pd.DataFrame, threshold_m: float) -> pd.Series:
+    """Per query (the index, sorted): the rank of its first prediction within threshold_m,
+    inf when none is (core.recall's first hits, from the names' positions)."""
     hit = is_positive(predictions["geo_m"], threshold_m)
     ranks = predictions["rank"].to_numpy()
-    first_hit = (
-        pd.Series(np.where(hit, ranks, np.inf)).groupby(predictions["query"].to_numpy()).min()
-    )
-    recalls = recall_from_first_hits(first_hit.to_numpy(), ns)
-    return {f"R@{n}": value for n, value in recalls.items()}
+    return pd.Series(np.where(hit, ranks, np.inf)).groupby(predictions["query"].to_numpy()).min()
 
 
 def recall_curve(predictions: pd.DataFrame, thresholds) -> pd.DataFrame:

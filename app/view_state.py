@@ -26,6 +26,13 @@ def initial(
     widget's own range) or not finite, falls back to `default` instead of reaching the widget.
     """
     if key in st.session_state:
+        # A value left by another page's widget of the same key (the threshold of Results
+        # and Failures) is re-assigned, so that this page's widget starts from it rather than
+        # from its own default; only if it is valid here, like a link's.
+        value = st.session_state[key]
+        if isinstance(value, int | float) and not within(value, low, high):
+            value = default
+        st.session_state[key] = value
         return
     raw = st.query_params.get(key)
     try:

@@ -8,6 +8,11 @@ aggregated map, a group's Fig. 4, a block at full resolution, a cell's images, t
 and the bytes of pydeck/plotly JSON each page sends to the browser (the goals: under 10 s
 once cached, under 20 MB).
 
+The Failures page at SF-XL test size: --failures_queries queries (default 1,000) with 20
+predictions each, against a catalog of --failures_database names (default 2,800,000) whose
+positions make the street layer: the street layer (cached by the app), then the first draw
+(predictions read and placed, squares, lines, streets) and its bytes, and a run B compared.
+
 Retrieval: a randomly initialised ResNet-18 (512-D) and an exact index over --database
 random unit descriptors; from the bytes of a 1024x768 JPEG upload to the ranked table with
 distances (decode, descriptor, search), best of 5 (goal: under 1 s at 100k).
@@ -17,6 +22,7 @@ and 20 MB from a 2.8M-image index; a match's heat maps under 1 s for the demo mo
 
     python -m benchmarks.app_scale [--names 41200000] [--database 100000] [--keep DIR]
         [--space_database 2800000]
+        [--failures_database 2800000] [--failures_queries 1000] [--failures_only]
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--space_database", type=int, default=2_800_000, help="descriptor space index size"
     )
+    parser.add_argument("--failures_database", type=int, default=2_800_000,
+                        help="database images behind the Failures page (SF-XL: 2.8M)")  # fmt: skip
+    parser.add_argument("--failures_queries", type=int, default=1_000)
+    parser.add_argument("--failures_only", action="store_true", help="the Failures page only")
     return parser.parse_args()
 
 
@@ -91,6 +101,13 @@ def measure_map(db: Path, rows: list) -> object:
     view, cold = timed(lambda: compute_partition_view(db, "city", PartitionParams(), "train"))
     rows.append(["Map", "partition via catalog (cached by the app)", cold, "-",
                  f"{len(view.cells):,} cells, {len(view.classes):,} classes"])  # fmt: skip
+    from app.map_layers import CompactDeck
+    from app.street_layer import base_layer, catalog_street_squares
+
+    squares, cold = timed(lambda: catalog_street_squares(db, "city"))
+    streets = mb(deck_payload_bytes(CompactDeck(layers=[base_layer(squares)])))
+    rows.append(["Map", "street layer (cached by the app)", cold, streets,
+                 f"{len(squares):,} squares of {squares.side_m:g} m"])  # fmt: skip
     layers, seconds = timed(lambda: build_map_layers(view, MapSelection()))
     shapes = f"{layers.cells_drawn:,} shapes of {layers.factor}x{layers.factor} cells"
     payload = mb(deck_payload_bytes(layers.deck))
@@ -156,6 +173,82 @@ def measure_dataset(db: Path, view, rows: list) -> None:
     rows.append(["Dataset", "open: 3 charts + coverage map", seconds, mb(payload), ""])
 
 
+def write_failure_predictions(path: Path, queries: int, db: Path, k: int = 20) -> None:
+    """predictions.csv of `queries` queries at positions of the catalog's images (SF-XL
+    names), k predictions each: about a third with a top-1 a few metres away, the others
+    anywhere in the city (what an evaluation of the real SF-XL test set leaves)."""
+    import csv
+
+    from data_catalog.catalog import connect
+    from data_catalog.names import make_name
+
+    with connect(db, read_only=True) as con:
+        places = con.execute(
+            "SELECT utm_east, utm_north FROM images USING SAMPLE 20000 ROWS (reservoir, 0)"
+        ).fetchnumpy()
+    utm = np.stack([places["utm_east"], places["utm_north"]], axis=1)
+    rng = np.random.default_rng(0)
+
+    def name(east: float, north: float, tag: str, heading: int | None) -> str:
+        return make_name(east, north, 10, "S", 37.7, -122.5, pano_id=tag, heading=heading,
+                         timestamp="201706")  # fmt: skip
+
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["query", "rank", "prediction", "distance", "correct"])
+        for q in range(queries):
+            east, north = utm[q]
+            query = f"queries_v1/{name(east, north, f'q{q:021d}', None)}"
+            guesses = utm[rng.integers(len(utm), size=k)]
+            if rng.random() < 0.35:
+                guesses[0] = (east + rng.uniform(-8, 8), north + rng.uniform(-8, 8))
+            for rank, (pe, pn) in enumerate(guesses):
+                prediction = f"database/{name(pe, pn, f'd{q:010d}{rank:011d}', 30 * rank % 360)}"
+                writer.writerow([query, rank, prediction, 0.5 + rank / 100, 0])
+
+
+def measure_failures(folder: Path, database: int, queries: int, rows: list) -> None:
+    """The Failures page at SF-XL's size: `queries` queries against a catalog of `database`
+    images, whose positions make the street layer."""
+    from app import failure_map as fm
+    from app import street_layer
+    from app.map_layers import deck_payload_bytes
+    from app.results_view import load_predictions
+
+    db, seconds = build_catalog(folder, database)
+    rows.append(["(setup)", f"generate + ingest {database:,} database names", seconds, "-", ""])
+    predictions_csv = folder / "predictions.csv"
+    write_failure_predictions(predictions_csv, queries, db)
+    squares, cold = timed(lambda: street_layer.catalog_street_squares(db, "city"))
+    rows.append(["Failures", f"street layer of {database:,} images (cached by the app)", cold,
+                 "-", f"{len(squares):,} squares of {squares.side_m:g} m"])  # fmt: skip
+
+    def first_draw():
+        outcomes = fm.query_outcomes(load_predictions(predictions_csv), 25.0)
+        options = fm.FailureMapOptions(base=street_layer.base_layer(squares))
+        drawn = fm.failure_deck(outcomes, outcomes.frame, options)
+        return outcomes, drawn, deck_payload_bytes(drawn.deck)
+
+    (outcomes, drawn, payload), seconds = timed(first_draw)
+    notes = f"{drawn.queries_drawn:,} queries + lines, {drawn.squares_drawn:,} squares"
+    step = f"open: {queries:,} queries x 20 predictions, streets"
+    rows.append(["Failures", step, seconds, mb(payload), notes])
+    # Run B: the same answers with one in ten flipped.
+    other = outcomes.frame.copy()
+    flip = np.random.default_rng(1).random(len(other)) < 0.1
+    other.loc[flip, "correct"] = ~other.loc[flip, "correct"]
+    other["first_hit"] = np.where(other["correct"], 0.0, np.inf)
+
+    def compare():
+        comparison = fm.compare_runs(outcomes.frame, other)
+        options = fm.FailureMapOptions(base=street_layer.base_layer(squares))
+        return fm.failure_deck(outcomes, comparison.frame, options, comparison)
+
+    diff, seconds = timed(compare)
+    rows.append(["Failures", "compare with run B (difference layer)", seconds,
+                 mb(deck_payload_bytes(diff.deck)), f"{flip.sum()} answers changed"])  # fmt: skip
+
+
 def measure_retrieval(database: int, rows: list) -> None:
     import torch
     from PIL import Image
@@ -208,6 +301,14 @@ def measure_retrieval(database: int, rows: list) -> None:
 def main() -> None:
     args = parse_arguments()
     rows: list = []
+    failures_folder = Path(tempfile.mkdtemp(prefix="app_scale_failures_"))
+    try:
+        measure_failures(failures_folder, args.failures_database, args.failures_queries, rows)
+    finally:
+        shutil.rmtree(failures_folder, ignore_errors=True)
+    if args.failures_only:
+        print_table(["page", "step", "seconds", "MB to browser", "notes"], rows)
+        return
     if not args.skip_catalog:
         folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="app_scale_"))
         folder.mkdir(parents=True, exist_ok=True)

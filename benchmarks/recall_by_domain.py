@@ -10,14 +10,12 @@ The domain of each photo is not in its file name: it is replayed from the genera
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
 from benchmarks.table import print_table
 from core.model import model_from_checkpoint
-from data_catalog.synthetic import build_city, get_preset, plan_dataset
-from data_catalog.synthetic.writer import image_name, job_condition, job_latlon
+from data_catalog.synthetic.domains import condition_label, photo_conditions
 from training import distributed
 from training.data import load_test_set
 from training.eval import evaluate
@@ -25,16 +23,10 @@ from training.eval import evaluate
 
 def photo_domains(dataset_folder: Path, folder: str) -> dict[str, str]:
     """File name -> domain ("night", "fog", ...; "+grey" when the camera was grey)."""
-    meta = json.loads((dataset_folder / "metadata.json").read_text())
-    preset = get_preset(meta["preset"], image_size=meta["image_size"])
-    city = build_city(preset, meta["seed"])
-    domains = {}
-    for job in plan_dataset(city, preset):
-        if job.folder == folder:
-            condition = job_condition(city, job)
-            name = image_name(city.seed, job, None, job_latlon(job))
-            domains[name] = condition.name + ("+grey" if condition.grayscale else "")
-    return domains
+    conditions = photo_conditions(dataset_folder, folder)
+    if conditions is None:
+        raise SystemExit(f"{dataset_folder} is not the synthetic city: its photos have no domain")
+    return {name: condition_label(condition) for name, condition in conditions.items()}
 
 
 def main() -> None:

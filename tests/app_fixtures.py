@@ -102,3 +102,49 @@ def workspace_once(tmp_path_factory, tiny_city: Path) -> Path:
         build_workspace(tiny_city, root)
         done.touch()
     return root
+
+
+EVALUATED_QUERIES = "queries_v1"
+
+
+def evaluate_run(tiny_city: Path, workspace: Path, name: str, model: Path, dim: int) -> Path:
+    """training.eval of `model` on the tiny city's queries_v1 into workspace/runs/name (its
+    predictions saved), with the model copied beside it so that Retrieve can use it."""
+    from training import eval as evaluation
+
+    evaluation.main(
+        [
+            "--test_set_folder", str(tiny_city / "test"), "--resume_model", str(model),
+            "--backbone", "ResNet18", "--fc_output_dim", str(dim),
+            "--queries_folder", EVALUATED_QUERIES, "--device", "cpu", "--num_workers", "0",
+            "--resize_test_imgs", "--image_size", "64", "--infer_batch_size", "32",
+            "--workspace", str(workspace), "--save_dir", name,
+        ]
+    )  # fmt: skip
+    shutil.copy(model, workspace / "runs" / name / "best_model.pth")
+    return workspace / "runs" / name / f"eval_test_{EVALUATED_QUERIES}"
+
+
+def evaluated_workspace_once(tmp_path_factory, tiny_city: Path, trained_model: Path) -> Path:
+    """A workspace for the Failures page, built once per test session: the tiny city's
+    catalog, runs/trained (the tiny trained run's model, 32-D, evaluated, with an index) and
+    runs/random (random weights, 16-D, evaluated)."""
+    from data_catalog.ingest import main as ingest_main
+    from training.build_index import main as build_index_main
+
+    root = tmp_path_factory.getbasetemp() / "failures_workspace"
+    done = root / ".built"
+    if done.exists():
+        return root
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    ingest_main([str(tiny_city), "--db", str(root / "catalog.duckdb"), "--no_progress"])
+    evaluate_run(tiny_city, root, "trained", trained_model, 32)
+    database = str(tiny_city / "test" / "database")
+    build_index_main(["--run_dir", str(root / "runs" / "trained"), "--database_folder", database,
+                      *INDEX_FLAGS])  # fmt: skip
+    random_model = save_random_run(root / "models" / "random", seed=3) / "best_model.pth"
+    evaluate_run(tiny_city, root, "random", random_model, 16)
+    done.touch()
+    return root

@@ -6,7 +6,7 @@
 Starts the app on a free port, opens each page in headless chromium (as tests/test_browser.py
 does, waiting on the app's own state), shows a group's Fig. 4 and a cell's images on the map,
 a test-set query on Retrieve (and what its first match rests on), a box selected in
-the descriptor space, and saves one full-page PNG per page.
+the descriptor space, a run's failure map, and saves one full-page PNG per page.
 """
 
 from __future__ import annotations
@@ -31,10 +31,17 @@ from test_browser import (  # noqa: E402
 
 
 def page_urls(
-    base: str, run: str, query: str | None, cell: str | None, group: int, training_run: str
+    base: str,
+    run: str,
+    query: str | None,
+    cell: str | None,
+    group: int,
+    training_run: str,
+    failures: str = "",
 ) -> dict:
     map_params = {"group": group} | ({"cell": cell} if cell else {})
     retrieve = {"run": run, "source": "Test-set query"} | ({"query": query} if query else {})
+    failure_params = {"run": run} | dict(urllib.parse.parse_qsl(failures))
     return {
         "map": f"{base}/?{urllib.parse.urlencode(map_params)}",
         "retrieve": f"{base}/retrieve?{urllib.parse.urlencode(retrieve)}",
@@ -43,6 +50,7 @@ def page_urls(
         "training": f"{base}/training?{urllib.parse.urlencode({'run': training_run})}",
         "space": f"{base}/space?{urllib.parse.urlencode({'run': run, 'colour': 'position'})}",
         "match_heatmap": f"{base}/retrieve?{urllib.parse.urlencode(retrieve | {'heat': 1})}",
+        "failures": f"{base}/failures?{urllib.parse.urlencode(failure_params)}",
     }
 
 
@@ -67,6 +75,9 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=0)
     parser.add_argument("--training_run", default="demo_train", help="run on the Training page")
     parser.add_argument("--pages", nargs="+", default=None, help="only these pages, e.g. training")
+    parser.add_argument(
+        "--failures", default="", help="Failures page state, e.g. run_b=x&failure=q"
+    )
     parser.add_argument("--out", default="docs/images")
     args = parser.parse_args()
     executable = chromium_path()
@@ -82,7 +93,9 @@ def main() -> None:
     try:
         wait_until_serving(process, port, log)
         base = f"http://127.0.0.1:{port}"
-        urls = page_urls(base, args.run, args.query, args.cell, args.group, args.training_run)
+        urls = page_urls(
+            base, args.run, args.query, args.cell, args.group, args.training_run, args.failures
+        )
         urls = {name: url for name, url in urls.items() if name in (args.pages or urls)}
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)

@@ -52,6 +52,11 @@ def deck_specs(at: AppTest) -> list[dict]:
     return [json.loads(e.proto.json) for e in at.get("deck_gl_json_chart")]
 
 
+def map_layer(at: AppTest, layer_id: str) -> dict:
+    """A layer of the page's first map by its id (the street layer may lie under the rest)."""
+    return next(layer for layer in deck_specs(at)[0]["layers"] if layer["id"] == layer_id)
+
+
 # --- Map ------------------------------------------------------------------------------------
 
 
@@ -103,13 +108,13 @@ def test_map_group_shows_fig4_separation(monkeypatch, workspace):
     assert float(value.split()[0]) >= 40
     assert len(at.get("plotly_chart")) == 1
     assert at.query_params["group"] == str(spread[0])
-    wedges = deck_specs(at)[0]["layers"][1]["data"]
+    wedges = map_layer(at, "headings")["data"]
     assert {w["tip"].split("group rank ")[1].split(",")[0] for w in wedges} == {str(spread[0])}
 
 
 def test_map_cell_from_link_shows_thumbnails_by_heading_and_year(monkeypatch, workspace):
     at = open_app(monkeypatch, workspace, min_images=1)
-    cell = deck_specs(at)[0]["layers"][0]["data"][0]
+    cell = map_layer(at, "cells")["data"][0]
     link = f"{cell['cell_e']}_{cell['cell_n']}"
     at = open_app(monkeypatch, workspace, min_images=1, cell=link)
     assert f"Cell ({cell['cell_e']}, {cell['cell_n']})" in texts(at.subheader)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from app_fixtures import workspace_once
+from app_fixtures import EVALUATED_QUERIES, evaluated_workspace_once, workspace_once
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = [
@@ -28,8 +28,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PAGES = ["map", "retrieve", "dataset", "results", "training", "space"]
-NAVIGATION = ["Map", "Retrieve", "Dataset", "Results", "Training", "Descriptor", "space"]
+PAGES = ["map", "retrieve", "dataset", "results", "training", "space", "failures"]
+NAVIGATION = [
+    *("Map", "Retrieve", "Dataset", "Results", "Training", "Descriptor", "space", "Failures")
+]
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
 LOAD_TIMEOUT_MS = 120_000
 
@@ -95,9 +97,7 @@ def wait_idle(page) -> None:
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
-@pytest.fixture(scope="module")
-def running_app(tmp_path_factory, tiny_city):
-    workspace = workspace_once(tmp_path_factory, tiny_city)
+def serve(tmp_path_factory, workspace: Path):
     port = free_port()
     log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
     process = start_app(workspace, port, log)
@@ -110,6 +110,27 @@ def running_app(tmp_path_factory, tiny_city):
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def running_app(tmp_path_factory, tiny_city):
+    yield from serve(tmp_path_factory, workspace_once(tmp_path_factory, tiny_city))
+
+
+@pytest.fixture(scope="module")
+def app_with_evaluations(tmp_path_factory, tiny_city, tiny_run):
+    model = tiny_run[1] / "best_model.pth"
+    workspace = evaluated_workspace_once(tmp_path_factory, tiny_city, model)
+    # Without the repo's recorded claims the Results page (visited once) opens quickly.
+    before = os.environ.get("COSPLACE_RECORDED_CLAIMS")
+    os.environ["COSPLACE_RECORDED_CLAIMS"] = str(workspace / "no_records")
+    try:
+        for url in serve(tmp_path_factory, workspace):
+            yield url, workspace
+    finally:
+        os.environ.pop("COSPLACE_RECORDED_CLAIMS")
+        if before is not None:
+            os.environ["COSPLACE_RECORDED_CLAIMS"] = before
 
 
 def test_every_page_in_chromium(running_app, tmp_path, tiny_city):
@@ -189,6 +210,60 @@ def test_descriptor_space_selects_with_a_box_in_chromium(running_app, tmp_path):
             assert page.get_by_test_id("stImage").count() >= 1
             assert page.get_by_test_id("stDeckGlJsonChart").count() == 1
             page.screenshot(path=str(tmp_path / "app_space.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_failure_map_in_chromium(app_with_evaluations, tmp_path):
+    """The Failures page of a trained, evaluated run: its map is drawn, the threshold goes
+    with the visitor to the Results page, and a query's link opens its retrieval."""
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("chromium not found (make test installs it: apt-get install -y chromium)")
+    import urllib.parse
+
+    from playwright.sync_api import sync_playwright
+
+    from app import failure_map as fm
+    from app import results_view as rv
+
+    url, workspace = app_with_evaluations
+    evaluation = workspace / "runs" / "trained" / f"eval_test_{EVALUATED_QUERIES}"
+    frame = fm.query_outcomes(rv.load_predictions(evaluation / "predictions.csv"), 25).frame
+    query = frame.sort_values("top1_error_m").iloc[-1]["query"]
+    shots = Path(os.environ.get("APP_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{url}/failures?run=trained&threshold=60&base=always")
+            wait_idle(page)
+            main = page.get_by_test_id("stMain")
+            assert main.get_by_test_id("stException").count() == 0
+            assert page.get_by_test_id("stDeckGlJsonChart").count() == 1
+            text = main.inner_text()
+            assert "Queries on the map" in text and "Recall@1 at 60 m" in text
+            page.screenshot(path=str(shots / "app_failures.png"), full_page=True)
+            assert (shots / "app_failures.png").stat().st_size > 10_000
+            # The Results page, reached from the sidebar, keeps the threshold.
+            page.get_by_test_id("stSidebarNav").get_by_text("Results").click()
+            page.wait_for_url("**/results**")
+            wait_idle(page)
+            assert page.get_by_role("slider").first.get_attribute("aria-valuetext") == "60"
+            # A query's link (what a click on it in the map shows) opens its retrieval.
+            params = urllib.parse.urlencode({"run": "trained", "failure": query})
+            page.goto(f"{url}/failures?{params}")
+            wait_idle(page)
+            page.get_by_text("Open its retrieval by trained").click()
+            page.wait_for_url("**/retrieve?**")
+            page.get_by_text("Top-1 position error").wait_for(timeout=LOAD_TIMEOUT_MS)
+            wait_idle(page)
+            assert "Run trained" in page.get_by_test_id("stMain").inner_text()
+            assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["query"] == [query]
             assert not errors, errors
         finally:
             browser.close()

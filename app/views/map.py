@@ -5,7 +5,7 @@ import warnings
 import pandas as pd
 import streamlit as st
 
-from app import resources, view_state
+from app import resources, street_layer, view_state
 from app.catalog_reader import CatalogBusyError
 from app.group_separation import fig4_figure, group_separation
 from app.map_layers import MapSelection, build_map_layers, cell_images, group_label
@@ -47,6 +47,7 @@ with st.sidebar:
     N = st.number_input("N: cells between classes of a group", 1, 50, key="N")
     L = st.number_input("L: heading bins between them", 1, 36, key="L")
     min_images = st.number_input("min_images_per_class", 1, 1000, key="min_images")
+    base_mode = resources.base_toggle()
 
 try:
     with warnings.catch_warnings():
@@ -97,7 +98,8 @@ if focus is None:
 selected = st.session_state.get("cell")
 if selected is None:
     selected = view_state.int_tuple(st.query_params.get("cell"), 2)  # (east, north)
-layers = build_map_layers(view, MapSelection(group, focus, selected))
+base = resources.street_base_layer(catalog, dataset, base_mode)
+layers = build_map_layers(view, MapSelection(group, focus, selected), base)
 for note in layers.notes:
     st.caption(note)
 if focus is not None and st.button("Show the whole dataset"):
@@ -124,6 +126,7 @@ if picked and repr(picked[0]) != st.session_state.get("last_pick"):
 st.caption(
     "Cells are true M x M UTM squares coloured by (e mod N, n mod N); wedges are classes, "
     "coloured by group. Click a cell to see its images."
+    + (f" {street_layer.BASE_CAPTION}" if base is not None else "")
 )
 
 view_state.publish(
@@ -134,6 +137,7 @@ view_state.publish(
     N=params.N,
     L=params.L,
     min_images=params.min_images_per_class,
+    base=base_mode,
     group=group,
     focus="_".join(map(str, focus)) if focus else None,
     cell="_".join(map(str, selected)) if selected else None,

@@ -5,6 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import resources, view_state
+from app.image_places import describe_results, latlon_columns, name_details, place_text
 from app.match_section import show_match
 from app.results_view import run_provenance
 from app.retrieval import (
@@ -93,6 +94,15 @@ if not raw_queries:
     st.stop()
 
 
+def query_caption(name: str, query: Query) -> str:
+    """A test query by its position, heading and year; an upload by its file name."""
+    if query.position_source != "SF-XL file name":
+        return name
+    details = name_details([name]).iloc[0]
+    lat, lon = latlon_columns([query.position[0]], [query.position[1]], first.database.zone)
+    return "query · " + place_text(lat[0], lon[0], details["heading"], details["year"])
+
+
 def show_results(query: Query, serving, descriptor, container, slot: str) -> None:
     outcome = retrieve(serving, query, k=k, threshold_m=float(threshold), descriptor=descriptor)
     results = outcome.results
@@ -109,23 +119,22 @@ def show_results(query: Query, serving, descriptor, container, slot: str) -> Non
                 f"{hits} of {len(results)} results within {threshold} m",
                 delta_color="off",
             )
+        # Each result by where, which way and when it was taken, not by its file name.
+        described = describe_results(results, serving.database.zone)
         captions, images = [], []
-        for row in results.itertuples():
-            caption = f"#{row.rank} sim {row.similarity:.3f}"
-            if "distance_m" in results:
-                mark = "correct" if row.correct else "wrong"
-                caption += f" · {row.distance_m:,.0f} m · {mark}"
-            thumb = resources.thumbnail_png(row.file, 160)
+        for file, row in zip(results["file"], described.itertuples(), strict=True):
+            caption = f"#{row.rank} sim {row.similarity:.3f} · {row.place}"
+            if "correct" in described:
+                caption += " · correct" if row.correct else " · wrong"
+            thumb = resources.thumbnail_png(file, 160)
             if thumb is not None:
                 images.append(thumb)
                 captions.append(caption)
         if images:
             st.image(images, caption=captions, width=150)
-        st.dataframe(
-            results.drop(columns=["file"]),
-            hide_index=True,
-            key=f"table_{serving.name}_{slot}",
-        )
+        st.dataframe(described, hide_index=True, key=f"table_{serving.name}_{slot}")
+        with st.expander("File names"):
+            st.code("\n".join(f"#{r.rank} {r.path}" for r in results.itertuples()), language=None)
         st.pydeck_chart(
             retrieval_deck(query, outcome, serving.database.zone),
             height=320,
@@ -141,7 +150,8 @@ def answer(name: str, data: bytes, slot: str) -> None:
     prepared = resources.prepared_upload(name, data)
     st.divider()
     left, right = st.columns([1, 3])
-    left.image(prepared.preview, caption=name, width="stretch")
+    caption = query_caption(name, query_in_zone(prepared, first.database.zone))
+    left.image(prepared.preview, caption=caption, width="stretch")
     if prepared.fitted:
         left.caption(f"Shown as the model sees it: {prepared.fitted}.")
     columns = right.columns(len(servings))

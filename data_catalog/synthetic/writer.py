@@ -111,9 +111,13 @@ def render_job(city: City, job: Job, size: int) -> list[tuple[str, bytes]]:
     out = []
     latlon = job_latlon(job)
     for k, pixels in images:
-        heading = (job.yaw + 30 * k) % 360 if k is not None and job.write_heading else None
-        out.append((image_name(city.seed, job, heading, latlon), encode_jpeg(pixels)))
+        out.append((image_name(city.seed, job, crop_heading(job, k), latlon), encode_jpeg(pixels)))
     return out
+
+
+def crop_heading(job: Job, k: int | None) -> float | None:
+    """The heading written in the name of crop k of a job (None: a photo, or no heading)."""
+    return (job.yaw + 30 * k) % 360 if k is not None and job.write_heading else None
 
 
 def _crop_view(job: Job, k: int, size: int) -> View:

@@ -1,0 +1,156 @@
+"""Maps that read offline: the dataset's own image positions as a faint base layer.
+
+Street View images lie along streets, so their positions drawn faintly show the streets when
+no map tile can load (a machine without the internet draws dots on white otherwise). At city
+scale the positions are merged on the server into squares (a few metres each, doubled until
+few enough remain), one faint dot per square, so the layer stays light.
+
+Whether tiles can load is known only to the browser; the server asks whether it can reach
+Carto's tile host itself (a second at most, remembered by the page for a few minutes), which
+answers for the usual case of an app and its browser on one machine. The toggle overrides it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pydeck as pdk
+
+from app.catalog_reader import open_catalog
+from core.geo import UTMZone, utm_to_latlon
+from data_catalog import app_queries, catalog
+
+BASE_SIDE_M = 4.0  # finest square: about one street lane
+MAX_BASE_POINTS = 40_000  # ~1.5 MB of JSON: light beside the layers drawn over it
+BASE_DECIMALS = 5  # 1 m of latitude: enough for a faint dot
+BASE_COLOUR = [70, 70, 80, 80]
+TILE_HOST = ("basemaps.cartocdn.com", 443)
+TILE_PROBE_S = 1.0
+
+BASE_CAPTION = "Faint grey dots: the dataset's own images, so that its streets show without tiles."
+# The toggle's values (in the URL as `base`) and what the page says for each.
+BASE_MODES = {
+    "auto": "when map tiles cannot load",
+    "always": "always",
+    "never": "never",
+}
+
+
+@dataclass
+class StreetSquares:
+    """Image positions merged into squares: centres (UTM metres), images per square."""
+
+    east: np.ndarray
+    north: np.ndarray
+    images: np.ndarray
+    side_m: float
+    zone: UTMZone
+
+    def __len__(self) -> int:
+        return len(self.east)
+
+
+def street_squares(
+    east: np.ndarray,
+    north: np.ndarray,
+    zone: UTMZone,
+    weights: np.ndarray | None = None,
+    side_m: float = BASE_SIDE_M,
+    limit: int = MAX_BASE_POINTS,
+) -> StreetSquares:
+    """Points (each `weights` images, 1 by default) merged into squares of side_m metres,
+    the side doubled until at most `limit` squares hold images."""
+    east = np.asarray(east, dtype=np.float64)
+    north = np.asarray(north, dtype=np.float64)
+    weights = np.ones(len(east)) if weights is None else np.asarray(weights, dtype=np.float64)
+    keep = np.isfinite(east) & np.isfinite(north)
+    east, north, weights = east[keep], north[keep], weights[keep]
+    side = float(side_m)
+    while True:
+        keys = np.stack([np.floor(east / side), np.floor(north / side)], axis=1).astype(np.int64)
+        squares, inverse = np.unique(keys, axis=0, return_inverse=True)
+        if len(squares) <= limit:
+            break
+        side *= 2
+    images = np.bincount(inverse.ravel(), weights=weights, minlength=len(squares))
+    return StreetSquares(
+        (squares[:, 0] + 0.5) * side, (squares[:, 1] + 0.5) * side, images, side, zone
+    )
+
+
+def catalog_street_squares(
+    catalog_path: str | os.PathLike, dataset: str, limit: int = MAX_BASE_POINTS
+) -> StreetSquares:
+    """A catalogued dataset's images (every split) as street squares: counted per BASE_SIDE_M
+    square by the catalog, then merged here until at most `limit` remain."""
+    with open_catalog(catalog_path) as con:
+        zone = catalog.dataset_zone(con, dataset)
+        fine = app_queries.images_per_square(con, dataset, BASE_SIDE_M)
+    east = (fine["sq_e"].to_numpy(np.float64) + 0.5) * BASE_SIDE_M
+    north = (fine["sq_n"].to_numpy(np.float64) + 0.5) * BASE_SIDE_M
+    return street_squares(east, north, zone, fine["images"].to_numpy(), BASE_SIDE_M, limit)
+
+
+def dataset_of_folder(catalog_path: str | os.PathLike, folder: str | os.PathLike) -> str | None:
+    """The catalogued dataset whose root is `folder` or holds it (its test set); else None."""
+    target = os.path.realpath(folder)
+    with open_catalog(catalog_path) as con:
+        for name in app_queries.dataset_names(con):
+            root = app_queries.dataset_root(con, name)
+            if root is None:
+                continue
+            root = os.path.realpath(root)
+            if target == root or target.startswith(root.rstrip(os.sep) + os.sep):
+                return name
+    return None
+
+
+def base_layer(squares: StreetSquares) -> pdk.Layer:
+    """One faint, unpickable dot per square, as wide as the square."""
+    lat, lon = (
+        utm_to_latlon(squares.east, squares.north, squares.zone) if len(squares) else ([], [])
+    )
+    data = pd.DataFrame({"lon": np.round(lon, BASE_DECIMALS), "lat": np.round(lat, BASE_DECIMALS)})
+    return pdk.Layer(
+        "ScatterplotLayer",
+        data=data,
+        id="streets",
+        get_position=["lon", "lat"],
+        get_fill_color=BASE_COLOUR,
+        get_radius=squares.side_m / 2,
+        radius_min_pixels=1,
+        radius_max_pixels=6,
+        pickable=False,
+    )
+
+
+def tiles_reachable(host: tuple[str, int] = TILE_HOST, timeout_s: float = TILE_PROBE_S) -> bool:
+    """Whether this server can open a connection to the tile host within timeout_s (the name
+    lookup included: it runs in a thread, since a lookup cannot be given a timeout)."""
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection(host, timeout=timeout_s):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(answer and answer[0])
+
+
+def draw_base(mode: str, reachable: bool) -> bool:
+    """Whether to draw the base layer for a toggle value (an unknown one counts as auto)."""
+    if mode == "always":
+        return True
+    if mode == "never":
+        return False
+    return not reachable

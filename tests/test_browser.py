@@ -7,6 +7,7 @@ placeholders), never on sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -42,6 +43,27 @@ def chromium_path() -> str | None:
         if candidate and Path(candidate).exists():
             return candidate
     return None
+
+
+@contextlib.contextmanager
+def chromium_page(height: int = 1000):
+    """A page of headless chromium (skips the test without chromium) that fails the test on
+    any JavaScript error the app raised while it was open."""
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("chromium not found (make test installs it: apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": height})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            yield page
+            assert not errors, errors
+        finally:
+            browser.close()
 
 
 def free_port() -> int:
@@ -134,96 +156,66 @@ def app_with_evaluations(tmp_path_factory, tiny_city, tiny_run):
 
 
 def test_every_page_in_chromium(running_app, tmp_path, tiny_city):
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("chromium not found (make test installs it: apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
     shots = Path(os.environ.get("APP_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     query = sorted((tiny_city / "test" / "queries_v1").iterdir())[0]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            for name in PAGES:
-                # Map is the default page: its address is the app's root.
-                path = "?min_images=1" if name == "map" else name
-                url = f"{running_app}/{path}"
-                page.goto(url)
+    with chromium_page(1000) as page:
+        for name in PAGES:
+            # Map is the default page: its address is the app's root.
+            path = "?min_images=1" if name == "map" else name
+            url = f"{running_app}/{path}"
+            page.goto(url)
+            wait_idle(page)
+            main = page.get_by_test_id("stMain")
+            assert page.get_by_text("Page not found").count() == 0, url
+            navigation = page.get_by_test_id("stSidebarNav").inner_text()
+            assert navigation.split() == NAVIGATION, navigation
+            assert main.get_by_test_id("stException").count() == 0, name
+            if name == "map":
+                page.get_by_test_id("stDeckGlJsonChart").first.wait_for()
+                assert "Classes kept" in main.inner_text()
+            if name == "dataset":
+                assert page.locator(".js-plotly-plot").count() >= 3
+            if name == "retrieve":
+                page.locator("input[type=file]").set_input_files(str(query))
+                page.get_by_text("Top-1 position error").wait_for(timeout=LOAD_TIMEOUT_MS)
                 wait_idle(page)
-                main = page.get_by_test_id("stMain")
-                assert page.get_by_text("Page not found").count() == 0, url
-                navigation = page.get_by_test_id("stSidebarNav").inner_text()
-                assert navigation.split() == NAVIGATION, navigation
-                assert main.get_by_test_id("stException").count() == 0, name
-                if name == "map":
-                    page.get_by_test_id("stDeckGlJsonChart").first.wait_for()
-                    assert "Classes kept" in main.inner_text()
-                if name == "dataset":
-                    assert page.locator(".js-plotly-plot").count() >= 3
-                if name == "retrieve":
-                    page.locator("input[type=file]").set_input_files(str(query))
-                    page.get_by_text("Top-1 position error").wait_for(timeout=LOAD_TIMEOUT_MS)
-                    wait_idle(page)
-                    text = main.inner_text()
-                    assert "Run tiny" in text and "sim " in text
-                    assert page.get_by_test_id("stImage").count() >= 2  # query + results
-                page.screenshot(path=str(shots / f"app_{name}.png"), full_page=True)
-                assert (shots / f"app_{name}.png").stat().st_size > 10_000
-            assert not errors, errors
-        finally:
-            browser.close()
+                text = main.inner_text()
+                assert "Run tiny" in text and "sim " in text
+                assert page.get_by_test_id("stImage").count() >= 2  # query + results
+            page.screenshot(path=str(shots / f"app_{name}.png"), full_page=True)
+            assert (shots / f"app_{name}.png").stat().st_size > 10_000
 
 
 def test_descriptor_space_selects_with_a_box_in_chromium(running_app, tmp_path):
     """The space page draws the index's sample; a box dragged over the plot selects points,
     and their images and map appear (plotly's selection event reaches the app)."""
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("chromium not found (make test installs it: apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"{running_app}/space?points=1000")
-            wait_idle(page)
-            main = page.get_by_test_id("stMain")
-            assert main.get_by_test_id("stException").count() == 0
-            assert "database descriptors of run tiny" in main.inner_text()
-            area = page.locator(".js-plotly-plot .nsewdrag").first
-            area.wait_for()
-            box = area.bounding_box()
-            page.mouse.move(box["x"] + 2, box["y"] + 2)
-            page.mouse.down()
-            page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=8)
-            page.mouse.up()
-            selected = page.get_by_text(re.compile(r"^[0-9,]+ selected$"))
-            selected.wait_for(timeout=LOAD_TIMEOUT_MS)
-            wait_idle(page)
-            assert page.get_by_test_id("stImage").count() >= 1
-            assert page.get_by_test_id("stDeckGlJsonChart").count() == 1
-            page.screenshot(path=str(tmp_path / "app_space.png"), full_page=True)
-            assert not errors, errors
-        finally:
-            browser.close()
+    with chromium_page(1000) as page:
+        page.goto(f"{running_app}/space?points=1000")
+        wait_idle(page)
+        main = page.get_by_test_id("stMain")
+        assert main.get_by_test_id("stException").count() == 0
+        assert "database descriptors of run tiny" in main.inner_text()
+        area = page.locator(".js-plotly-plot .nsewdrag").first
+        area.wait_for()
+        box = area.bounding_box()
+        page.mouse.move(box["x"] + 2, box["y"] + 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=8)
+        page.mouse.up()
+        selected = page.get_by_text(re.compile(r"^[0-9,]+ selected$"))
+        selected.wait_for(timeout=LOAD_TIMEOUT_MS)
+        wait_idle(page)
+        assert page.get_by_test_id("stImage").count() >= 1
+        assert page.get_by_test_id("stDeckGlJsonChart").count() == 1
+        page.screenshot(path=str(tmp_path / "app_space.png"), full_page=True)
 
 
 def test_failure_map_in_chromium(app_with_evaluations, tmp_path):
     """The Failures page of a trained, evaluated run: its map is drawn, the threshold goes
     with the visitor to the Results page, and a query's link opens its retrieval."""
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("chromium not found (make test installs it: apt-get install -y chromium)")
     import urllib.parse
-
-    from playwright.sync_api import sync_playwright
 
     from app import failure_map as fm
     from app import results_view as rv
@@ -234,36 +226,28 @@ def test_failure_map_in_chromium(app_with_evaluations, tmp_path):
     query = frame.sort_values("top1_error_m").iloc[-1]["query"]
     shots = Path(os.environ.get("APP_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"{url}/failures?run=trained&threshold=60&base=always")
-            wait_idle(page)
-            main = page.get_by_test_id("stMain")
-            assert main.get_by_test_id("stException").count() == 0
-            assert page.get_by_test_id("stDeckGlJsonChart").count() == 1
-            text = main.inner_text()
-            assert "Queries on the map" in text and "Recall@1 at 60 m" in text
-            page.screenshot(path=str(shots / "app_failures.png"), full_page=True)
-            assert (shots / "app_failures.png").stat().st_size > 10_000
-            # The Results page, reached from the sidebar, keeps the threshold.
-            page.get_by_test_id("stSidebarNav").get_by_text("Results").click()
-            page.wait_for_url("**/results**")
-            wait_idle(page)
-            assert page.get_by_role("slider").first.get_attribute("aria-valuetext") == "60"
-            # A query's link (what a click on it in the map shows) opens its retrieval.
-            params = urllib.parse.urlencode({"run": "trained", "failure": query})
-            page.goto(f"{url}/failures?{params}")
-            wait_idle(page)
-            page.get_by_text("Open its retrieval by trained").click()
-            page.wait_for_url("**/retrieve?**")
-            page.get_by_text("Top-1 position error").wait_for(timeout=LOAD_TIMEOUT_MS)
-            wait_idle(page)
-            assert "Run trained" in page.get_by_test_id("stMain").inner_text()
-            assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["query"] == [query]
-            assert not errors, errors
-        finally:
-            browser.close()
+    with chromium_page(1100) as page:
+        page.goto(f"{url}/failures?run=trained&threshold=60&base=always")
+        wait_idle(page)
+        main = page.get_by_test_id("stMain")
+        assert main.get_by_test_id("stException").count() == 0
+        assert page.get_by_test_id("stDeckGlJsonChart").count() == 1
+        text = main.inner_text()
+        assert "Queries on the map" in text and "Recall@1 at 60 m" in text
+        page.screenshot(path=str(shots / "app_failures.png"), full_page=True)
+        assert (shots / "app_failures.png").stat().st_size > 10_000
+        # The Results page, reached from the sidebar, keeps the threshold.
+        page.get_by_test_id("stSidebarNav").get_by_text("Results").click()
+        page.wait_for_url("**/results**")
+        wait_idle(page)
+        assert page.get_by_role("slider").first.get_attribute("aria-valuetext") == "60"
+        # A query's link (what a click on it in the map shows) opens its retrieval.
+        params = urllib.parse.urlencode({"run": "trained", "failure": query})
+        page.goto(f"{url}/failures?{params}")
+        wait_idle(page)
+        page.get_by_text("Open its retrieval by trained").click()
+        page.wait_for_url("**/retrieve?**")
+        page.get_by_text("Top-1 position error").wait_for(timeout=LOAD_TIMEOUT_MS)
+        wait_idle(page)
+        assert "Run trained" in page.get_by_test_id("stMain").inner_text()
+        assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["query"] == [query]

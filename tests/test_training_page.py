@@ -357,18 +357,12 @@ def test_the_page_sees_the_epochs_of_a_training_in_another_process(
 
 def test_training_page_in_chromium(tiny_run, tmp_path):
     from test_browser import (
-        CHROMIUM_ARGS,
-        chromium_path,
+        chromium_page,
         free_port,
         start_app,
         wait_idle,
         wait_until_serving,
     )
-
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("chromium not found (make test installs it: apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
 
     workspace = tmp_path / "workspace"
     shutil.copytree(tiny_run[1], workspace / "runs" / TINY_RUN_NAME)
@@ -383,29 +377,21 @@ def test_training_page_in_chromium(tiny_run, tmp_path):
     process = start_app(workspace, port, tmp_path / "streamlit.log")
     try:
         wait_until_serving(process, port, tmp_path / "streamlit.log")
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1200})
-                errors: list[str] = []
-                page.on("pageerror", lambda error: errors.append(str(error)))
-                page.goto(f"http://127.0.0.1:{port}/training?run={TINY_RUN_NAME}")
-                wait_idle(page)
-                main = page.get_by_test_id("stMain")
-                assert main.get_by_test_id("stException").count() == 0
-                text = main.inner_text()
-                assert "finished" in text and "2 of 2" in text
-                assert page.locator(".js-plotly-plot").count() == 3
-                # A run training now: the page rereads its record every few seconds.
-                page.goto(f"http://127.0.0.1:{port}/training?run=live")
-                wait_idle(page)
-                assert "1 of 4" in main.inner_text()
-                runs.write_progress(live, live_record(2))
-                page.get_by_text("2 of 4").wait_for(timeout=(tv.REFRESH_S + 30) * 1000)
-                assert "training" in main.inner_text()
-                assert not errors, errors
-            finally:
-                browser.close()
+        with chromium_page(1200) as page:
+            page.goto(f"http://127.0.0.1:{port}/training?run={TINY_RUN_NAME}")
+            wait_idle(page)
+            main = page.get_by_test_id("stMain")
+            assert main.get_by_test_id("stException").count() == 0
+            text = main.inner_text()
+            assert "finished" in text and "2 of 2" in text
+            assert page.locator(".js-plotly-plot").count() == 3
+            # A run training now: the page rereads its record every few seconds.
+            page.goto(f"http://127.0.0.1:{port}/training?run=live")
+            wait_idle(page)
+            assert "1 of 4" in main.inner_text()
+            runs.write_progress(live, live_record(2))
+            page.get_by_text("2 of 4").wait_for(timeout=(tv.REFRESH_S + 30) * 1000)
+            assert "training" in main.inner_text()
     finally:
         process.terminate()
         process.wait(timeout=30)

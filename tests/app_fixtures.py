@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import io
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -80,3 +84,28 @@ def workspace_once(tmp_path_factory, tiny_city: Path) -> Path:
         build_workspace(tiny_city, root)
         done.touch()
     return root
+
+
+@contextmanager
+def catalog_write_lock(path: Path) -> Iterator[None]:
+    """Another process holds a writing connection to the catalog at `path` meanwhile, as an
+    ingest or a training run recording its results does (DuckDB then refuses every other
+    process, readers included)."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+            "sys.stdin.read()",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)

@@ -71,6 +71,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_WORKSPACE,
         help="workspace with the demo run and city (only read)",
     )
+    parser.add_argument("--run", default="demo", help="the run Retrieve serves (its index built)")
     parser.add_argument(
         "--dataset",
         default="synthetic_demo",
@@ -207,6 +208,8 @@ def run_session(
     chooser = random.Random(number)
     try:
         retrieve = AppTest.from_file(str(RETRIEVE_PAGE), default_timeout=args.timeout)
+        # A link naming the run: the trainings' runs (no index) are listed beside it.
+        retrieve.query_params["run"] = args.run
         results = AppTest.from_file(str(RESULTS_PAGE), default_timeout=args.timeout)
         if barrier is not None:
             barrier.wait()
@@ -265,8 +268,8 @@ def run_worker(sessions: int, args: argparse.Namespace, workspace: Path) -> dict
     paths (data/...) resolve, as `make demo-app` runs the app from the repository."""
     command = [
         sys.executable, "-m", "benchmarks.app_load", "--worker", str(sessions),
-        "--demo_workspace", str(workspace), "--dataset", args.dataset, "--queries",
-        args.queries, "--rounds", str(args.rounds), "--photos", str(args.photos),
+        "--demo_workspace", str(workspace), "--run", args.run, "--dataset", args.dataset,
+        "--queries", args.queries, "--rounds", str(args.rounds), "--photos", str(args.photos),
         "--timeout", str(args.timeout), *(["--results_page"] if args.results_page else []),
     ]  # fmt: skip
     environment = {**os.environ, WORKSPACE_ENV: str(workspace)}
@@ -286,6 +289,8 @@ def measure(args: argparse.Namespace) -> list[list]:
     """The table's rows, one per N."""
     demo = Path(args.demo_workspace).resolve()
     query_photos(demo / args.dataset / args.queries)  # refused here, before any process
+    if not (runs.runs_folder(demo) / args.run / runs.INDEX_DIR).is_dir():
+        raise SystemExit(f"{demo}/runs/{args.run} has no index: build it, or give --run")
     rows = []
     with tempfile.TemporaryDirectory(prefix="app_load_") as folder:
         workspace = prepare_workspace(demo, Path(folder))

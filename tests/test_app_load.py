@@ -46,15 +46,16 @@ def test_one_session_answers_every_step_beside_a_training(tiny_run, tiny_city, t
     build_index_main(["--run_dir", str(run), "--database_folder", str(database), *INDEX_FLAGS])
     catalog_before = (demo / "catalog.duckdb").read_bytes()
 
-    argv = ["--demo_workspace", str(demo), "--dataset", str(tiny_city), "--sessions", "1"]
-    app_load.main([*argv, "--results_page"])
+    argv = ["--demo_workspace", str(demo), "--dataset", str(tiny_city), "--run", TINY_RUN_NAME]
+    app_load.main([*argv, "--sessions", "1", "--results_page"])
 
-    row = capsys.readouterr().out.strip().splitlines()[-1]
+    printed = capsys.readouterr().out
+    row = printed.strip().splitlines()[-1].strip("|").split("|")
     sessions, answers, p50, p95, _, rss, failed, _, _ = [
-        c.strip() for c in row.strip("|").split("|")
+        float(c.replace(",", "")) if c.strip() != "-" else None for c in row
     ]
     # Retrieve: open, upload, k, threshold; Results: open, threshold.
-    assert (sessions, answers, failed) == (1, 6, 0)
+    assert (sessions, answers, failed) == (1, 6, 0), printed
     assert 0 < p50 <= p95 and rss > 0
     # The trainings wrote the copy: the workspace given is as it was.
     assert (demo / "catalog.duckdb").read_bytes() == catalog_before

@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from data_catalog import app_queries, catalog
+from data_catalog.results import list_results
 
-# The page waits this long for a writer's lock before saying the catalog is busy; the
+# Every page waits this long for a writer's lock before saying the catalog is busy; the
 # command lines wait longer (catalog.DEFAULT_LOCK_WAIT_S) since nobody watches them.
 APP_LOCK_WAIT_S = 3.0
 INGEST_COMMAND = "python -m data_catalog.ingest DATASET_FOLDER --db {db} (or make demo-data)"
@@ -76,3 +78,9 @@ def dataset_root(con: duckdb.DuckDBPyConnection, dataset: str) -> Path:
 def dataset_splits(path: str | os.PathLike, dataset: str) -> list[str]:
     with open_catalog(path) as con:
         return app_queries.splits_with_headings(con, dataset)
+
+
+def recorded_results(path: str | os.PathLike) -> pd.DataFrame:
+    """The results the catalog records (data_catalog.results.list_results), newest first."""
+    with open_catalog(path) as con:
+        return list_results(con)

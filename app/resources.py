@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from app import (
@@ -89,6 +90,17 @@ def _dataset_stats(fingerprint: tuple, dataset: str) -> dataset_stats.DatasetSta
 
 def dataset_statistics(path: Path, dataset: str) -> dataset_stats.DatasetStats:
     return _dataset_stats(catalog_reader.catalog_fingerprint(path), dataset)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _recorded_results(fingerprint: tuple) -> pd.DataFrame:
+    return catalog_reader.recorded_results(fingerprint[0])
+
+
+def recorded_results(path: Path) -> pd.DataFrame:
+    """The catalog's results table; CatalogMissingError or CatalogBusyError (a sentence)
+    after the pages' short wait when it cannot be read now."""
+    return _recorded_results(catalog_reader.catalog_fingerprint(path))
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the run's model and index…")

@@ -9,6 +9,10 @@ from __future__ import annotations
 import io
 import shutil
 import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -148,3 +152,28 @@ def evaluated_workspace_once(tmp_path_factory, tiny_city: Path, trained_model: P
     evaluate_run(tiny_city, root, "random", random_model, 16)
     done.touch()
     return root
+
+
+@contextmanager
+def catalog_write_lock(path: Path) -> Iterator[None]:
+    """Another process holds a writing connection to the catalog at `path` meanwhile, as an
+    ingest or a training run recording its results does (DuckDB then refuses every other
+    process, readers included)."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+            "sys.stdin.read()",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from app_fixtures import (
     INDEX_FLAGS,
+    catalog_write_lock,
     copy_run,
     image_bytes,
     jpeg_with_gps,
@@ -325,26 +324,10 @@ def test_busy_catalog_shows_a_sentence(monkeypatch, workspace, tmp_path):
     import app.catalog_reader
 
     shutil.copy(workspace / "catalog.duckdb", tmp_path / "catalog.duckdb")
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
-            "sys.stdin.read()",
-            str(tmp_path / "catalog.duckdb"),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with catalog_write_lock(tmp_path / "catalog.duckdb"):
         monkeypatch.setattr(app.catalog_reader, "APP_LOCK_WAIT_S", 0.3)
         at = open_app(monkeypatch, tmp_path)
         assert "locked by another process" in texts(at.info)
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
 
 
 def test_no_pages_folder_beside_the_entry():

@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from app_fixtures import catalog_write_lock
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from app import claims_view
 from app import paper_view as pv
 from app import results_view as rv
+from data_catalog import catalog
 from data_catalog.names import make_name
 from training import claims, release
 from training import claims_verdicts as cv
@@ -356,6 +358,23 @@ def test_page_with_several_runs_shows_each_and_the_failures(monkeypatch, one_run
     assert len(at.get("image")) >= 1  # thumbnails of the failures
     curves = [b for b in at.get("download_button") if "training_curves" in b.proto.label]
     assert curves
+
+
+def test_a_busy_catalog_costs_the_page_a_short_wait_and_one_line(monkeypatch, one_run):
+    import app.catalog_reader
+
+    db = one_run / "catalog.duckdb"
+    catalog.connect(db).close()
+    # The command lines' wait (the page used it: 30 s per rerun) is not the page's short one.
+    monkeypatch.setenv("COSPLACE_CATALOG_WAIT_S", "20")
+    monkeypatch.setattr(app.catalog_reader, "APP_LOCK_WAIT_S", 0.2)
+    with catalog_write_lock(db):
+        at = open_page(monkeypatch, one_run)
+        assert recall_table(at)["run"].tolist() == ["alpha"]  # read from the run folder
+        busy = [i.value for i in at.info if "locked by another process" in i.value]
+        assert len(busy) == 1 and "read from the run folders" in busy[0]
+    at.run()
+    assert not any("locked by another process" in i.value for i in at.info)
 
 
 def test_predictions_replaced_while_the_page_reads_fall_back_to_the_recorded_recall(one_run):

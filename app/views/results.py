@@ -15,13 +15,12 @@ from app import claims_view as cv
 from app import paper_view as pv
 from app import results_view as rv
 from app import view_state
-from app.resources import thumbnail_png
+from app.catalog_reader import CatalogBusyError, CatalogMissingError
+from app.resources import recorded_results, thumbnail_png
 from app.workspace import catalog_path, recorded_claims_dir, workspace_dir
 from core.recall import RECALL_VALUES
 from data_catalog import runs as run_files
-from data_catalog.catalog import CatalogBusyError, connect
 from data_catalog.paper import load_paper_results
-from data_catalog.results import list_results
 
 st.title("Results")
 workspace = workspace_dir()
@@ -320,14 +319,13 @@ with run_files.collect_malformed() as malformed:
         st.dataframe(table.dropna(axis=1, how="all"), hide_index=True)
         export(table, f"paper_table{number}")
         with st.expander("Results recorded in the catalog"):
-            path = catalog_path(workspace)
-            if not path.is_file():
-                st.info(f"No catalog at {path}: `make demo-data` creates it.")
-            else:
-                try:
-                    with connect(path, read_only=True) as con:
-                        recorded = list_results(con)
-                    st.dataframe(recorded, hide_index=True)
-                except CatalogBusyError as error:
-                    st.warning(str(error))
+            # The catalog only indexes the run folders read above: when it is missing, or
+            # busy after the pages' short wait (an ingest or a training run writing), say so
+            # in one line and keep everything else.
+            try:
+                st.dataframe(recorded_results(catalog_path(workspace)), hide_index=True)
+            except CatalogMissingError as error:
+                st.info(str(error))
+            except CatalogBusyError as error:
+                st.info(f"{error} The tables above are read from the run folders and are complete.")
     rv.show_malformed(notice, malformed)

@@ -39,7 +39,10 @@ def export(frame: pd.DataFrame, name: str) -> None:
     )
 
 
-@st.cache_data(max_entries=64, show_spinner="Reading predictions…")
+# Shared, not copied, by every rerun and session (nothing modifies them), and enough entries
+# for a workspace's every evaluation: with 64 copied entries a rerun of the demo workspace
+# (186 evaluations with the recorded claims) read most files again, about 25 s.
+@st.cache_resource(max_entries=1024, show_spinner="Reading predictions…")
 def cached_predictions(path: str, mtime: float) -> pd.DataFrame:
     return rv.load_predictions(path)
 

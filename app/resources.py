@@ -26,6 +26,7 @@ from app import (
 )
 from app.workspace import catalog_path, runs_dir, workspace_dir
 from core.partition import PartitionParams
+from data_catalog.runs import runs_with_model
 
 
 def catalog_file() -> Path:
@@ -34,6 +35,22 @@ def catalog_file() -> Path:
 
 def runs_folder() -> Path:
     return runs_dir(workspace_dir())
+
+
+def trained_runs_or_stop() -> tuple[Path, list[str]]:
+    """The runs folder and its runs with a model; without any, the page says how to make one
+    (a model, then its index) and stops."""
+    folder = runs_folder()
+    names = runs_with_model(folder)
+    if not names:
+        st.info(
+            f"No trained run in {folder}: train one with python -m training.train "
+            "--dataset_folder DATASET --save_dir NAME (or make demo-model), then build its index "
+            "with python -m training.build_index --run_dir RUN --database_folder "
+            "DATASET/test/database."
+        )
+        st.stop()
+    return folder, names
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

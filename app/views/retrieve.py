@@ -17,18 +17,9 @@ from app.retrieval import (
     test_query_files,
 )
 from app.uploads import UPLOAD_TYPES, failure_answer, first_files, position_caption
-from data_catalog.runs import runs_with_model
 
 st.title("Retrieve")
-runs_folder = resources.runs_folder()
-runs = runs_with_model(runs_folder)
-if not runs:
-    st.info(
-        f"No trained run in {runs_folder}: train one with python -m training.train "
-        "--dataset_folder DATASET --save_dir NAME (or make demo-model), then build its index "
-        "with python -m training.build_index --run_dir RUN --database_folder DATASET/test/database."
-    )
-    st.stop()
+runs_folder, runs = resources.trained_runs_or_stop()
 
 with st.sidebar:
     st.header("Retrieval")

@@ -7,18 +7,9 @@ from app import descriptor_space as space
 from app import resources, view_state
 from app.retrieval import ServingError
 from app.space_colours import COLOUR_BY, colour_points
-from data_catalog.runs import runs_with_model
 
 st.title("Descriptor space")
-runs_folder = resources.runs_folder()
-runs = runs_with_model(runs_folder)
-if not runs:
-    st.info(
-        f"No trained run in {runs_folder}: train one with python -m training.train, then "
-        "build its index with python -m training.build_index --run_dir RUN --database_folder "
-        "DATASET/test/database."
-    )
-    st.stop()
+runs_folder, runs = resources.trained_runs_or_stop()
 
 with st.sidebar:
     st.header("Descriptor space")

@@ -130,3 +130,16 @@ def test_compare_prints_both_curves(released, tiny_city, capsys):
     release.main(argv + release_args(workspace, out, tiny_city))
     printed = capsys.readouterr().out
     assert "recorded R@1" in printed and "best val R@1" in printed
+
+
+def test_the_claims_record_names_the_command_with_its_budget():
+    from training.release import claims_command
+
+    default = {"dataset_folder": "data/synthetic_demo", "budget": {"iterations_per_epoch": 300}}
+    larger = {"dataset_folder": "city", "budget": {"iterations_per_epoch": 700, "seeds": [0]}}
+    assert claims_command("data", default) == (
+        "python -m training.claims --dataset_folder data/synthetic_demo --workspace data"
+    )
+    assert claims_command("w", larger) == (
+        "python -m training.claims --dataset_folder city --workspace w --iterations_per_epoch 700"
+    )

@@ -287,6 +287,20 @@ def recorded_files(folder: Path) -> list[Path]:
     return [p.relative_to(folder) for p in found if p.is_file()]
 
 
+def claims_command(workspace: Path, claims: dict) -> str:
+    """The training.claims command that made `claims` (claims.json): its folders, and a flag
+    for each budget value that differs from the default budget."""
+    from training.claims import BUDGET
+
+    budget = claims.get("budget") or {}
+    flags = [f"--{key} {value}" for key, value in budget.items() if BUDGET.get(key, value) != value]
+    dataset = claims.get("dataset_folder", "data/synthetic_demo")
+    return " ".join(
+        ["python -m training.claims --dataset_folder", dataset, "--workspace", str(workspace)]
+        + flags
+    )
+
+
 def record_claims(workspace: Path, out: Path, overwrite: bool) -> dict:
     """Copy training.claims' results (text, no weights) into `out`, then their record."""
     folder, claims_path = runs.runs_folder(workspace), runs.claims_file(workspace)
@@ -307,7 +321,7 @@ def record_claims(workspace: Path, out: Path, overwrite: bool) -> dict:
         copied[relative.as_posix()] = file_sha256(target)
     record = {
         "what": "the paper's claims on the synthetic demo city, over seeds",
-        "command": CLAIMS_COMMAND,
+        "command": claims_command(workspace, claims),
         **provenance(claims_path, float(claims.get("seconds", 0))),
         "wall_time_s": claims.get("seconds"),
         "cpu_seconds": claims.get("cpu_seconds"),

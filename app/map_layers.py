@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from pydeck.bindings.json_tools import default_serialize
 from app.catalog_reader import dataset_root, open_catalog
 from core.geo import UTMZone, utm_to_latlon
 from core.partition import PartitionParams, group_keys, heading_class
-from data_catalog import app_queries, catalog, catalog_partition
+from data_catalog import app_queries, catalog, map_views
 
 # Polygons per layer sent to the browser: ~15k cells and ~15k wedges stay under 20 MB of
 # JSON together (benchmarks/app_scale.py measures it).
@@ -74,26 +73,26 @@ def compute_partition_view(
     dataset: str,
     params: PartitionParams,
     split: str = "train",
+    progress: map_views.Progress | None = None,
 ) -> PartitionView:
-    """Cells, classes and groups of one split, by core.partition through the catalog."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        params = PartitionParams(**vars(params))  # re-validate, recording its warnings
-        with open_catalog(catalog_path) as con:
-            zone = catalog.dataset_zone(con, dataset)
-            root = dataset_root(con, dataset)
-            part = catalog_partition.partition_images(con, dataset, params, split).partition
-            cells = catalog_partition.cell_summary(con, dataset, params, split)
+    """Cells, classes and groups of one split: those stored at ingest for these parameters
+    (data_catalog.map_views), else computed by core.partition through the catalog."""
+    with open_catalog(catalog_path) as con:
+        zone = catalog.dataset_zone(con, dataset)
+        root = dataset_root(con, dataset)
+        tables = map_views.stored_partition(con, dataset, split, params)
+        if tables is None:
+            tables = map_views.partition_tables(con, dataset, params, split, progress)
     return PartitionView(
         dataset=dataset,
         split=split,
         root=root,
         params=params,
         zone=zone,
-        cells=cells,
-        classes=catalog_partition.class_summary(part),
-        groups=catalog_partition.group_summary(part),
-        warnings=[str(w.message) for w in caught],
+        cells=tables.cells,
+        classes=tables.classes,
+        groups=tables.groups,
+        warnings=tables.warnings,
     )
 
 

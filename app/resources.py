@@ -7,7 +7,8 @@ rebuilt index shows up on the next rerun without restarting the app.
 from __future__ import annotations
 
 import io
-import warnings
+import threading
+from dataclasses import astuple
 from pathlib import Path
 
 import numpy as np
@@ -81,23 +82,51 @@ def dataset_splits(path: Path, dataset: str) -> list[str]:
     return _dataset_splits(catalog_reader.catalog_fingerprint(path), dataset)
 
 
-# A PartitionView of a city holds millions of rows: cache_resource shares it without the
-# copy that cache_data makes on every read; the pages never modify it.
-@st.cache_resource(max_entries=4, show_spinner="Computing the partition with core.partition…")
-def _partition_view(
-    fingerprint: tuple, dataset: str, params: tuple, split: str
-) -> map_layers.PartitionView:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # compute_partition_view records them for the page
-        partition_params = PartitionParams(*params)
-    return map_layers.compute_partition_view(fingerprint[0], dataset, partition_params, split)
+PARTITIONS_KEPT = 4
+
+
+class _PartitionViews(dict):
+    """The partition views computed by this server, newest last (a city's hold millions of
+    rows: shared by every session without copies; the pages never modify them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+
+@st.cache_resource
+def _partition_views() -> _PartitionViews:
+    return _PartitionViews()
 
 
 def partition_view(
     path: Path, dataset: str, params: PartitionParams, split: str
 ) -> map_layers.PartitionView:
-    key = (params.M, params.alpha, params.N, params.L, params.min_images_per_class)
-    return _partition_view(catalog_reader.catalog_fingerprint(path), dataset, key, split)
+    """The Map page's partition: stored at ingest for the default parameters (drawn at once),
+    else computed here under a progress bar and kept for the next reruns and sessions.
+
+    Not st.cache_resource itself: a progress bar updated from inside a cached function
+    cannot be replayed by Streamlit, and this one must show while a city computes."""
+    key = (catalog_reader.catalog_fingerprint(path), dataset, astuple(params), split)
+    views = _partition_views()
+    if key in views:
+        return views[key]
+    bar = None
+
+    def progress(fraction: float, text: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = st.progress(0.0)
+        bar.progress(fraction, text=f"Computing the {text} with core.partition…")
+
+    view = map_layers.compute_partition_view(path, dataset, params, split, progress)
+    if bar is not None:
+        bar.empty()
+    with views.lock:
+        views[key] = view
+        while len(views) > PARTITIONS_KEPT:
+            del views[next(iter(views))]
+    return view
 
 
 @st.cache_resource(max_entries=8, show_spinner="Reading catalog statistics…")

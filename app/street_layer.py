@@ -15,18 +15,16 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pydeck as pdk
 
 from app.catalog_reader import open_catalog
-from core.geo import UTMZone, utm_to_latlon
-from data_catalog import app_queries, catalog
+from core.geo import utm_to_latlon
+from data_catalog import app_queries, map_views
+from data_catalog.map_views import StreetSquares
 
-BASE_SIDE_M = 4.0  # finest square: about one street lane
-MAX_BASE_POINTS = 40_000  # ~1.5 MB of JSON: light beside the layers drawn over it
 BASE_DECIMALS = 5  # 1 m of latitude: enough for a faint dot
 BASE_COLOUR = [70, 70, 80, 80]
 TILE_HOST = ("basemaps.cartocdn.com", 443)
@@ -41,59 +39,12 @@ BASE_MODES = {
 }
 
 
-@dataclass
-class StreetSquares:
-    """Image positions merged into squares: centres (UTM metres), images per square."""
-
-    east: np.ndarray
-    north: np.ndarray
-    images: np.ndarray
-    side_m: float
-    zone: UTMZone
-
-    def __len__(self) -> int:
-        return len(self.east)
-
-
-def street_squares(
-    east: np.ndarray,
-    north: np.ndarray,
-    zone: UTMZone,
-    weights: np.ndarray | None = None,
-    side_m: float = BASE_SIDE_M,
-    limit: int = MAX_BASE_POINTS,
-) -> StreetSquares:
-    """Points (each `weights` images, 1 by default) merged into squares of side_m metres,
-    the side doubled until at most `limit` squares hold images."""
-    east = np.asarray(east, dtype=np.float64)
-    north = np.asarray(north, dtype=np.float64)
-    weights = np.ones(len(east)) if weights is None else np.asarray(weights, dtype=np.float64)
-    keep = np.isfinite(east) & np.isfinite(north)
-    east, north, weights = east[keep], north[keep], weights[keep]
-    side = float(side_m)
-    while True:
-        keys = np.stack([np.floor(east / side), np.floor(north / side)], axis=1).astype(np.int64)
-        squares, inverse = np.unique(keys, axis=0, return_inverse=True)
-        if len(squares) <= limit:
-            break
-        side *= 2
-    images = np.bincount(inverse.ravel(), weights=weights, minlength=len(squares))
-    return StreetSquares(
-        (squares[:, 0] + 0.5) * side, (squares[:, 1] + 0.5) * side, images, side, zone
-    )
-
-
-def catalog_street_squares(
-    catalog_path: str | os.PathLike, dataset: str, limit: int = MAX_BASE_POINTS
-) -> StreetSquares:
-    """A catalogued dataset's images (every split) as street squares: counted per BASE_SIDE_M
-    square by the catalog, then merged here until at most `limit` remain."""
+def catalog_street_squares(catalog_path: str | os.PathLike, dataset: str) -> StreetSquares:
+    """A catalogued dataset's images (every split) as street squares: those stored at ingest
+    (data_catalog.map_views), else counted by the catalog now."""
     with open_catalog(catalog_path) as con:
-        zone = catalog.dataset_zone(con, dataset)
-        fine = app_queries.images_per_square(con, dataset, BASE_SIDE_M)
-    east = (fine["sq_e"].to_numpy(np.float64) + 0.5) * BASE_SIDE_M
-    north = (fine["sq_n"].to_numpy(np.float64) + 0.5) * BASE_SIDE_M
-    return street_squares(east, north, zone, fine["images"].to_numpy(), BASE_SIDE_M, limit)
+        stored = map_views.stored_street_squares(con, dataset)
+        return stored if stored is not None else map_views.dataset_street_squares(con, dataset)
 
 
 def dataset_of_folder(catalog_path: str | os.PathLike, folder: str | os.PathLike) -> str | None:

@@ -56,6 +56,9 @@ def parse_arguments() -> argparse.Namespace:
                         help="database images behind the Failures page (SF-XL: 2.8M)")  # fmt: skip
     parser.add_argument("--failures_queries", type=int, default=1_000)
     parser.add_argument("--failures_only", action="store_true", help="the Failures page only")
+    parser.add_argument("--index_file", help="also time upload to results against this index")
+    parser.add_argument("--nprobe", type=int, default=256, help="lists searched in --index_file")
+    parser.add_argument("--index_only", action="store_true", help="only the --index_file rows")
     return parser.parse_args()
 
 
@@ -76,10 +79,19 @@ def build_catalog(folder: Path, names: int) -> tuple[Path, float]:
     listing = folder / "city_images_paths.txt"
     start = time.perf_counter()
     generate_names(names, listing)
-    ingest_main([str(listing), "--db", str(db), "--dataset", "city", "--no_progress"])
+    ingest_main(
+        [str(listing), "--db", str(db), "--dataset", "city", "--no_progress", "--no_map_views"]
+    )
     listing.unlink()
     (folder / f".built-{names}").touch()
     return db, time.perf_counter() - start
+
+
+def store_map_views(db: Path) -> float:
+    """The ingest's last step (data_catalog.map_views), timed on its own."""
+    from data_catalog.map_views import main as map_views_main
+
+    return timed(lambda: map_views_main(["--db", str(db), "--no_progress"]))[1]
 
 
 def mb(count: int) -> float:
@@ -90,29 +102,39 @@ def measure_map(db: Path, rows: list) -> object:
     from app.dataset_stats import figure_payload_bytes
     from app.group_separation import fig4_figure, group_separation
     from app.map_layers import (
+        CompactDeck,
         MapSelection,
         build_map_layers,
         cell_images,
         compute_partition_view,
         deck_payload_bytes,
     )
+    from app.street_layer import base_layer, catalog_street_squares
     from core.partition import PartitionParams
 
-    view, cold = timed(lambda: compute_partition_view(db, "city", PartitionParams(), "train"))
-    rows.append(["Map", "partition via catalog (cached by the app)", cold, "-",
-                 f"{len(view.cells):,} cells, {len(view.classes):,} classes"])  # fmt: skip
-    from app.map_layers import CompactDeck
-    from app.street_layer import base_layer, catalog_street_squares
+    other = PartitionParams(min_images_per_class=5)  # not stored: computed as the app does
+    view, cold = timed(lambda: compute_partition_view(db, "city", other, "train"))
+    rows.append(["Map", "partition at other parameters (computed, cached by the app)", cold,
+                 "-", f"{len(view.cells):,} cells, {len(view.classes):,} classes"])  # fmt: skip
 
-    squares, cold = timed(lambda: catalog_street_squares(db, "city"))
+    def first_view():  # what the Map page does on its first view after the ingest
+        view = compute_partition_view(db, "city", PartitionParams(), "train")
+        squares = catalog_street_squares(db, "city")
+        return view, squares, build_map_layers(view, MapSelection(), base_layer(squares))
+
+    (view, squares, layers), seconds = timed(first_view)
+    shapes = f"{layers.cells_drawn:,} shapes of {layers.factor}x{layers.factor} cells"
+    shapes += f", {layers.wedges_drawn:,} wedges, {len(squares):,} street squares"
+    rows.append(["Map", "first view after the ingest: stored partition + streets, drawn",
+                 seconds, mb(deck_payload_bytes(layers.deck)), shapes])  # fmt: skip
     streets = mb(deck_payload_bytes(CompactDeck(layers=[base_layer(squares)])))
-    rows.append(["Map", "street layer (cached by the app)", cold, streets,
+    rows.append(["Map", "  of which the street layer", "-", streets,
                  f"{len(squares):,} squares of {squares.side_m:g} m"])  # fmt: skip
     layers, seconds = timed(lambda: build_map_layers(view, MapSelection()))
     shapes = f"{layers.cells_drawn:,} shapes of {layers.factor}x{layers.factor} cells"
     payload = mb(deck_payload_bytes(layers.deck))
     shapes += f", {layers.wedges_drawn:,} wedges"
-    rows.append(["Map", "open: whole map", seconds, payload, shapes])
+    rows.append(["Map", "open: whole map (partition cached)", seconds, payload, shapes])
     group = int(view.groups["classes"].idxmax())
 
     def group_view():
@@ -298,9 +320,67 @@ def measure_retrieval(database: int, rows: list) -> None:
         rows.append(["Retrieve", step, best, "-", note])
 
 
+class GeneratedPaths:
+    """Row i's path, made when asked: a 41.2M-row database without 41.2M strings in memory."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, row: int) -> str:
+        return f"db/{int(row)}.jpg"
+
+
+def measure_index_file(path: str, nprobe: int, rows: list) -> None:
+    """Upload to results against a prebuilt index file (benchmarks.index_scale writes one per
+    configuration: the 41.2M IVF-PQ), model forward included, at the index's nprobe."""
+    import faiss
+    import torch
+    from PIL import Image
+
+    from app.retrieval import RunServing, decode_query, retrieve
+    from core.geo import UTMZone
+    from core.index import IndexManifest
+    from core.model import CosPlaceNet
+    from data_catalog.serving import ServingDatabase
+
+    (index, seconds) = timed(lambda: faiss.read_index(path))
+    faiss.extract_index_ivf(index).nprobe = nprobe
+    count = index.ntotal
+    rows.append(["(setup)", f"read the {count:,}-row index {Path(path).name}", seconds, "-", ""])
+    torch.manual_seed(0)
+    model = CosPlaceNet("ResNet18", index.d).eval()
+    zone = UTMZone(10, "S")
+    utm = np.broadcast_to(np.array([[551_000.0, 4_182_000.0]]), (count, 2))  # no 660 MB copy
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=90)
+    upload = buffer.getvalue()
+    for resize, label in ((None, "query at 512 px"), (96, "query at 96 px (demo run)")):
+        database = ServingDatabase(Path("."), GeneratedPaths(count), utm, zone, resize)
+        manifest = IndexManifest("ivf_pq", index.d, count)
+        serving = RunServing("city", model, index, manifest, database)
+        retrieve(serving, decode_query(upload, "warmup.jpg", zone), k=10)  # lazy init, pages in
+        times = [timed(lambda s=serving: retrieve(s, decode_query(upload, "p.jpg", zone)))[1]
+                 for _ in range(5)]  # fmt: skip
+        query = np.ascontiguousarray(rng.standard_normal((1, index.d)), dtype=np.float32)
+        search_s = min(timed(lambda q=query: index.search(q, 10))[1] for _ in range(5))
+        step = f"upload to results, {count:,} x {index.d} ivf_pq nprobe {nprobe}, {label}"
+        note = f"median {np.median(times):.3f} s of 5; search alone {search_s:.3f} s"
+        rows.append(["Retrieve", step, min(times), "-", note])
+
+
 def main() -> None:
     args = parse_arguments()
     rows: list = []
+    if args.index_file:
+        measure_index_file(args.index_file, args.nprobe, rows)
+        if args.index_only:
+            print_table(["page", "step", "seconds", "MB to browser", "notes"], rows)
+            return
     failures_folder = Path(tempfile.mkdtemp(prefix="app_scale_failures_"))
     try:
         measure_failures(failures_folder, args.failures_database, args.failures_queries, rows)
@@ -315,6 +395,9 @@ def main() -> None:
         try:
             db, seconds = build_catalog(folder, args.names)
             rows.append(["(setup)", f"generate + ingest {args.names:,} names", seconds, "-", ""])
+            stored_s = store_map_views(db)
+            rows.append(["(ingest)", "store the Map's first view (the ingest's last step)",
+                         stored_s, "-", "default partition + street squares"])  # fmt: skip
             view = measure_map(db, rows)
             measure_dataset(db, view, rows)
         finally:

@@ -36,6 +36,9 @@ def catalog_file(workspace: str | os.PathLike) -> Path:
     return Path(workspace) / "catalog.duckdb"
 
 
+DEFAULT_DB = str(catalog_file(DEFAULT_WORKSPACE))  # the commands' --db default
+
+
 def _field_type(field: str) -> str:
     if field in NUMERIC_FIELDS:
         return "DOUBLE NOT NULL"

@@ -41,7 +41,8 @@ import duckdb
 from tqdm import tqdm
 
 from core.errors import UserError, user_errors
-from data_catalog.catalog import DEFAULT_WORKSPACE, catalog_file, connect, dataset_zone, run
+from data_catalog import map_views
+from data_catalog.catalog import DEFAULT_DB, connect, dataset_zone, run
 from data_catalog.dataset_layout import Source, resolve_source
 from data_catalog.ingest_stages import (
     VIEWS,
@@ -51,8 +52,6 @@ from data_catalog.ingest_stages import (
     load_source,
 )
 from data_catalog.name_source import IMAGE_EXTENSIONS, LIST_SUFFIX, NameSourceError
-
-DEFAULT_DB = str(catalog_file(DEFAULT_WORKSPACE))
 
 # --- the ingest ------------------------------------------------------------------------------
 
@@ -180,6 +179,7 @@ def _ingest_in_transaction(
             result.added += fallback_added
         stage_done("fallback")
         if result.added:
+            map_views.forget(con, dataset)  # they describe the images before this ingest
             zone = dataset_zone(con, dataset)  # MixedUTMZoneError rolls everything back
             run(
                 con,
@@ -249,18 +249,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory_limit", default="4GB", help="DuckDB memory limit (4GB)")
     parser.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no_map_views",
+        action="store_true",
+        help="do not store the Map page's first view (python -m data_catalog.map_views later)",
+    )
     args = parser.parse_args(argv)
 
     with connect(args.db, memory_limit=args.memory_limit, threads=args.threads) as con:
         # Row order inside one INSERT does not matter here, and not keeping it saves memory.
         run(con, "SET preserve_insertion_order = false")
         result = ingest(con, args.source, args.dataset, progress=not args.no_progress)
+        stored_s = None
+        if not args.no_map_views and (result.added or not map_views.has_views(con, result.dataset)):
+            start = time.perf_counter()
+            map_views.store_map_views(con, result.dataset, show_progress=not args.no_progress)
+            stored_s = time.perf_counter() - start
     print(result.summary())
     print(
         "seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in result.stage_seconds.items())
     )
     if result.malformed:
         print(f"{result.malformed:,} malformed names: SELECT * FROM malformed_names")
+    if stored_s is not None:
+        print(f"the Map page's first view stored in {stored_s:.1f} s (data_catalog.map_views)")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from app import image_places, street_layer
 from app import results_view as rv
 from core.geo import UTMZone
 from core.recall import find_positives, recall_at_n
+from data_catalog import map_views
 from data_catalog.names import make_name
 
 ZONE = UTMZone(10, "S")
@@ -159,12 +160,12 @@ def test_street_squares_merge_positions_until_few_enough_remain():
     rng = np.random.default_rng(1)
     east = EAST + rng.uniform(0, 1000, 5000)
     north = NORTH + np.repeat([0.0, 100.0, 200.0, 300.0, 400.0], 1000)  # five streets
-    fine = street_layer.street_squares(east, north, ZONE, limit=10_000)
-    assert fine.side_m == street_layer.BASE_SIDE_M and fine.images.sum() == 5000
-    coarse = street_layer.street_squares(east, north, ZONE, limit=100)
+    fine = map_views.street_squares(east, north, ZONE, limit=10_000)
+    assert fine.side_m == map_views.BASE_SIDE_M and fine.images.sum() == 5000
+    coarse = map_views.street_squares(east, north, ZONE, limit=100)
     assert len(coarse) <= 100 and coarse.side_m > fine.side_m and coarse.images.sum() == 5000
     # Weights: squares counted elsewhere (the catalog) merge into the same totals.
-    merged = street_layer.street_squares(fine.east, fine.north, ZONE, fine.images, limit=100)
+    merged = map_views.street_squares(fine.east, fine.north, ZONE, fine.images, limit=100)
     assert merged.side_m == coarse.side_m and merged.images.sum() == 5000
     layer = street_layer.base_layer(coarse)
     assert len(layer.data) == len(coarse) and not layer.pickable

@@ -270,6 +270,19 @@ def base_toggle(help_extra: str = "") -> str:
     )
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _catalogued_dataset(fingerprint: tuple, folder: str) -> str | None:
+    try:
+        return street_layer.dataset_of_folder(fingerprint[0], folder)
+    except (catalog_reader.CatalogMissingError, catalog_reader.CatalogBusyError):
+        return None
+
+
+def catalogued_dataset(path: Path, folder: str | Path) -> str | None:
+    """The catalogued dataset that holds `folder` (a test set, a run's database), else None."""
+    return _catalogued_dataset(catalog_reader.catalog_fingerprint(path), str(folder))
+
+
 def street_base_layer(path: Path, dataset: str | None, mode: str):
     """The faint street layer of a catalogued dataset when the toggle asks for it, else None."""
     if dataset is None or not street_layer.draw_base(mode, tiles_reachable()):

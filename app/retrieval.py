@@ -211,8 +211,11 @@ def thumbnail(file: str | os.PathLike, size: int = 160) -> Image.Image | None:
 # --- the map of one retrieval ---------------------------------------------------------------
 
 
-def retrieval_deck(query: Query, retrieval: Retrieval, zone: UTMZone) -> pdk.Deck:
-    """Query (blue), results (green correct / red wrong / grey unknown), prediction (ring)."""
+def retrieval_deck(
+    query: Query, retrieval: Retrieval, zone: UTMZone, base: pdk.Layer | None = None
+) -> pdk.Deck:
+    """Query (blue), results (green correct / red wrong / grey unknown), prediction (ring),
+    over `base` when given (app.street_layer's faint streets, drawn first so it lies under)."""
     results = retrieval.results
     lat, lon = utm_to_latlon(results["east"].to_numpy(), results["north"].to_numpy(), zone)
     if "correct" in results:
@@ -231,7 +234,8 @@ def retrieval_deck(query: Query, retrieval: Retrieval, zone: UTMZone) -> pdk.Dec
             ],
         }
     )
-    layers = [
+    layers = [] if base is None else [base]
+    layers.append(
         pdk.Layer(
             "ScatterplotLayer",
             data=points,
@@ -242,7 +246,7 @@ def retrieval_deck(query: Query, retrieval: Retrieval, zone: UTMZone) -> pdk.Dec
             radius_min_pixels=5,
             pickable=True,
         )
-    ]
+    )
     plat, plon = utm_to_latlon([retrieval.predicted[0]], [retrieval.predicted[1]], zone)
     layers.append(
         pdk.Layer(

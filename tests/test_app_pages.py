@@ -197,10 +197,11 @@ def test_retrieve_uploads_png_and_webp_and_survives_a_corrupt_file(monkeypatch, 
 
 
 def test_retrieve_gps_upload_is_marked_and_mapped(monkeypatch, workspace, tiny_city):
+    from app.street_layer import BASE_CAPTION
     from data_catalog.names import parse_name
 
     target = parse_name(sorted((tiny_city / "test" / "database").iterdir())[0].name)
-    at = open_app(monkeypatch, workspace, page="retrieve")
+    at = open_app(monkeypatch, workspace, page="retrieve", base="always")
     upload = ("phone.jpg", jpeg_with_gps(target.latitude, target.longitude), "image/jpeg")
     at.file_uploader(key="uploads").set_value(upload).run()
     assert "Position from EXIF GPS." in texts(at.caption)
@@ -209,8 +210,13 @@ def test_retrieve_gps_upload_is_marked_and_mapped(monkeypatch, workspace, tiny_c
     table = at.dataframe[0].value
     assert {"distance_m", "correct", "similarity"} <= set(table.columns)
     assert table["similarity"].is_monotonic_decreasing
-    layers = {layer["id"] for layer in deck_specs(at)[0]["layers"]}
-    assert layers == {"results", "prediction", "query"}
+    # The tiny city's own images as faint streets under the dots (issue 18, section 5).
+    layers = [layer["id"] for layer in deck_specs(at)[0]["layers"]]
+    assert layers == ["streets", "results", "prediction", "query"]
+    assert map_layer(at, "streets")["data"] and BASE_CAPTION in texts(at.caption)
+    at.sidebar.selectbox(key="base").set_value("never").run()
+    assert [layer["id"] for layer in deck_specs(at)[0]["layers"]][0] == "results"
+    assert BASE_CAPTION not in texts(at.caption) and at.query_params["base"] == "never"
 
 
 def test_retrieve_answers_each_hostile_file_of_a_batch_on_its_own(monkeypatch, workspace):
@@ -279,9 +285,10 @@ def test_retrieve_test_query_compares_two_runs(monkeypatch, workspace, tmp_path,
     other = save_random_run(tmp_path / "runs" / "other", seed=1)
     database = str(tiny_city / "test" / "database")
     build_index_main(["--run_dir", str(other), "--database_folder", database, *INDEX_FLAGS])
-    at = open_app(
-        monkeypatch, tmp_path, page="retrieve", run="tiny", run2="other", source="Test-set query"
-    )
+    at = open_app(  # no catalog here: the maps draw without streets, with no error
+        monkeypatch, tmp_path, page="retrieve", run="tiny", run2="other",
+        source="Test-set query", base="always",
+    )  # fmt: skip
     query = at.selectbox(key="query").value
     assert query.startswith("queries_v1/")
     runs = [m.value for m in at.markdown if m.value.startswith("**Run")]
@@ -289,6 +296,9 @@ def test_retrieve_test_query_compares_two_runs(monkeypatch, workspace, tmp_path,
     assert "Position from SF-XL file name." in texts(at.caption)
     assert len({m.value for m in at.metric if m.label == "Top-1 position error"}) >= 1
     assert at.query_params["run2"] == "other" and at.query_params["query"] == query
+    assert len(deck_specs(at)) == 2 and all(
+        layer["id"] != "streets" for spec in deck_specs(at) for layer in spec["layers"]
+    )
 
 
 def test_retrieve_empty_state_without_runs(monkeypatch, tmp_path):
@@ -353,6 +363,7 @@ def test_no_pages_folder_beside_the_entry():
         (None, {"focus": "1_2"}, None, None),
         (None, {"M": "inf", "N": "-3", "alpha": "nan"}, "M", 10.0),
         ("retrieve", {"k": "50", "threshold": "-4"}, "k", 5),
+        ("retrieve", {"base": "sideways"}, "base", "auto"),
     ],
 )
 def test_a_link_with_values_out_of_range_opens_the_default_view(

@@ -222,6 +222,27 @@ def test_query_without_position_has_no_marks(workspace):
     assert "correct" not in outcome.results and outcome.top1_error_m is None
 
 
+def test_retrieval_deck_draws_a_base_layer_first():
+    from PIL import Image
+
+    from app.retrieval import Query, Retrieval, retrieval_deck
+    from app.street_layer import base_layer, street_squares
+
+    east, north = np.array([549_700.0, 549_720.0]), np.array([4_180_100.0, 4_180_130.0])
+    results = pd.DataFrame(
+        {"rank": [1, 2], "similarity": [0.9, 0.8], "east": east, "north": north,
+         "distance_m": [3.0, 30.0], "correct": [True, False]}
+    )  # fmt: skip
+    query = Query("q.jpg", Image.new("RGB", (8, 8)), (549_701.0, 4_180_101.0), "EXIF GPS")
+    outcome = Retrieval(results, (east[0], north[0]), 3.0, 0.01)
+    plain = retrieval_deck(query, outcome, ZONE)
+    assert [layer.id for layer in plain.layers] == ["results", "prediction", "query"]
+    base = base_layer(street_squares(east, north, ZONE))
+    deck = retrieval_deck(query, outcome, ZONE, base)
+    assert [layer.id for layer in deck.layers] == ["streets", "results", "prediction", "query"]
+    assert deck.layers[0] is base
+
+
 def test_corrupt_upload_names_the_file(workspace):
     from core.images import ImageError
 

@@ -162,8 +162,11 @@ def test_every_page_in_chromium(running_app, tmp_path, tiny_city):
     with chromium_page(1000) as page:
         for name in PAGES:
             # Map is the default page: its address is the app's root.
-            # Retrieve opens with the heat maps of its first match (issue 18, section 3).
-            path = {"map": "?min_images=1", "retrieve": "retrieve?heat=1"}.get(name, name)
+            # Retrieve opens with the heat maps of its first match (issue 18, section 3) and
+            # its map over the streets of the dataset's own images (section 5).
+            path = {"map": "?min_images=1", "retrieve": "retrieve?heat=1&base=always"}.get(
+                name, name
+            )
             url = f"{running_app}/{path}"
             page.goto(url)
             wait_idle(page)
@@ -185,6 +188,7 @@ def test_every_page_in_chromium(running_app, tmp_path, tiny_city):
                 assert "Run tiny" in text and "sim " in text
                 assert page.get_by_test_id("stImage").count() >= 2  # query + results
                 assert "What match #1 rests on" in text
+                assert "Faint grey dots: the dataset's own images" in text
             page.screenshot(path=str(shots / f"app_{name}.png"), full_page=True)
             assert (shots / f"app_{name}.png").stat().st_size > 10_000
 

@@ -14,7 +14,6 @@ import streamlit as st
 from app import failure_map as fm
 from app import resources, street_layer, view_state
 from app import results_view as rv
-from app.catalog_reader import CatalogBusyError, CatalogMissingError, catalog_fingerprint
 from app.image_places import place_text
 from app.workspace import catalog_path, workspace_dir
 from data_catalog import runs as run_files
@@ -71,14 +70,6 @@ def outcomes_of(evaluation: rv.Evaluation, threshold: int) -> fm.QueryOutcomes |
             str(path), path.stat().st_mtime, threshold, conditions_key(evaluation)
         )
     except (OSError, ValueError, pd.errors.ParserError):
-        return None
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def catalogued_dataset(fingerprint: tuple, folder: str) -> str | None:
-    try:
-        return street_layer.dataset_of_folder(fingerprint[0], folder)
-    except (CatalogMissingError, CatalogBusyError):
         return None
 
 
@@ -186,9 +177,7 @@ if st.session_state["failure"] not in known:
 focus = st.session_state.get("failure_focus")
 if focus is None:
     focus = view_state.int_tuple(st.query_params.get("failure_focus"), 2)
-dataset = catalogued_dataset(
-    catalog_fingerprint(catalog_path(workspace)), str(test_set_of(evaluation))
-)
+dataset = resources.catalogued_dataset(catalog_path(workspace), test_set_of(evaluation))
 base = resources.street_base_layer(catalog_path(workspace), dataset, base_mode)
 options = fm.FailureMapOptions(colour, float(square), focus, st.session_state["failure"], base)
 layers = fm.failure_deck(outcomes, drawn_frame, options, comparison)

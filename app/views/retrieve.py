@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import resources, view_state
+from app import resources, street_layer, view_state
 from app.image_places import describe_results, latlon_columns, name_details, place_text
 from app.match_section import show_match
 from app.results_view import run_provenance
@@ -34,6 +34,7 @@ with st.sidebar:
     threshold = st.number_input("Correct within (m)", 1, 1000, key="threshold")
     view_state.initial("heat", 0, int, 0, 20)
     heat_rank = st.number_input("What a match rests on: result # (0: none)", 0, 20, key="heat")
+    base_mode = resources.base_toggle()
 
 chosen = [run] + ([run2] if run2 != "(none)" else [])
 servings = []
@@ -79,10 +80,20 @@ view_state.publish(
     source=source,
     query=query_choice,
     heat=heat_rank or None,
+    base=base_mode,
 )
 if not raw_queries:
     st.caption("Upload one or more photos, or pick a test-set query, to see the top results.")
     st.stop()
+
+# Each run's database as faint streets under its maps, when the catalog holds its dataset.
+catalog = resources.catalog_file()
+bases = {
+    serving.name: resources.street_base_layer(
+        catalog, resources.catalogued_dataset(catalog, serving.database.root), base_mode
+    )
+    for serving in servings
+}
 
 
 def query_caption(name: str, query: Query) -> str:
@@ -126,11 +137,14 @@ def show_results(query: Query, serving, descriptor, container, slot: str) -> Non
         st.dataframe(described, hide_index=True, key=f"table_{serving.name}_{slot}")
         with st.expander("File names"):
             st.code("\n".join(f"#{r.rank} {r.path}" for r in results.itertuples()), language=None)
+        base = bases[serving.name]
         st.pydeck_chart(
-            retrieval_deck(query, outcome, serving.database.zone),
+            retrieval_deck(query, outcome, serving.database.zone, base),
             height=320,
             key=f"map_{serving.name}_{slot}",
         )
+        if base is not None:
+            st.caption(street_layer.BASE_CAPTION)
         if heat_rank:
             show_match(serving, query, results, heat_rank)
 

@@ -226,7 +226,8 @@ def test_retrieval_deck_draws_a_base_layer_first():
     from PIL import Image
 
     from app.retrieval import Query, Retrieval, retrieval_deck
-    from app.street_layer import base_layer, street_squares
+    from app.street_layer import base_layer
+    from data_catalog.map_views import street_squares
 
     east, north = np.array([549_700.0, 549_720.0]), np.array([4_180_100.0, 4_180_130.0])
     results = pd.DataFrame(

@@ -2,20 +2,22 @@
 
 For --names generated SF-XL names (default 41,200,000, the size of SF-XL raw; written and
 ingested as benchmarks/catalog_ingest does), it times what each page computes, without
-Streamlit: first the cold computation that the app caches (the partition through the
-catalog, the catalog statistics), then the page's own work once that is cached (the
-aggregated map, a group's Fig. 4, a block at full resolution, a cell's images, the charts),
-and the bytes of pydeck/plotly JSON each page sends to the browser (the goals: under 10 s
-once cached, under 20 MB).
+Streamlit: the ingest's last step (data_catalog.map_views: the Map's first view stored), the
+Map's first view after the ingest (stored partition and street squares read back and drawn:
+goal under 10 s), the cold computation that the app caches for other parameters and for the
+catalog statistics, then each page's own work once that is cached (the aggregated map, a
+group's Fig. 4, a block at full resolution, a cell's images, the charts), and the bytes of
+pydeck/plotly JSON each page sends to the browser (goals: under 10 s once cached, 20 MB).
 
 The Failures page at SF-XL test size: --failures_queries queries (default 1,000) with 20
 predictions each, against a catalog of --failures_database names (default 2,800,000) whose
 positions make the street layer: the street layer (cached by the app), then the first draw
 (predictions read and placed, squares, lines, streets) and its bytes, and a run B compared.
 
-Retrieval: a randomly initialised ResNet-18 (512-D) and an exact index over --database
-random unit descriptors; from the bytes of a 1024x768 JPEG upload to the ranked table with
-distances (decode, descriptor, search), best of 5 (goal: under 1 s at 100k).
+Retrieval (benchmarks/retrieval_scale): upload to results with a randomly initialised
+ResNet-18 (512-D), against an exact index over --database random unit descriptors (goal:
+under 1 s at 100k) and, with --index_file, against a prebuilt index (e.g. the 41.2M IVF-PQ
+of benchmarks.index_scale) at --nprobe; --index_only measures that alone.
 
 Descriptor space and match heat maps: benchmarks/space_scale (goals: the space under 10 s
 and 20 MB from a 2.8M-image index; a match's heat maps under 1 s for the demo model).
@@ -23,12 +25,12 @@ and 20 MB from a 2.8M-image index; a match's heat maps under 1 s for the demo mo
     python -m benchmarks.app_scale [--names 41200000] [--database 100000] [--keep DIR]
         [--space_database 2800000]
         [--failures_database 2800000] [--failures_queries 1000] [--failures_only]
+        [--index_file FILE [--nprobe 256] [--index_only]]
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import shutil
 import tempfile
 import time
@@ -36,8 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.retrieval_scale import measure_index_file, measure_retrieval
 from benchmarks.space_scale import measure_match, measure_space
-from benchmarks.table import print_table
+from benchmarks.table import print_table, timed
 
 PAYLOAD_LIMIT_MB = 20.0
 OPEN_LIMIT_S = 10.0
@@ -60,12 +63,6 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--nprobe", type=int, default=256, help="lists searched in --index_file")
     parser.add_argument("--index_only", action="store_true", help="only the --index_file rows")
     return parser.parse_args()
-
-
-def timed(function):
-    start = time.perf_counter()
-    value = function()
-    return value, time.perf_counter() - start
 
 
 def build_catalog(folder: Path, names: int) -> tuple[Path, float]:
@@ -269,108 +266,6 @@ def measure_failures(folder: Path, database: int, queries: int, rows: list) -> N
     diff, seconds = timed(compare)
     rows.append(["Failures", "compare with run B (difference layer)", seconds,
                  mb(deck_payload_bytes(diff.deck)), f"{flip.sum()} answers changed"])  # fmt: skip
-
-
-def measure_retrieval(database: int, rows: list) -> None:
-    import torch
-    from PIL import Image
-
-    from app.retrieval import RunServing, decode_query, retrieve
-    from core.geo import UTMZone
-    from core.index import IndexManifest, build_index
-    from core.model import CosPlaceNet
-    from data_catalog.serving import ServingDatabase
-
-    torch.manual_seed(0)
-    model = CosPlaceNet("ResNet18", 512).eval()
-    rng = np.random.default_rng(0)
-    descriptors = rng.standard_normal((database, 512)).astype(np.float32)
-    descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
-    index, _ = build_index(descriptors, "flat")
-    utm = np.stack(
-        [549_000 + rng.random(database) * 5000, 4_180_000 + rng.random(database) * 5000], 1
-    )
-    zone = UTMZone(10, "S")
-    photo = Image.fromarray(rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8))
-    buffer = io.BytesIO()
-    photo.save(buffer, format="JPEG", quality=90)
-    upload = buffer.getvalue()
-    # Native-size databases (SF-XL: 512 px crops) get queries capped at a 512 px shorter side;
-    # a run indexed with --resize_test_imgs --image_size 96 (the demo) resizes them to 96 px.
-    for resize, label in ((None, "query at 512 px"), (96, "query at 96 px (demo run)")):
-        serving = RunServing(
-            "synthetic", model, index, IndexManifest("flat", 512, database),
-            ServingDatabase(Path("."), [f"db/{i}.jpg" for i in range(database)], utm, zone, resize),
-        )  # fmt: skip
-        retrieve(serving, decode_query(upload, "warmup.jpg", zone), k=10)  # lazy init
-
-        def upload_to_results(serving=serving):
-            query = decode_query(upload, "photo.jpg", zone)
-            query.position = (551_000.0, 4_182_000.0)  # as if from EXIF GPS: distances, marks
-            return retrieve(serving, query, k=10)
-
-        best, parts = float("inf"), None
-        for _ in range(5):
-            outcome, seconds = timed(upload_to_results)
-            if seconds < best:
-                best, parts = seconds, outcome.seconds
-        _, search_s = timed(lambda: index.search(descriptors[:1], 10))
-        step = f"upload to results, {database:,} x 512 flat, {label}"
-        note = f"descriptor + search {parts:.3f} s (search {search_s:.3f} s)"
-        rows.append(["Retrieve", step, best, "-", note])
-
-
-class GeneratedPaths:
-    """Row i's path, made when asked: a 41.2M-row database without 41.2M strings in memory."""
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, row: int) -> str:
-        return f"db/{int(row)}.jpg"
-
-
-def measure_index_file(path: str, nprobe: int, rows: list) -> None:
-    """Upload to results against a prebuilt index file (benchmarks.index_scale writes one per
-    configuration: the 41.2M IVF-PQ), model forward included, at the index's nprobe."""
-    import faiss
-    import torch
-    from PIL import Image
-
-    from app.retrieval import RunServing, decode_query, retrieve
-    from core.geo import UTMZone
-    from core.index import IndexManifest
-    from core.model import CosPlaceNet
-    from data_catalog.serving import ServingDatabase
-
-    (index, seconds) = timed(lambda: faiss.read_index(path))
-    faiss.extract_index_ivf(index).nprobe = nprobe
-    count = index.ntotal
-    rows.append(["(setup)", f"read the {count:,}-row index {Path(path).name}", seconds, "-", ""])
-    torch.manual_seed(0)
-    model = CosPlaceNet("ResNet18", index.d).eval()
-    zone = UTMZone(10, "S")
-    utm = np.broadcast_to(np.array([[551_000.0, 4_182_000.0]]), (count, 2))  # no 660 MB copy
-    rng = np.random.default_rng(0)
-    photo = Image.fromarray(rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8))
-    buffer = io.BytesIO()
-    photo.save(buffer, format="JPEG", quality=90)
-    upload = buffer.getvalue()
-    for resize, label in ((None, "query at 512 px"), (96, "query at 96 px (demo run)")):
-        database = ServingDatabase(Path("."), GeneratedPaths(count), utm, zone, resize)
-        manifest = IndexManifest("ivf_pq", index.d, count)
-        serving = RunServing("city", model, index, manifest, database)
-        retrieve(serving, decode_query(upload, "warmup.jpg", zone), k=10)  # lazy init, pages in
-        times = [timed(lambda s=serving: retrieve(s, decode_query(upload, "p.jpg", zone)))[1]
-                 for _ in range(5)]  # fmt: skip
-        query = np.ascontiguousarray(rng.standard_normal((1, index.d)), dtype=np.float32)
-        search_s = min(timed(lambda q=query: index.search(q, 10))[1] for _ in range(5))
-        step = f"upload to results, {count:,} x {index.d} ivf_pq nprobe {nprobe}, {label}"
-        note = f"median {np.median(times):.3f} s of 5; search alone {search_s:.3f} s"
-        rows.append(["Retrieve", step, min(times), "-", note])
 
 
 def main() -> None:

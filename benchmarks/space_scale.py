@@ -19,14 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.table import timed
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO_WEIGHTS = REPO / "models" / "demo" / "demo_model.pth"
-
-
-def timed(function):
-    start = time.perf_counter()
-    value = function()
-    return value, time.perf_counter() - start
 
 
 def _flat_index(count: int, dim: int, rng):

@@ -31,3 +31,10 @@ def best_time(function: Callable[[], object], repeats: int = 3) -> float:
         function()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def timed(function: Callable[[], object]) -> tuple[object, float]:
+    """The function's value and the seconds one call took."""
+    start = time.perf_counter()
+    value = function()
+    return value, time.perf_counter() - start

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.table import print_table
-from benchmarks.training_throughput import training_args
+from benchmarks.training_throughput import require_city, training_args
 from training import config
 from training.data import load_train_set
 from training.distributed import Context
@@ -71,11 +71,7 @@ def write_seconds(args, repeats: int = 50) -> tuple[float, int]:
 
 def main() -> None:
     options = parse_arguments()
-    if not (Path(options.dataset_folder) / "train").is_dir():
-        raise SystemExit(
-            f"{options.dataset_folder}/train not found: build the demo city with `make demo-data` "
-            "or give --dataset_folder"
-        )
+    require_city(options.dataset_folder)
     torch.set_num_threads(options.threads)
     args = training_args(
         options.dataset_folder, options.image_size, options.batch_size, options.iterations, []

@@ -77,13 +77,18 @@ def epoch_images_per_s(args, train_set) -> tuple[float, float]:
     return stats["images_per_s"], images / (time.process_time() - cpu_start)
 
 
-def main() -> None:
-    options = parse_arguments()
-    if not (Path(options.dataset_folder) / "train").is_dir():
+def require_city(dataset_folder: str) -> None:
+    """Stop with a sentence when the city to train on is missing."""
+    if not (Path(dataset_folder) / "train").is_dir():
         raise SystemExit(
-            f"{options.dataset_folder}/train not found: build the demo city with `make demo-data` "
+            f"{dataset_folder}/train not found: build the demo city with `make demo-data` "
             "or give --dataset_folder"
         )
+
+
+def main() -> None:
+    options = parse_arguments()
+    require_city(options.dataset_folder)
     torch.set_num_threads(options.threads)
     base = training_args(options.dataset_folder, 96, options.batch_size, options.iterations, [])
     train_set = load_train_set(base.train_set_folder, config.partition_params(base))

@@ -154,11 +154,28 @@ def swap_folder(filled: str | os.PathLike, path: str | os.PathLike) -> Path:
     return path
 
 
+def restore_set_aside(path: str | os.PathLike) -> bool:
+    """Put back a folder that swap_folder set aside when its process was killed between its
+    two renames (`path` missing, the earlier folder inside a hidden sibling). True if so."""
+    path = Path(path)
+    if path.exists():
+        return False
+    for sibling in temporary_siblings(path):
+        earlier = sibling / path.name
+        if earlier.is_dir():
+            os.rename(earlier, path)
+            shutil.rmtree(sibling, ignore_errors=True)
+            fsync_folder(path.parent)
+            return True
+    return False
+
+
 @contextlib.contextmanager
 def replacing_folder(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a new sibling folder to fill; when the block ends it takes `path`'s place
     (swap_folder), so `path` never mixes old and new files. After an error in the block it
     is removed and `path` stays as it was."""
+    restore_set_aside(path)
     filled = new_sibling_folder(path)
     try:
         yield filled

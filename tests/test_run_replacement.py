@@ -148,6 +148,29 @@ def test_a_failed_swap_puts_the_earlier_folder_back(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
+def test_a_swap_killed_between_its_renames_is_put_back_by_the_next_command(tmp_path):
+    from argparse import Namespace
+
+    from training.run_folder import check_run_folder
+
+    target = tmp_path / "run"
+    files.write_text(target / "best_model.pth", "old")
+    new = files.new_sibling_folder(target)
+    files.write_text(new / "best_model.pth", "new")
+    # What a SIGKILL after swap_folder's first rename leaves: no Python cleanup ran.
+    aside = files.new_sibling_folder(target)
+    os.rename(target, aside / target.name)
+    assert not target.exists()
+    args = Namespace(run_folder=str(target), resume_train=None, overwrite=False)
+    with pytest.raises(UserError, match="already holds a run"):  # found again, so refused
+        check_run_folder(args)
+    assert contents(target) == {"best_model.pth": b"old"} and not aside.exists()
+    assert files.restore_set_aside(target) is False  # nothing left to put back
+    with files.replacing_folder(target) as writing:  # a later replacement works as usual
+        files.write_text(writing / "best_model.pth", "newer")
+    assert contents(target) == {"best_model.pth": b"newer"}
+
+
 # --- eval --overwrite ------------------------------------------------------------------------
 
 

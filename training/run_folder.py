@@ -39,6 +39,8 @@ def continues_run(args: argparse.Namespace) -> bool:
 def check_run_folder(args: argparse.Namespace) -> None:
     """Refuse to replace an earlier run unless --overwrite or --resume_train continues it."""
     folder = Path(args.run_folder)
+    if files.restore_set_aside(folder):
+        log.warning("%s was put back: an earlier replacement was killed while swapping", folder)
     found = runs.run_contents(folder)
     if not found or continues_run(args) or args.overwrite:
         return

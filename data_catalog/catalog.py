@@ -37,6 +37,7 @@ def catalog_file(workspace: str | os.PathLike) -> Path:
 
 
 DEFAULT_DB = str(catalog_file(DEFAULT_WORKSPACE))  # the commands' --db default
+DEFAULT_MEMORY_LIMIT = "4GB"  # DuckDB's own memory for the commands that write the catalog
 
 
 def _field_type(field: str) -> str:

@@ -32,7 +32,7 @@ from core.errors import UserError, user_errors
 from core.geo import UTMZone
 from core.partition import PartitionParams
 from data_catalog import app_queries, catalog_partition
-from data_catalog.catalog import DEFAULT_DB, connect, dataset_zone, run
+from data_catalog.catalog import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, connect, dataset_zone, run
 
 BASE_SIDE_M = 4.0  # finest street square: about one street lane
 MAX_BASE_POINTS = 40_000  # ~1.5 MB of JSON: light beside the layers drawn over it
@@ -89,13 +89,15 @@ def partition_tables(
         params = PartitionParams(**asdict(params))  # re-validate, recording its warnings
         progress(0.0, f"partition of {dataset}/{split}: classes and groups")
         part = catalog_partition.partition_images(con, dataset, params, split).partition
+        classes = catalog_partition.class_summary(part)
+        groups = catalog_partition.group_summary(part)
+        del part  # its per-image arrays go before the cells' own peak
         progress(0.5, f"partition of {dataset}/{split}: cells")
         cells = catalog_partition.cell_summary(con, dataset, params, split)
-    progress(0.95, f"partition of {dataset}/{split}: tables")
     return PartitionTables(
         cells=cells,
-        classes=catalog_partition.class_summary(part),
-        groups=catalog_partition.group_summary(part),
+        classes=classes,
+        groups=groups,
         warnings=list(dict.fromkeys(str(w.message) for w in caught)),
     )
 
@@ -324,9 +326,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--db", default=DEFAULT_DB, help=f"catalog file (default {DEFAULT_DB})")
     parser.add_argument("--dataset", help="one dataset (default: every catalogued dataset)")
+    parser.add_argument(
+        "--memory_limit",
+        default=DEFAULT_MEMORY_LIMIT,
+        help=f"DuckDB memory limit ({DEFAULT_MEMORY_LIMIT})",
+    )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    with connect(args.db) as con:
+    with connect(args.db, memory_limit=args.memory_limit) as con:
         names = app_queries.dataset_names(con)
         if args.dataset is not None and args.dataset not in names:
             raise UserError(

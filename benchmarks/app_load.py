@@ -17,8 +17,24 @@ The app reads a temporary workspace: a copy of the demo workspace's catalog (the
 write it) and links to its run folders and datasets, which nothing writes. Each N runs in a
 fresh process after one untimed session (model, index and page caches loaded, as on a server
 that has been up for a while) and reports the p50/p95 answer time, that process's peak RSS
-(the server's memory), the sessions that saw an exception (must be 0), the answers that
-found the catalog busy and the trainings that recorded a result meanwhile.
+(the server's memory), the sessions that saw an exception on a page (must be 0), the harness
+errors (must be 0 for the rest to mean anything), the answers that found the catalog busy and
+the trainings that recorded a result meanwhile.
+
+A page exception is one the page shows (AppTest's `exception` elements). A harness error is
+an exception raised by AppTest itself (a run past --timeout, a widget not found: the session
+stops there) or a thread of the process that died (a script thread that never ran its page);
+they are printed by kind under the table. AppTest is made for one test at a time: each AppTest.run
+installs a mock Streamlit Runtime in the process-wide `Runtime._instance` and sets it back to
+None when it returns, and the next script run starts with `runtime.get_instance()`
+(streamlit 1.67: testing/v1/app_test.py lines 663 and 727, runtime/scriptrunner/
+script_runner.py line 636). With sessions in threads, one session's run ending took the
+Runtime away from another's starting script thread ("Runtime hasn't been created!"): that
+thread died without running the page, and AppTest.run then failed with KeyError
+'...SCRIPT_RUN_WITHOUT_ERRORS' (on a session's first run; on a later one it returned an empty
+page). So the worker gives all its sessions one Runtime for the whole process, as the server
+has (sessions_share_one_runtime), and sets `global.appTest` for the process, which AppTest
+otherwise patches in and out around each run (patch_config_options, not thread-safe either).
 
     nice -n 5 python -m benchmarks.app_load [--demo_workspace data] [--sessions 1 4 16]
         [--rounds 1] [--photos 2] [--results_page] [--no_training]
@@ -27,6 +43,7 @@ found the catalog busy and the trainings that recorded a result meanwhile.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -46,7 +63,8 @@ from app.workspace import DEFAULT_WORKSPACE, WORKSPACE_ENV
 from benchmarks.table import print_table
 from data_catalog import runs
 
-VIEWS = Path(__file__).resolve().parents[1] / "app" / "views"
+REPOSITORY = Path(__file__).resolve().parents[1]
+VIEWS = REPOSITORY / "app" / "views"
 RETRIEVE_PAGE = VIEWS / "retrieve.py"
 RESULTS_PAGE = VIEWS / "results.py"
 # Part of CatalogBusyError's sentence, which the pages show when the catalog stays locked.
@@ -184,10 +202,76 @@ class TrainingLoop:
 # --- one process serving N sessions -----------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _no_patch(overrides: dict):
+    yield
+
+
+@contextlib.contextmanager
+def sessions_share_one_runtime():
+    """While inside: one Streamlit Runtime for every AppTest of the process, as the server
+    has one for all its sessions, and `global.appTest` set for the process.
+
+    AppTest.run sets the process-wide `Runtime._instance` to a fresh mock at its start and to
+    None at its end, which in threads takes the Runtime away from other sessions' script runs
+    (see the module's docstring); here `Runtime.instance()` and `exists()` answer with one
+    Runtime, built as AppTest builds its mock, whatever AppTest assigns. AppTest.run also
+    replaces the module-wide `config.get_option` for the run (patch_config_options); runs
+    ending out of order restore it out of order, leaving a run without `global.appTest` and a
+    stale patch installed after all. Here the option is set once and that patch is a no-op."""
+    from unittest import mock
+
+    from streamlit import config
+    from streamlit.components.v2.component_manager import BidiComponentManager
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.caching.storage.dummy_cache_storage import MemoryCacheStorageManager
+    from streamlit.runtime.dataframe_source_manager import DataframeSourceManager
+    from streamlit.runtime.media_file_manager import MediaFileManager
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    from streamlit.testing.v1 import app_test
+
+    server = mock.MagicMock(spec=Runtime)
+    server.media_file_mgr = MediaFileManager(MemoryMediaFileStorage("/mock/media"))
+    server.dataframe_source_mgr = DataframeSourceManager()
+    server.cache_storage_manager = MemoryCacheStorageManager()
+    server.bidi_component_registry = BidiComponentManager()
+    server.bidi_component_registry.discover_and_register_components(start_file_watching=False)
+    app_test_before = config.get_option("global.appTest")
+    config.set_option("global.appTest", True)
+    try:
+        with (
+            mock.patch.object(Runtime, "instance", classmethod(lambda cls: server)),
+            mock.patch.object(Runtime, "exists", classmethod(lambda cls: True)),
+            mock.patch.object(app_test, "patch_config_options", _no_patch),
+        ):
+            yield server
+    finally:
+        config.set_option("global.appTest", app_test_before)
+
+
+@contextlib.contextmanager
+def script_thread_crashes():
+    """The exceptions that end a thread of the process while inside (a script thread that
+    dies never shows a page: AppTest only sees that it stopped), as 'Type: message'."""
+    crashes: list[str] = []
+    before = threading.excepthook
+
+    def record(hook_args) -> None:
+        crashes.append(f"{hook_args.exc_type.__name__}: {hook_args.exc_value}")
+        before(hook_args)
+
+    threading.excepthook = record
+    try:
+        yield crashes
+    finally:
+        threading.excepthook = before
+
+
 @dataclass
 class SessionLog:
     seconds: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)  # shown by a page
+    harness_errors: list[str] = field(default_factory=list)  # raised by AppTest: it stopped
     busy_answers: int = 0
 
 
@@ -196,7 +280,7 @@ def answer(log: SessionLog, app, change) -> None:
     start = time.perf_counter()
     change(app).run()
     log.seconds.append(time.perf_counter() - start)
-    log.errors.extend(str(e.value) for e in app.exception)
+    log.page_errors.extend(str(e.value) for e in app.exception)
     log.busy_answers += any(BUSY_MARK in str(e.value) for e in app.info)
 
 
@@ -232,31 +316,37 @@ def run_session(
                 )
             for app, change in changes:
                 answer(log, app, change)
-    except Exception as error:  # a timeout, a missing widget: this session failed
-        log.errors.append(f"{type(error).__name__}: {error}")
+    except Exception as error:  # raised by AppTest (a timeout, a missing widget): it stopped
+        log.harness_errors.append(f"{type(error).__name__}: {error}")
 
 
 def serve(sessions: int, args: argparse.Namespace, photos: list[Path]) -> dict:
     """Run in the worker process: one untimed session, then `sessions` at once."""
-    warm_up = SessionLog()
-    run_session(-1, args, photos, warm_up)
-    logs = [SessionLog() for _ in range(sessions)]
-    barrier = threading.Barrier(sessions)
-    threads = [
-        threading.Thread(target=run_session, args=(n, args, photos, log, barrier))
-        for n, log in enumerate(logs)
+    with sessions_share_one_runtime(), script_thread_crashes() as crashes:
+        warm_up = SessionLog()
+        run_session(-1, args, photos, warm_up)
+        logs = [SessionLog() for _ in range(sessions)]
+        barrier = threading.Barrier(sessions)
+        threads = [
+            threading.Thread(target=run_session, args=(n, args, photos, log, barrier))
+            for n, log in enumerate(logs)
+        ]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall_s = time.perf_counter() - start
+    every = [warm_up, *logs]
+    harness_errors = [e for log in every for e in log.harness_errors] + [
+        f"a script thread died: {crash}" for crash in crashes
     ]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
     return {
-        "wall_s": time.perf_counter() - start,
+        "wall_s": wall_s,
         "seconds": [s for log in logs for s in log.seconds],
-        "failed_sessions": sum(bool(log.errors) for log in logs),
-        "errors": (warm_up.errors + [e for log in logs for e in log.errors])[:5],
-        "warm_up_failed": bool(warm_up.errors),
+        "page_exception_sessions": sum(bool(log.page_errors) for log in every),
+        "page_errors": [e for log in every for e in log.page_errors][:5],
+        "harness_errors": harness_errors,
         "busy_answers": sum(log.busy_answers for log in logs),
         # Linux reports ru_maxrss in KiB: the most this process (the "server") ever held.
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -265,20 +355,32 @@ def serve(sessions: int, args: argparse.Namespace, photos: list[Path]) -> dict:
 
 def run_worker(sessions: int, args: argparse.Namespace, workspace: Path) -> dict:
     """serve() in a fresh process (its own peak RSS), run where the workspace's relative
-    paths (data/...) resolve, as `make demo-app` runs the app from the repository."""
+    paths (data/...) resolve, as `make demo-app` runs the app from the repository. This
+    checkout comes first on its path: outside the repository `benchmarks` is not importable,
+    and the editable install may point at another checkout's app."""
     command = [
         sys.executable, "-m", "benchmarks.app_load", "--worker", str(sessions),
         "--demo_workspace", str(workspace), "--run", args.run, "--dataset", args.dataset,
         "--queries", args.queries, "--rounds", str(args.rounds), "--photos", str(args.photos),
         "--timeout", str(args.timeout), *(["--results_page"] if args.results_page else []),
     ]  # fmt: skip
-    environment = {**os.environ, WORKSPACE_ENV: str(workspace)}
+    path = [str(REPOSITORY), *filter(None, [os.environ.get("PYTHONPATH")])]
+    environment = {**os.environ, WORKSPACE_ENV: str(workspace), "PYTHONPATH": os.pathsep.join(path)}
     done = subprocess.run(
         command, cwd=workspace.parent, env=environment, capture_output=True, text=True
     )
     if done.returncode != 0:
         raise SystemExit(f"the worker for {sessions} sessions failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def error_kinds(errors: list[str]) -> dict[str, int]:
+    """How many of each error, by its first line (a timeout's names its seconds)."""
+    kinds: dict[str, int] = {}
+    for error in errors:
+        kind = error.splitlines()[0][:200] if error else "?"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
 
 
 def percentile(seconds: list[float], q: float) -> float:
@@ -306,11 +408,13 @@ def measure(args: argparse.Namespace) -> list[list]:
                 rows.append([
                     sessions, len(report["seconds"]), percentile(report["seconds"], 50),
                     percentile(report["seconds"], 95), report["wall_s"], report["peak_rss_mb"],
-                    report["failed_sessions"] + report["warm_up_failed"],
+                    report["page_exception_sessions"], len(report["harness_errors"]),
                     report["busy_answers"], recorded,
                 ])  # fmt: skip
-                for error in report["errors"]:
-                    print(f"  {sessions} sessions, an exception: {error[:300]}")
+                for error in report["page_errors"]:
+                    print(f"  {sessions} sessions, a page exception: {error[:300]}")
+                for kind, count in error_kinds(report["harness_errors"]).items():
+                    print(f"  {sessions} sessions, harness error x{count}: {kind}")
         finally:
             if training is not None:
                 training.stop()
@@ -335,7 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print_table(
         ["sessions", "answers", "p50 s", "p95 s", "wall s", "peak RSS MB",
-         "sessions with an exception", "answers with catalog busy", "trainings recorded"],
+         "sessions with a page exception", "harness errors", "answers with catalog busy",
+         "trainings recorded"],
         rows,
     )  # fmt: skip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 
 import pytest
 from app_fixtures import INDEX_FLAGS
@@ -35,6 +36,58 @@ def test_a_workspace_without_a_run_is_refused(tmp_path):
         app_load.prepare_workspace(tmp_path, tmp_path / "load")
 
 
+TRIVIAL_PAGE = """
+import numpy as np
+import streamlit as st
+
+st.selectbox("Run", ["demo", "other"], key="run")
+st.image(np.zeros((4, 4, 3), dtype=np.uint8))
+st.write("answered")
+"""
+
+
+def test_sessions_in_threads_all_run_their_page(tmp_path):
+    """AppTests in threads, as the benchmark's sessions: without one Runtime for all, one
+    session's run ending (Runtime._instance = None) killed other sessions' script threads, and
+    their AppTest.run raised KeyError '...SCRIPT_RUN_WITHOUT_ERRORS'."""
+    from streamlit import config, runtime
+    from streamlit.testing.v1 import AppTest
+
+    page = tmp_path / "page.py"
+    page.write_text(TRIVIAL_PAGE)
+    sessions, runs = 8, 4
+    raised, shown = [], []
+    barrier = threading.Barrier(sessions)
+
+    def session() -> None:
+        barrier.wait()
+        for _ in range(runs):  # each a fresh session: its first run is the one that raised
+            app = AppTest.from_file(str(page), default_timeout=60)
+            try:
+                app.run()
+                shown.append((app.markdown[0].value, app.selectbox(key="run").value))
+                shown.extend(e.value for e in app.exception)
+            except Exception as error:
+                raised.append(f"{type(error).__name__}: {error}")
+
+    with app_load.sessions_share_one_runtime(), app_load.script_thread_crashes() as crashes:
+        threads = [threading.Thread(target=session) for _ in range(sessions)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert (raised, crashes) == ([], [])
+    assert shown == [("answered", "demo")] * (sessions * runs)
+    # Streamlit as it was: no Runtime outside the sessions, AppTest's option unset.
+    assert not runtime.exists() and config.get_option("global.appTest") is False
+
+
+def test_harness_errors_are_counted_by_kind():
+    timeout = "RuntimeError: AppTest script run timed out after 600.0(s)"
+    kinds = app_load.error_kinds([timeout, "KeyError: 'k'\nmore", timeout])
+    assert kinds == {timeout: 2, "KeyError: 'k'": 1}
+
+
 @pytest.mark.slow
 def test_one_session_answers_every_step_beside_a_training(tiny_run, tiny_city, tmp_path, capsys):
     from training.build_index import main as build_index_main
@@ -51,11 +104,11 @@ def test_one_session_answers_every_step_beside_a_training(tiny_run, tiny_city, t
 
     printed = capsys.readouterr().out
     row = printed.strip().splitlines()[-1].strip("|").split("|")
-    sessions, answers, p50, p95, _, rss, failed, _, _ = [
+    sessions, answers, p50, p95, _, rss, failed, harness, _, _ = [
         float(c.replace(",", "")) if c.strip() != "-" else None for c in row
     ]
     # Retrieve: open, upload, k, threshold; Results: open, threshold.
-    assert (sessions, answers, failed) == (1, 6, 0), printed
+    assert (sessions, answers, failed, harness) == (1, 6, 0, 0), printed
     assert 0 < p50 <= p95 and rss > 0
     # The trainings wrote the copy: the workspace given is as it was.
     assert (demo / "catalog.duckdb").read_bytes() == catalog_before

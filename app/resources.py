@@ -283,11 +283,17 @@ def catalogued_dataset(path: Path, folder: str | Path) -> str | None:
     return _catalogued_dataset(catalog_reader.catalog_fingerprint(path), str(folder))
 
 
-def street_base_layer(path: Path, dataset: str | None, mode: str):
-    """The faint street layer of a catalogued dataset when the toggle asks for it, else None."""
+def street_base_squares(path: Path, dataset: str | None, mode: str):
+    """The street squares of a catalogued dataset when the toggle asks for them, else None."""
     if dataset is None or not street_layer.draw_base(mode, tiles_reachable()):
         return None
     try:
-        return street_layer.base_layer(street_squares(path, dataset))
+        return street_squares(path, dataset)
     except (catalog_reader.CatalogMissingError, catalog_reader.CatalogBusyError, KeyError):
         return None  # the map still draws, without its streets
+
+
+def street_base_layer(path: Path, dataset: str | None, mode: str):
+    """The faint street layer of a catalogued dataset when the toggle asks for it, else None."""
+    squares = street_base_squares(path, dataset, mode)
+    return None if squares is None else street_layer.base_layer(squares)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from data_catalog.map_views import StreetSquares
 
 BASE_DECIMALS = 5  # 1 m of latitude: enough for a faint dot
 BASE_COLOUR = [70, 70, 80, 80]
+AROUND_M = 300.0  # streets kept around a small map's points (Retrieve's result maps)
 TILE_HOST = ("basemaps.cartocdn.com", 443)
 TILE_PROBE_S = 1.0
 
@@ -77,6 +79,29 @@ def base_layer(squares: StreetSquares) -> pdk.Layer:
         radius_min_pixels=1,
         radius_max_pixels=6,
         pickable=False,
+    )
+
+
+def squares_around(
+    squares: StreetSquares, east: np.ndarray, north: np.ndarray, margin_m: float = AROUND_M
+) -> StreetSquares:
+    """The squares within margin_m of the box around the points (a small map's extent): a
+    map of ten results needs the streets near them, not a whole city's squares."""
+    east = np.asarray(east, dtype=np.float64)
+    north = np.asarray(north, dtype=np.float64)
+    east, north = east[np.isfinite(east)], north[np.isfinite(north)]
+    if len(east) == 0:
+        return replace(
+            squares, east=squares.east[:0], north=squares.north[:0], images=squares.images[:0]
+        )
+    keep = (
+        (squares.east >= east.min() - margin_m)
+        & (squares.east <= east.max() + margin_m)
+        & (squares.north >= north.min() - margin_m)
+        & (squares.north <= north.max() + margin_m)
+    )
+    return replace(
+        squares, east=squares.east[keep], north=squares.north[keep], images=squares.images[keep]
     )
 
 

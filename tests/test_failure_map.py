@@ -171,6 +171,17 @@ def test_street_squares_merge_positions_until_few_enough_remain():
     assert len(layer.data) == len(coarse) and not layer.pickable
 
 
+def test_a_small_map_gets_only_the_streets_around_its_points():
+    east = EAST + np.arange(0.0, 10_000.0, 4.0)  # one street, 10 km long
+    squares = map_views.street_squares(east, np.full(len(east), NORTH), ZONE, limit=10_000)
+    points_e, points_n = np.array([EAST + 5_000.0, EAST + 5_100.0]), np.array([NORTH, np.nan])
+    near = street_layer.squares_around(squares, points_e, points_n, margin_m=300.0)
+    assert 0 < len(near) < len(squares) / 10
+    assert near.east.min() >= EAST + 4_700 and near.east.max() <= EAST + 5_400
+    assert near.side_m == squares.side_m and near.images.sum() == len(near)
+    assert len(street_layer.squares_around(squares, [], [])) == 0
+
+
 def test_the_base_layer_is_drawn_when_tiles_cannot_load_or_when_asked():
     assert street_layer.draw_base("auto", reachable=False)
     assert not street_layer.draw_base("auto", reachable=True)

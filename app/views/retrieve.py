@@ -88,8 +88,8 @@ if not raw_queries:
 
 # Each run's database as faint streets under its maps, when the catalog holds its dataset.
 catalog = resources.catalog_file()
-bases = {
-    serving.name: resources.street_base_layer(
+streets = {
+    serving.name: resources.street_base_squares(
         catalog, resources.catalogued_dataset(catalog, serving.database.root), base_mode
     )
     for serving in servings
@@ -137,7 +137,15 @@ def show_results(query: Query, serving, descriptor, container, slot: str) -> Non
         st.dataframe(described, hide_index=True, key=f"table_{serving.name}_{slot}")
         with st.expander("File names"):
             st.code("\n".join(f"#{r.rank} {r.path}" for r in results.itertuples()), language=None)
-        base = bases[serving.name]
+        squares = streets[serving.name]
+        base = None
+        if squares is not None:  # only the streets around this map's points are sent
+            east, north = list(results["east"]), list(results["north"])
+            if query.position is not None:
+                east.append(query.position[0])
+                north.append(query.position[1])
+            near = street_layer.squares_around(squares, east, north)
+            base = street_layer.base_layer(near)
         st.pydeck_chart(
             retrieval_deck(query, outcome, serving.database.zone, base),
             height=320,

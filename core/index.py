@@ -118,9 +118,20 @@ def _as_float32(descriptors: np.ndarray) -> np.ndarray:
     return array
 
 
+# A flat coarse quantizer compares every added descriptor with every list's centroid (n x
+# nlist x dim to fill the index): 8,192 lists took 33 min to fill with 41.2M descriptors on
+# the 2-core machine (benchmarks.index_scale, README), where 4 sqrt(n) = 25,675 lists would
+# take about three times as long, past the hour a city-scale build is allowed.
+MAX_DEFAULT_NLIST = 8192
+# Lists searched per query: at 1M place-clustered descriptors 64 of 4,096 lists found 0.66
+# of the exact top-10 for 3.8 ms of one core (16 lists: 0.52 for 1.3 ms).
+DEFAULT_NPROBE = 64
+
+
 def default_nlist(count: int) -> int:
-    """About 4 sqrt(n) inverted lists, but never fewer than 39 training points per list."""
-    return max(1, min(int(4 * math.sqrt(count)), count // 39))
+    """About 4 sqrt(n) inverted lists, at most MAX_DEFAULT_NLIST, but never fewer than 39
+    training points per list."""
+    return max(1, min(int(4 * math.sqrt(count)), MAX_DEFAULT_NLIST, count // 39))
 
 
 def empty_index(
@@ -128,7 +139,7 @@ def empty_index(
     dim: int,
     count: int,
     nlist: int | None = None,
-    nprobe: int = 16,
+    nprobe: int = DEFAULT_NPROBE,
     pq_m: int = 64,
     hnsw_m: int = 32,
     ef_search: int = 128,

@@ -129,3 +129,11 @@ def test_query_dimension_mismatch_is_named():
     index, _ = build_index(clustered(100), "flat")
     with pytest.raises(IndexMismatchError, match="32-D descriptors but the index holds 64-D"):
         search(index, clustered(2, dim=32))
+
+
+def test_default_lists_grow_as_sqrt_n_up_to_what_an_hour_of_building_allows():
+    from core.index import MAX_DEFAULT_NLIST, default_nlist
+
+    assert default_nlist(1_000) == 1_000 // 39  # enough training points per list
+    assert default_nlist(1_000_000) == 4_000
+    assert default_nlist(41_200_000) == MAX_DEFAULT_NLIST == 8192

@@ -28,7 +28,9 @@ from core.descriptors import extract_from_paths
 from core.errors import UserError, user_errors
 from core.geo import UTMZone, single_zone
 from core.index import (
+    DEFAULT_NPROBE,
     INDEX_TYPES,
+    MAX_DEFAULT_NLIST,
     IndexManifest,
     build_index,
     model_fingerprint,
@@ -76,8 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
         "flat_fp16 halves memory, hnsw is a graph index, ivf_hnsw_pq is IVF-PQ with a graph "
         "coarse quantizer (faster queries over tens of thousands of lists)",
     )
-    parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default ~4 sqrt(n))")
-    parser.add_argument("--nprobe", type=int, default=16, help="IVF lists searched per query")
+    parser.add_argument(
+        "--nlist",
+        type=int,
+        default=None,
+        help=f"IVF lists (default ~4 sqrt(n), at most {MAX_DEFAULT_NLIST:,})",
+    )
+    parser.add_argument(
+        "--nprobe", type=int, default=DEFAULT_NPROBE, help="IVF lists searched per query"
+    )
     parser.add_argument("--pq_m", type=int, default=64, help="PQ sub-quantisers (divide dim)")
     parser.add_argument("--hnsw_m", type=int, default=32, help="HNSW neighbours per node")
     parser.add_argument("--ef_search", type=int, default=128, help="HNSW search breadth")

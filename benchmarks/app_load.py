@@ -317,7 +317,11 @@ def run_session(
             for app, change in changes:
                 answer(log, app, change)
     except Exception as error:  # raised by AppTest (a timeout, a missing widget): it stopped
-        log.harness_errors.append(f"{type(error).__name__}: {error}")
+        shown = [str(e.value) for e in (*retrieve.warning, *retrieve.info, *retrieve.error)]
+        said = f" (the page said: {' / '.join(shown)})" if shown else ""
+        if not retrieve.title:  # the page's first line is its title: the run drew nothing
+            said += " (the run drew nothing, not even the page's title)"
+        log.harness_errors.append(f"{type(error).__name__}: {error}{said}")
 
 
 def serve(sessions: int, args: argparse.Namespace, photos: list[Path]) -> dict:

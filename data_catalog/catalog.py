@@ -40,6 +40,15 @@ DEFAULT_DB = str(catalog_file(DEFAULT_WORKSPACE))  # the commands' --db default
 DEFAULT_MEMORY_LIMIT = "4GB"  # DuckDB's own memory for the commands that write the catalog
 
 
+def add_memory_limit_argument(parser) -> None:
+    """The --memory_limit flag of the commands that write the catalog."""
+    parser.add_argument(
+        "--memory_limit",
+        default=DEFAULT_MEMORY_LIMIT,
+        help=f"DuckDB memory limit ({DEFAULT_MEMORY_LIMIT})",
+    )
+
+
 def _field_type(field: str) -> str:
     if field in NUMERIC_FIELDS:
         return "DOUBLE NOT NULL"

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from core.errors import UserError, user_errors
 from data_catalog import map_views
-from data_catalog.catalog import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, connect, dataset_zone, run
+from data_catalog.catalog import DEFAULT_DB, add_memory_limit_argument, connect, dataset_zone, run
 from data_catalog.dataset_layout import Source, resolve_source
 from data_catalog.ingest_stages import (
     VIEWS,
@@ -246,11 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--db", default=DEFAULT_DB, help=f"catalog file (default {DEFAULT_DB})")
     parser.add_argument("--dataset", help="name in the catalog (default: the root folder's name)")
-    parser.add_argument(
-        "--memory_limit",
-        default=DEFAULT_MEMORY_LIMIT,
-        help=f"DuckDB memory limit ({DEFAULT_MEMORY_LIMIT})",
-    )
+    add_memory_limit_argument(parser)
     parser.add_argument("--threads", type=int, help="DuckDB threads (default: all cores)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_argument(

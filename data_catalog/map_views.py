@@ -32,7 +32,7 @@ from core.errors import UserError, user_errors
 from core.geo import UTMZone
 from core.partition import PartitionParams
 from data_catalog import app_queries, catalog_partition
-from data_catalog.catalog import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, connect, dataset_zone, run
+from data_catalog.catalog import DEFAULT_DB, add_memory_limit_argument, connect, dataset_zone, run
 
 BASE_SIDE_M = 4.0  # finest street square: about one street lane
 MAX_BASE_POINTS = 40_000  # ~1.5 MB of JSON: light beside the layers drawn over it
@@ -326,11 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--db", default=DEFAULT_DB, help=f"catalog file (default {DEFAULT_DB})")
     parser.add_argument("--dataset", help="one dataset (default: every catalogued dataset)")
-    parser.add_argument(
-        "--memory_limit",
-        default=DEFAULT_MEMORY_LIMIT,
-        help=f"DuckDB memory limit ({DEFAULT_MEMORY_LIMIT})",
-    )
+    add_memory_limit_argument(parser)
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     with connect(args.db, memory_limit=args.memory_limit) as con:

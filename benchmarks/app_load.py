@@ -23,18 +23,8 @@ the trainings that recorded a result meanwhile.
 
 A page exception is one the page shows (AppTest's `exception` elements). A harness error is
 an exception raised by AppTest itself (a run past --timeout, a widget not found: the session
-stops there) or a thread of the process that died (a script thread that never ran its page);
-they are printed by kind under the table. AppTest is made for one test at a time: each AppTest.run
-installs a mock Streamlit Runtime in the process-wide `Runtime._instance` and sets it back to
-None when it returns, and the next script run starts with `runtime.get_instance()`
-(streamlit 1.67: testing/v1/app_test.py lines 663 and 727, runtime/scriptrunner/
-script_runner.py line 636). With sessions in threads, one session's run ending took the
-Runtime away from another's starting script thread ("Runtime hasn't been created!"): that
-thread died without running the page, and AppTest.run then failed with KeyError
-'...SCRIPT_RUN_WITHOUT_ERRORS' (on a session's first run; on a later one it returned an empty
-page). So the worker gives all its sessions one Runtime for the whole process, as the server
-has (sessions_share_one_runtime), and sets `global.appTest` for the process, which AppTest
-otherwise patches in and out around each run (patch_config_options, not thread-safe either).
+stops there) or a thread of the process that died; they are printed by kind under the table.
+Why the sessions need benchmarks.threaded_apptest to share one process: see that module.
 
     nice -n 5 python -m benchmarks.app_load [--demo_workspace data] [--sessions 1 4 16]
         [--rounds 1] [--photos 2] [--results_page] [--no_training]
@@ -43,7 +33,6 @@ otherwise patches in and out around each run (patch_config_options, not thread-s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
@@ -61,6 +50,8 @@ import numpy as np
 
 from app.workspace import DEFAULT_WORKSPACE, WORKSPACE_ENV
 from benchmarks.table import print_table
+from benchmarks.threaded_apptest import script_thread_crashes, sessions_share_one_runtime
+from core.errors import UserError, user_errors
 from data_catalog import runs
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -135,7 +126,7 @@ def prepare_workspace(demo: Path, folder: Path) -> Path:
     """folder/<demo's name>: the demo's catalog copied, everything else linked (never written:
     the trainings write the catalog copy and their own run folders only)."""
     if not (demo / "catalog.duckdb").is_file() or not runs.run_folders(demo):
-        raise SystemExit(f"{demo} holds no catalog.duckdb or no run: run make demo first")
+        raise UserError(f"{demo} holds no catalog.duckdb or no run: run make demo first")
     workspace = folder / demo.name
     (workspace / "runs").mkdir(parents=True)
     shutil.copy2(demo / "catalog.duckdb", workspace / "catalog.duckdb")
@@ -150,7 +141,7 @@ def prepare_workspace(demo: Path, folder: Path) -> Path:
 def query_photos(folder: Path) -> list[Path]:
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".png"))
     if not photos:
-        raise SystemExit(f"no photo in {folder}: give --queries a folder of query images")
+        raise UserError(f"no photo in {folder}: give --queries a folder of query images")
     return photos
 
 
@@ -197,74 +188,6 @@ class TrainingLoop:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
         self._thread.join(timeout=60)
-
-
-# --- one process serving N sessions -----------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _no_patch(overrides: dict):
-    yield
-
-
-@contextlib.contextmanager
-def sessions_share_one_runtime():
-    """While inside: one Streamlit Runtime for every AppTest of the process, as the server
-    has one for all its sessions, and `global.appTest` set for the process.
-
-    AppTest.run sets the process-wide `Runtime._instance` to a fresh mock at its start and to
-    None at its end, which in threads takes the Runtime away from other sessions' script runs
-    (see the module's docstring); here `Runtime.instance()` and `exists()` answer with one
-    Runtime, built as AppTest builds its mock, whatever AppTest assigns. AppTest.run also
-    replaces the module-wide `config.get_option` for the run (patch_config_options); runs
-    ending out of order restore it out of order, leaving a run without `global.appTest` and a
-    stale patch installed after all. Here the option is set once and that patch is a no-op."""
-    from unittest import mock
-
-    from streamlit import config
-    from streamlit.components.v2.component_manager import BidiComponentManager
-    from streamlit.runtime import Runtime
-    from streamlit.runtime.caching.storage.dummy_cache_storage import MemoryCacheStorageManager
-    from streamlit.runtime.dataframe_source_manager import DataframeSourceManager
-    from streamlit.runtime.media_file_manager import MediaFileManager
-    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-    from streamlit.testing.v1 import app_test
-
-    server = mock.MagicMock(spec=Runtime)
-    server.media_file_mgr = MediaFileManager(MemoryMediaFileStorage("/mock/media"))
-    server.dataframe_source_mgr = DataframeSourceManager()
-    server.cache_storage_manager = MemoryCacheStorageManager()
-    server.bidi_component_registry = BidiComponentManager()
-    server.bidi_component_registry.discover_and_register_components(start_file_watching=False)
-    app_test_before = config.get_option("global.appTest")
-    config.set_option("global.appTest", True)
-    try:
-        with (
-            mock.patch.object(Runtime, "instance", classmethod(lambda cls: server)),
-            mock.patch.object(Runtime, "exists", classmethod(lambda cls: True)),
-            mock.patch.object(app_test, "patch_config_options", _no_patch),
-        ):
-            yield server
-    finally:
-        config.set_option("global.appTest", app_test_before)
-
-
-@contextlib.contextmanager
-def script_thread_crashes():
-    """The exceptions that end a thread of the process while inside (a script thread that
-    dies never shows a page: AppTest only sees that it stopped), as 'Type: message'."""
-    crashes: list[str] = []
-    before = threading.excepthook
-
-    def record(hook_args) -> None:
-        crashes.append(f"{hook_args.exc_type.__name__}: {hook_args.exc_value}")
-        before(hook_args)
-
-    threading.excepthook = record
-    try:
-        yield crashes
-    finally:
-        threading.excepthook = before
 
 
 @dataclass
@@ -396,7 +319,7 @@ def measure(args: argparse.Namespace) -> list[list]:
     demo = Path(args.demo_workspace).resolve()
     query_photos(demo / args.dataset / args.queries)  # refused here, before any process
     if not (runs.runs_folder(demo) / args.run / runs.INDEX_DIR).is_dir():
-        raise SystemExit(f"{demo}/runs/{args.run} has no index: build it, or give --run")
+        raise UserError(f"{demo}/runs/{args.run} has no index: build it, or give --run")
     rows = []
     with tempfile.TemporaryDirectory(prefix="app_load_") as folder:
         workspace = prepare_workspace(demo, Path(folder))
@@ -427,6 +350,7 @@ def measure(args: argparse.Namespace) -> list[list]:
     return rows
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     if args.worker is not None:

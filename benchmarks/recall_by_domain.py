@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmarks.table import print_table
+from core.errors import UserError, user_errors
 from core.model import model_from_checkpoint
 from data_catalog.synthetic.domains import condition_label, photo_conditions
 from training import distributed
@@ -25,17 +26,18 @@ def photo_domains(dataset_folder: Path, folder: str) -> dict[str, str]:
     """File name -> domain ("night", "fog", ...; "+grey" when the camera was grey)."""
     conditions = photo_conditions(dataset_folder, folder)
     if conditions is None:
-        raise SystemExit(f"{dataset_folder} is not the synthetic city: its photos have no domain")
+        raise UserError(f"{dataset_folder} is not the synthetic city: its photos have no domain")
     return {name: condition_label(condition) for name, condition in conditions.items()}
 
 
-def main() -> None:
+@user_errors
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset_folder", type=Path, required=True)
     parser.add_argument("--resume_model", required=True)
     parser.add_argument("--split", choices=["val", "test"], default="val")
     parser.add_argument("--image_size", type=int, default=96, help="shorter side, as in eval")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     domains = photo_domains(args.dataset_folder, f"{args.split}/queries_v1")
     test_set = load_test_set(args.dataset_folder / args.split, "queries_v1")
     model = model_from_checkpoint(args.resume_model)

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.table import print_table
+from core.errors import UserError, user_errors
 from core.heads import CosFace
 from core.model import CosPlaceNet
 from training.baselines.triplet import triplet_loss
@@ -183,11 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("CUDA is not available")
+        raise UserError("CUDA is not available: run with --device cpu, or on a machine with a GPU")
     if args.config:  # a child: measure one configuration, print it as JSON
         torch.set_num_threads(args.threads)
         print(json.dumps(measure(args.config, args)))

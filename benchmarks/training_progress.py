@@ -24,6 +24,7 @@ import torch
 
 from benchmarks.table import print_table
 from benchmarks.training_throughput import require_city, training_args
+from core.errors import user_errors
 from training import config
 from training.data import load_train_set
 from training.distributed import Context
@@ -37,7 +38,7 @@ RECORDS = {
 }
 
 
-def parse_arguments() -> argparse.Namespace:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset_folder", default="data/synthetic_demo")
     parser.add_argument("--image_size", type=int, default=96)
@@ -45,7 +46,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def history(epochs: int) -> list[dict]:
@@ -69,8 +70,9 @@ def write_seconds(args, repeats: int = 50) -> tuple[float, int]:
         return seconds, (Path(folder) / "progress.json").stat().st_size
 
 
-def main() -> None:
-    options = parse_arguments()
+@user_errors
+def main(argv: list[str] | None = None) -> None:
+    options = parse_arguments(argv)
     require_city(options.dataset_folder)
     torch.set_num_threads(options.threads)
     args = training_args(

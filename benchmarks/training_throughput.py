@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.table import print_table
+from core.errors import UserError, user_errors
 from training import config
 from training.data import GroupDataset, load_train_set
 from training.distributed import Context
@@ -31,7 +32,7 @@ from training.train import Trainee, augmentation, build_training, group_batches,
 PRECISIONS = {"fp32": [], "bf16 autocast": ["--amp_cpu_bf16"]}
 
 
-def parse_arguments() -> argparse.Namespace:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset_folder", default="data/synthetic_demo")
     parser.add_argument("--image_sizes", type=int, nargs="+", default=[96, 128])
@@ -39,7 +40,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def training_args(dataset_folder: str, image_size: int, batch_size: int, iterations: int, extra):
@@ -80,14 +81,15 @@ def epoch_images_per_s(args, train_set) -> tuple[float, float]:
 def require_city(dataset_folder: str) -> None:
     """Stop with a sentence when the city to train on is missing."""
     if not (Path(dataset_folder) / "train").is_dir():
-        raise SystemExit(
+        raise UserError(
             f"{dataset_folder}/train not found: build the demo city with `make demo-data` "
             "or give --dataset_folder"
         )
 
 
-def main() -> None:
-    options = parse_arguments()
+@user_errors
+def main(argv: list[str] | None = None) -> None:
+    options = parse_arguments(argv)
     require_city(options.dataset_folder)
     torch.set_num_threads(options.threads)
     base = training_args(options.dataset_folder, 96, options.batch_size, options.iterations, [])

@@ -10,6 +10,8 @@ from app_fixtures import INDEX_FLAGS
 from conftest import TINY_RUN_NAME
 
 from benchmarks import app_load
+from benchmarks.threaded_apptest import script_thread_crashes, sessions_share_one_runtime
+from core.errors import UserError
 from data_catalog import catalog
 
 
@@ -32,7 +34,7 @@ def test_the_app_reads_a_copy_of_the_catalog_and_the_run_folders_themselves(tmp_
 
 def test_a_workspace_without_a_run_is_refused(tmp_path):
     catalog.connect(tmp_path / "catalog.duckdb").close()
-    with pytest.raises(SystemExit, match="no run"):
+    with pytest.raises(UserError, match="no run"):
         app_load.prepare_workspace(tmp_path, tmp_path / "load")
 
 
@@ -70,7 +72,10 @@ def test_sessions_in_threads_all_run_their_page(tmp_path):
             except Exception as error:
                 raised.append(f"{type(error).__name__}: {error}")
 
-    with app_load.sessions_share_one_runtime(), app_load.script_thread_crashes() as crashes:
+    with (
+        sessions_share_one_runtime(),
+        script_thread_crashes() as crashes,
+    ):
         threads = [threading.Thread(target=session) for _ in range(sessions)]
         for thread in threads:
             thread.start()

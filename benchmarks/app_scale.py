@@ -236,7 +236,7 @@ def measure_failures(folder: Path, database: int, queries: int, rows: list) -> N
 
     db, seconds = build_catalog(folder, database)
     rows.append(["(setup)", f"generate + ingest {database:,} database names", seconds, "-", ""])
-    predictions_csv = folder / "predictions.csv"
+    predictions_csv = folder / runs.PREDICTIONS
     write_failure_predictions(predictions_csv, queries, db)
     squares, cold = timed(lambda: street_layer.catalog_street_squares(db, "city"))
     rows.append(["Failures", f"street layer of {database:,} images (cached by the app)", cold,

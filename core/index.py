@@ -328,7 +328,7 @@ def _manifest_for(folder: Path, index_sha256: str) -> IndexManifest:
     )
 
 
-def _check(manifest: IndexManifest, what: str, found, expected, hint: str) -> None:
+def _check(what: str, found, expected, hint: str) -> None:
     if expected is not None and found != expected:
         raise IndexMismatchError(
             f"index was built for {what} {found!r}, but {expected!r} is in use; {hint}"
@@ -365,15 +365,14 @@ def load_index(
     rebuild = "rebuild the index"
     if model is not None:
         identity = model_identity(model)
-        _check(manifest, "descriptor dimension", manifest.dim, identity["fc_output_dim"], rebuild)
+        _check("descriptor dimension", manifest.dim, identity["fc_output_dim"], rebuild)
         _check(
-            manifest,
             "model weights",
             manifest.model.get("fingerprint"),
             identity["fingerprint"],
             f"{rebuild} with this model (built with {manifest.model.get('backbone')})",
         )
-    _check(manifest, "database", manifest.database_fingerprint, database_fingerprint, rebuild)
-    _check(manifest, "database size", manifest.count, count, rebuild)
+    _check("database", manifest.database_fingerprint, database_fingerprint, rebuild)
+    _check("database size", manifest.count, count, rebuild)
     set_search_params(index, manifest.params)
     return index, manifest

@@ -80,21 +80,15 @@ def build_backbone(
     """The convolutional trunk and its output channels, frozen as the reference freezes it."""
     if name not in BACKBONE_CHANNELS:
         raise ValueError(f"unknown backbone {name!r}; choose one of {list(BACKBONE_CHANNELS)}")
+    net = getattr(torchvision.models, name.lower())(weights=None)  # resnet18, ..., vgg16
+    if imagenet_weights:
+        _load_imagenet_weights(net, imagenet_weights, name)
     if name.startswith("ResNet"):
-        net = getattr(torchvision.models, name.lower())(weights=None)
-        if imagenet_weights:
-            _load_imagenet_weights(net, imagenet_weights, name)
-        if not train_all_layers:
-            # conv1, bn1, layer1 and layer2 stay at their (ImageNet) values.
-            for child_name, child in net.named_children():
-                if child_name == "layer3":
-                    break
+        if not train_all_layers:  # conv1, bn1, layer1 and layer2 stay at their (ImageNet) values
+            for child in (net.conv1, net.bn1, net.layer1, net.layer2):
                 child.requires_grad_(False)
         layers = list(net.children())[:-2]  # drop avgpool and fc
     else:
-        net = torchvision.models.vgg16(weights=None)
-        if imagenet_weights:
-            _load_imagenet_weights(net, imagenet_weights, name)
         layers = list(net.features.children())[:-2]  # drop the last ReLU and MaxPool
         if not train_all_layers:
             for layer in layers[:-5]:  # only conv5_x is trained

@@ -184,13 +184,6 @@ class Partition:
         counts = np.bincount(labels, minlength=len(self.classes_of_group(group)))
         return np.split(order, np.cumsum(counts)[:-1])
 
-    def label_in_group(self) -> np.ndarray:
-        """Per image, its class index within its own group (the classifier's target)."""
-        labels = np.full_like(self.image_class, -1)
-        kept = self.image_class >= 0
-        labels[kept] = self.image_class[kept] - self.group_offsets[self.image_group[kept]]
-        return labels
-
 
 def partition(east, north, heading, params: PartitionParams | None = None) -> Partition:
     """Split images into CosPlace classes and groups (paper Sec. 4.1)."""

@@ -169,7 +169,7 @@ def test_group_dataset_items_are_the_classes_of_its_group(train_folder):
     dataset = GroupDataset(train, 0, None)
     members = train.partition.class_members(0)
     assert len(dataset) == len(members) == len(train.partition.classes_of_group(0))
-    labels = train.partition.label_in_group()
+    labels = train.partition.image_class - train.partition.group_offsets[0]
     for label, images in enumerate(dataset.classes):
         assert set(labels[images].tolist()) == {label}
         assert len(images) == 3

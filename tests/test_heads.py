@@ -5,35 +5,56 @@ import torch.nn.functional as F
 
 from core.heads import ArcFace, CosFace
 
+# One descriptor x = (3, 4), i.e. (0.6, 0.8) once normalised, against four unit class weights
+# chosen so that its cosines are exact: (1, 0) -> 0.6, (0, 1) -> 0.8, (0.8, -0.6) -> 0.48 - 0.48
+# = 0, and (-0.6, -0.8) = -x -> -1. Row i of the batch is x with true class i.
+UNIT_WEIGHTS = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.8, -0.6], [-0.6, -0.8]])
+X = torch.tensor([[3.0, 4.0]] * 4)
+LABELS = torch.tensor([0, 1, 2, 3])
 
-def test_cosface_subtracts_margin_from_target_cosine_only():
-    torch.manual_seed(0)
-    head = CosFace(8, 5)
-    x, labels = torch.randn(4, 8), torch.tensor([0, 1, 2, 4])
-    cosine = F.normalize(x) @ F.normalize(head.weight).T
-    logits = head(x, labels)
-    expected = 30.0 * cosine
-    expected[torch.arange(4), labels] -= 30.0 * 0.4
-    torch.testing.assert_close(logits, expected)
+
+def _with_weights(head, weights):
+    with torch.no_grad():
+        head.weight.copy_(weights)
+    return head
+
+
+def test_cosface_logits_from_the_equation_by_hand():
+    """CosFace (LMCL), s = 30, m = 0.4: the true class gets s * (cos - m), the others s * cos.
+    Others: 30 * 0.6 = 18, 30 * 0.8 = 24, 30 * 0 = 0, 30 * -1 = -30. True class:
+    30 * (0.6 - 0.4) = 6, 30 * (0.8 - 0.4) = 12, 30 * (0 - 0.4) = -12, 30 * (-1 - 0.4) = -42."""
+    head = _with_weights(CosFace(2, 4), UNIT_WEIGHTS)
     assert (head.s, head.m) == (30.0, 0.4)
-
-
-def test_arcface_adds_angular_margin_to_target():
-    torch.manual_seed(0)
-    head = ArcFace(8, 5)
-    x, labels = torch.randn(4, 8), torch.tensor([0, 1, 2, 4])
-    cosine = (F.normalize(x) @ F.normalize(head.weight).T).clamp(-1, 1)
-    logits = head(x, labels)
-    theta = torch.acos(cosine[torch.arange(4), labels])
-    target = torch.where(
-        theta + 0.5 < math.pi,
-        torch.cos(theta + 0.5),
-        cosine[torch.arange(4), labels] - math.sin(math.pi - 0.5) * 0.5,
+    expected = torch.tensor(
+        [
+            [6.0, 24.0, 0.0, -30.0],
+            [18.0, 12.0, 0.0, -30.0],
+            [18.0, 24.0, -12.0, -30.0],
+            [18.0, 24.0, 0.0, -42.0],
+        ]
     )
-    torch.testing.assert_close(logits[torch.arange(4), labels], 30.0 * target, rtol=1e-4, atol=1e-4)
-    mask = torch.ones_like(cosine, dtype=torch.bool)
-    mask[torch.arange(4), labels] = False
-    torch.testing.assert_close(logits[mask], 30.0 * cosine[mask])
+    torch.testing.assert_close(head(X, LABELS), expected, rtol=0, atol=1e-4)
+
+
+def test_arcface_logits_from_the_equation_by_hand():
+    """ArcFace, s = 30, m = 0.5: the true class gets s * cos(theta + m), the others s * cos.
+    With cos(0.5) = 0.8775826 and sin(0.5) = 0.4794255, cos(theta + m) = cos cos(m) - sin sin(m):
+    cos 0.6 (sin 0.8): 0.6 * 0.8775826 - 0.8 * 0.4794255 = 0.1430091, x 30 = 4.290273;
+    cos 0.8 (sin 0.6): 0.8 * 0.8775826 - 0.6 * 0.4794255 = 0.4144107, x 30 = 12.432322;
+    cos 0 (sin 1): 0 - 1 * 0.4794255 = -0.4794255, x 30 = -14.382766.
+    cos -1 is theta = pi, past pi - m, where theta + m would wrap: the code falls back to
+    s * (cos - m sin(m)) = 30 * (-1 - 0.5 * 0.4794255) = 30 * -1.2397128 = -37.191383."""
+    head = _with_weights(ArcFace(2, 4), UNIT_WEIGHTS)
+    assert (head.s, head.m) == (30.0, 0.5)
+    expected = torch.tensor(
+        [
+            [4.290273, 24.0, 0.0, -30.0],
+            [18.0, 12.432322, 0.0, -30.0],
+            [18.0, 24.0, -14.382766, -30.0],
+            [18.0, 24.0, 0.0, -37.191383],
+        ]
+    )
+    torch.testing.assert_close(head(X, LABELS), expected, rtol=0, atol=1e-4)
 
 
 def test_heads_train_to_separate_classes():
@@ -60,16 +81,10 @@ DESCRIPTORS = torch.tensor([[2.0, 0.0], [1.0, math.sqrt(3.0)], [-3.0, 0.0]])
 TRUE_CLASS = torch.tensor([0, 0, 0])
 
 
-def _with_weights(head):
-    with torch.no_grad():
-        head.weight.copy_(WEIGHTS)
-    return head
-
-
 def test_cosface_logits_worked_by_hand():
     """LMCL (CosFace): s * (cos(theta_j) - m) for the true class j, s * cos(theta) otherwise;
     s = 30, m = 0.4."""
-    logits = _with_weights(CosFace(2, 3))(DESCRIPTORS, TRUE_CLASS)
+    logits = _with_weights(CosFace(2, 3), WEIGHTS)(DESCRIPTORS, TRUE_CLASS)
     expected = torch.tensor(
         [
             [18.0, 0.0, -30.0],  # 30 * (1 - 0.4), 30 * 0, 30 * -1
@@ -85,7 +100,7 @@ def test_arcface_logits_worked_by_hand():
     30 cos(0.5) = 26.327477 and theta 60 deg 30 cos(1.5471976) = 0.707898; theta 180 deg is
     past pi - m, where the target falls back to s * (cos(theta) - m sin(m))
     = 30 * (-1 - 0.2397128) = -37.191383."""
-    logits = _with_weights(ArcFace(2, 3))(DESCRIPTORS, TRUE_CLASS)
+    logits = _with_weights(ArcFace(2, 3), WEIGHTS)(DESCRIPTORS, TRUE_CLASS)
     expected = torch.tensor(
         [
             [26.327477, 0.0, -30.0],

@@ -15,6 +15,7 @@ paths and UTM positions, so the app can show each result and its distance in met
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -22,11 +23,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from core.descriptors import extract_from_paths
 from core.errors import UserError, user_errors
-from core.geo import UTMZone, single_zone
+from core.geo import single_zone
 from core.index import (
     DEFAULT_NPROBE,
     INDEX_TYPES,
@@ -131,6 +133,8 @@ AT_LEAST_ONE = (
     "checkpoint_rows",
     "shard_rows",
 )
+# The flags that go to core.index's builders.
+INDEX_FLAGS = ("nlist", "nprobe", "pq_m", "hnsw_m", "ef_search", "train_size")
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -175,23 +179,11 @@ def build_run_index(args: argparse.Namespace) -> Path:
     names = read_folder(database_folder)
     if not len(names):
         raise UserError(f"{database_folder} holds no SF-XL named images to index")
-    paths = list(names.paths)
     zone = single_zone(names.zones(), database_folder)
     model = model_from_checkpoint(checkpoint)
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda given but CUDA is not available; use --device cpu")
-    resize = args.image_size if args.resize_test_imgs else None
-    index_params = {
-        "nlist": args.nlist,
-        "nprobe": args.nprobe,
-        "pq_m": args.pq_m,
-        "hnsw_m": args.hnsw_m,
-        "ef_search": args.ef_search,
-        "train_size": args.train_size,
-    }
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda given but CUDA is not available; use --device cpu")
+    index_params = {name: getattr(args, name) for name in INDEX_FLAGS}
     start = time.perf_counter()
     extract_options = {
         "batch_size": args.infer_batch_size,
@@ -199,17 +191,16 @@ def build_run_index(args: argparse.Namespace) -> Path:
         "num_workers": args.num_workers,
     }
     utm = np.stack([names.east, names.north], axis=1)
-    database = (database_folder, paths, utm, zone)
+    resize = args.image_size if args.resize_test_imgs else None
+    database = ServingDatabase(database_folder, list(names.paths), utm, zone, resize)
     if args.descriptors:
-        out = index_from_shards(args, model, database, resize, index_params, extract_options)
+        out = index_from_shards(args, model, database, index_params, extract_options)
         unreadable = {}
     else:
-        out, unreadable = index_in_memory(
-            args, model, database, resize, index_params, extract_options
-        )
+        out, unreadable = index_in_memory(args, model, database, index_params, extract_options)
     skipped = f" ({len(unreadable)} unreadable images skipped)" if unreadable else ""
     print(
-        f"indexed {len(paths) - len(unreadable)} images of {database_folder}{skipped} in "
+        f"indexed {len(names.paths) - len(unreadable)} images of {database_folder}{skipped} in "
         f"{time.perf_counter() - start:.1f} s -> {out}"
     )
     return out
@@ -218,38 +209,25 @@ def build_run_index(args: argparse.Namespace) -> Path:
 def index_in_memory(
     args: argparse.Namespace,
     model: nn.Module,
-    database: tuple,
-    resize: int | None,
+    database: ServingDatabase,
     index_params: dict,
     extract_options: dict,
 ) -> tuple[Path, dict]:
     """Extract every descriptor into memory, index and save; (folder, unreadable images)."""
-    database_folder, paths, utm, zone = database
     try:
         descriptors = extract_from_paths(
             model,
-            [database_folder / p for p in paths],
-            resize_shorter_side=resize,
+            [database.root / p for p in database.paths],
+            resize_shorter_side=database.resize_shorter_side,
             skip_unreadable=True,
             desc="database descriptors",
             **extract_options,
         )
     except ValueError as error:  # not one image could be read
-        raise UserError(f"{database_folder}: {error}; check the files") from None
-    paths, descriptors, utm, unreadable = leave_out_unreadable(
-        database_folder, paths, descriptors, utm
-    )
+        raise UserError(f"{database.root}: {error}; check the files") from None
+    database, descriptors, unreadable = leave_out_unreadable(database, descriptors)
     out = save_run_index(
-        args.run_dir,
-        model,
-        descriptors,
-        database_folder,
-        paths,
-        utm,
-        zone,
-        resize,
-        args.index_type,
-        **index_params,
+        args.run_dir, model, descriptors, database, args.index_type, **index_params
     )
     return out, unreadable
 
@@ -257,28 +235,27 @@ def index_in_memory(
 def index_from_shards(
     args: argparse.Namespace,
     model: nn.Module,
-    database: tuple,
-    resize: int | None,
+    database: ServingDatabase,
     index_params: dict,
     extract_options: dict,
 ) -> Path:
     """--descriptors: extract the shards still missing, build the index a shard at a time
     (resuming in RUN/index_build/), save it, then drop the work folder."""
-    database_folder, paths = database[0], database[1]
+    paths = database.paths
     identity = {"model": model_fingerprint(model), "database": paths_fingerprint(paths)}
     extract_shards(
         model,
-        [database_folder / p for p in paths],
+        [database.root / p for p in paths],
         args.descriptors,
         identity,
         shard_rows=args.shard_rows,
-        resize_shorter_side=resize,
+        resize_shorter_side=database.resize_shorter_side,
         **extract_options,
     )
     shards = DescriptorShards(args.descriptors)
     if shards.count != len(paths):
         raise UserError(
-            f"{args.descriptors} holds {shards.count:,} descriptors but {database_folder} "
+            f"{args.descriptors} holds {shards.count:,} descriptors but {database.root} "
             f"{len(paths):,} images; give the shards extracted from this database"
         )
     index_type = choose_index_type(args.index_type, shards.count)
@@ -289,50 +266,45 @@ def index_from_shards(
         )
     except ValueError as error:
         raise UserError(f"cannot build a {index_type} index: {error}") from None
-    out = save_built_index(args.run_dir, model, index, index_type, params, database, resize)
+    out = save_built_index(args.run_dir, model, index, index_type, params, database)
     finish_build(work)
     return out
 
 
-def leave_out_unreadable(database_folder: Path, paths: list[str], descriptors, utm):
-    """Paths, descriptors and positions without the images that could not be decoded (as
-    the evaluation leaves them out), so that the index and its table keep the same rows;
-    and {path: reason} of those left out."""
-    kept, unreadable = left_out_rows(database_folder, paths, descriptors)
+def leave_out_unreadable(database: ServingDatabase, descriptors: np.ndarray):
+    """The database and descriptors without the images that could not be decoded (as the
+    evaluation leaves them out), so that the index and its table keep the same rows; and
+    {path: reason} of those left out."""
+    kept, unreadable = left_out_rows(database.root, database.paths, descriptors)
     if unreadable:
         log.warning(
             "%s: %d unreadable images left out of the index, e.g. %s",
-            database_folder,
+            database.root,
             len(unreadable),
             next(iter(unreadable.values())),
         )
-    return [paths[i] for i in kept], descriptors[kept], utm[kept], unreadable
+    paths = [database.paths[i] for i in kept]
+    readable = dataclasses.replace(database, paths=paths, utm=database.utm[kept])
+    return readable, descriptors[kept], unreadable
 
 
 def save_run_index(
     run_dir: str | os.PathLike,
     model: nn.Module,
     descriptors: np.ndarray,
-    database_folder: str | os.PathLike,
-    paths: list[str],
-    utm: np.ndarray,
-    zone: UTMZone,
-    resize_shorter_side: int | None,
+    database: ServingDatabase,
     index_type: str = "auto",
     **index_params,
 ) -> Path:
-    """Index database descriptors (row i = paths[i], relative to database_folder) into
-    RUN/index/ with the manifest and the table the app reads. training.eval calls this
-    with the descriptors it has just extracted (--build_index)."""
-    index_type = choose_index_type(index_type, len(paths))
+    """Index database descriptors (row i = database.paths[i]) into RUN/index/ with the
+    manifest and the table the app reads. training.eval calls this with the descriptors it
+    has just extracted (--build_index)."""
+    index_type = choose_index_type(index_type, len(database.paths))
     try:
         index, params = build_index(descriptors, index_type, **index_params)
     except ValueError as error:
         raise UserError(f"cannot build a {index_type} index: {error}") from None
-    database = (database_folder, paths, utm, zone)
-    return save_built_index(
-        run_dir, model, index, index_type, params, database, resize_shorter_side
-    )
+    return save_built_index(run_dir, model, index, index_type, params, database)
 
 
 def save_built_index(
@@ -341,24 +313,20 @@ def save_built_index(
     index,
     index_type: str,
     params: dict,
-    database: tuple,
-    resize_shorter_side: int | None,
+    database: ServingDatabase,
 ) -> Path:
-    """Save a built index with its manifest and the serving table into RUN/index/;
-    database is (folder, paths relative to it in row order, UTM positions, zone)."""
-    database_folder, paths, utm, zone = database
+    """Save a built index with its manifest and the serving table into RUN/index/."""
     manifest = IndexManifest(
         index_type=index_type,
         dim=index.d,
         count=index.ntotal,
         model=model_identity(model),
-        database_fingerprint=paths_fingerprint(paths),
+        database_fingerprint=paths_fingerprint(database.paths),
         params=params,
     )
     out = Path(run_dir) / runs.INDEX_DIR
-    serving = ServingDatabase(Path(database_folder), list(paths), utm, zone, resize_shorter_side)
     # The table first, the manifest last: a half-written folder fails the fingerprint check.
-    write_serving_database(out, serving)
+    write_serving_database(out, database)
     save_index(index, out, manifest)
     log.info("saved a %s index of %d x %d-D to %s", index_type, index.ntotal, index.d, out)
     return out
@@ -388,15 +356,15 @@ def index_from_evaluation(args, model: nn.Module, test_set, database_descriptors
     test_set is a training.data.TestSet whose database paths start with "database/"; the
     index is built over that folder exactly as build_index would (same paths, same order).
     """
-    root = Path(test_set.root) / "database"
-    paths = [str(Path(p).relative_to("database")) for p in test_set.database_paths]
-    zone = test_set.zone  # load_test_set checked that database and queries share one
-    utm = np.asarray(test_set.database_utm, dtype=np.float64).reshape(-1, 2)
-    resize = args.image_size if args.resize_test_imgs else None
-    out = save_run_index(
-        args.run_folder, model, database_descriptors, root, paths, utm, zone, resize
+    database = ServingDatabase(
+        Path(test_set.root) / "database",
+        [str(Path(p).relative_to("database")) for p in test_set.database_paths],
+        np.asarray(test_set.database_utm, dtype=np.float64).reshape(-1, 2),
+        test_set.zone,  # load_test_set checked that database and queries share one
+        args.image_size if args.resize_test_imgs else None,
     )
-    print(f"retrieval index of {len(paths)} images saved to {out}")
+    out = save_run_index(args.run_folder, model, database_descriptors, database)
+    print(f"retrieval index of {len(database.paths)} images saved to {out}")
     if not (Path(args.run_folder) / runs.BEST_MODEL).is_file():
         log.warning(
             "%s has no %s: the app serves a run's own best_model.pth, so copy the model "

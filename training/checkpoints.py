@@ -5,7 +5,6 @@ every checkpoint that does not fit the flags.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import torch
@@ -68,10 +67,8 @@ def read_resumable(path, args) -> dict:
         )
     state = checkpoint["model_state_dict"]
     found = describe_state_dict(state) if isinstance(state, dict) else None
-    if found is None or (found.backbone, found.fc_output_dim) != (
-        args.backbone,
-        args.fc_output_dim,
-    ):
+    wanted = (args.backbone, args.fc_output_dim)
+    if found is None or (found.backbone, found.fc_output_dim) != wanted:
         saved = f"{found.backbone} with {found.fc_output_dim}-D" if found else "another network"
         raise UserError(
             f"{path} was trained with {saved} descriptors, these flags ask for "
@@ -81,11 +78,8 @@ def read_resumable(path, args) -> dict:
     return checkpoint
 
 
-def resume(path, model, model_optimizer, heads, head_optimizers, args=None) -> Resumed:
+def resume(path, model, model_optimizer, heads, head_optimizers, args) -> Resumed:
     """Load a last_checkpoint.pth (weights_only) into the training objects."""
-    args = args or argparse.Namespace(
-        backbone=model.backbone_name, fc_output_dim=model.fc_output_dim
-    )
     checkpoint = read_resumable(path, args)
     sizes = [h.out_features for h in heads]
     try:

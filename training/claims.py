@@ -40,7 +40,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -145,14 +145,11 @@ def plan(claims: list[str], base: argparse.Namespace, seeds=(0,)) -> list[Planne
         chosen = table5 if "groups" in claims else [cosplace]
         points += [("table5", p, 1.0) for p in chosen]
     if "dimension" in claims:
-        for d in (d for d in DIMENSIONS if d != base.fc_output_dim):
-            points.append(
-                (
-                    "dimension",
-                    ablation.Point(f"dim{d}", {**cosplace.flags, "fc_output_dim": d}),
-                    1.0,
-                )
-            )
+        points += [
+            ("dimension", ablation.Point(f"dim{d}", {**cosplace.flags, "fc_output_dim": d}), 1.0)
+            for d in DIMENSIONS
+            if d != base.fc_output_dim
+        ]
     if "train_size" in claims:
         points += [
             ("train_size", ablation.Point(f"fraction{f:g}", cosplace.flags, f), f)
@@ -167,10 +164,7 @@ def plan(claims: list[str], base: argparse.Namespace, seeds=(0,)) -> list[Planne
 
 
 def seeded(point: ablation.Point, seed: int) -> ablation.Point:
-    flags = {**point.flags, "seed": seed}
-    return ablation.Point(
-        f"{point.name}_seed{seed}", flags, point.train_fraction, point.paper_val_r1
-    )
+    return replace(point, name=f"{point.name}_seed{seed}", flags={**point.flags, "seed": seed})
 
 
 def evaluate_point(row: dict, dataset_folder: Path, overwrite: bool) -> dict[str, float]:

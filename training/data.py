@@ -45,28 +45,20 @@ def dataset_source(folder: str | Path) -> NameSource:
     return source
 
 
-def _check_first_path(source: NameSource, names: NameArrays) -> None:
-    """The reference's sanity check: the first listed image must exist under the folder."""
-    if source.list_file is None or len(names) == 0:
-        return
-    first = names.paths[0]
-    if not (source.folder / first).exists():
-        raise FileNotFoundError(
-            f"{first}, the first path in {source.list_file}, is not in {source.folder}; "
-            f"the list must hold paths relative to {source.folder.name}/"
-        )
-
-
-def _report_malformed(source: NameSource, names: NameArrays) -> None:
+def _check_names(source: NameSource, names: NameArrays) -> None:
+    """The reference's sanity check (the first listed image must exist under the folder),
+    then a warning for the malformed names left out."""
+    if source.list_file is not None and len(names):
+        first = names.paths[0]
+        if not (source.folder / first).exists():
+            raise FileNotFoundError(
+                f"{first}, the first path in {source.list_file}, is not in {source.folder}; "
+                f"the list must hold paths relative to {source.folder.name}/"
+            )
     if names.malformed:
         path, reason = names.malformed[0]
-        log.warning(
-            "%s: skipped %d malformed names, e.g. %s: %s",
-            source,
-            len(names.malformed),
-            path,
-            reason,
-        )
+        count = len(names.malformed)
+        log.warning("%s: skipped %d malformed names, e.g. %s: %s", source, count, path, reason)
 
 
 def list_images(folder: str | Path) -> list[str]:
@@ -84,8 +76,7 @@ def read_folder(folder: str | Path, extra: tuple[str, ...] = ()) -> NameArrays:
     """
     source = dataset_source(folder)
     names = read_names(source, extra=extra)
-    _check_first_path(source, names)
-    _report_malformed(source, names)
+    _check_names(source, names)
     return names
 
 
@@ -118,8 +109,7 @@ def load_train_set(
     """
     source = dataset_source(folder)
     names, entry = load_names(source, Path(cache_dir) if cache_dir else None, progress)
-    _check_first_path(source, names)
-    _report_malformed(source, names)
+    _check_names(source, names)
     if len(names) == 0:
         raise NameSourceError(f"{source} holds no SF-XL-named images to train on; check the folder")
     missing = np.isnan(names.heading)
@@ -232,22 +222,18 @@ class TestSet:
         return self.root.name
 
 
-def _subset(folder: Path, sub: str) -> tuple[NameSource, NameArrays]:
+def _subset(folder: Path, sub: str) -> NameArrays:
     target = folder / sub
     if not target.is_dir():
         raise FileNotFoundError(f"{target} is missing: expected SF-XL test layout")
-    source = dataset_source(target)
-    names = read_names(source)
-    _check_first_path(source, names)
-    _report_malformed(source, names)
-    return source, names
+    return read_folder(target)
 
 
 def load_test_set(folder: str | Path, queries_folder: str = "queries") -> TestSet:
     """database/ and queries_folder/ of folder, each read from its list when it has one."""
     folder = Path(folder)
-    _, database = _subset(folder, "database")
-    _, queries = _subset(folder, queries_folder)
+    database = _subset(folder, "database")
+    queries = _subset(folder, queries_folder)
     if len(database) == 0 or len(queries) == 0:
         raise NameSourceError(
             f"{folder}: no SF-XL-named images in database/ or {queries_folder}/; check the folder"

@@ -52,7 +52,7 @@ class EvalResult:
     database_descriptors: np.ndarray
     queries_descriptors: np.ndarray
     # The test set evaluated: the one given, less its unreadable images (rows match above).
-    test_set: TestSet | None = None
+    test_set: TestSet
     unreadable: dict[str, str] = field(default_factory=dict)  # relative path -> reason
 
 
@@ -134,25 +134,18 @@ def left_out_note(result: EvalResult) -> str:
     return f" ({len(result.unreadable)} unreadable images left out, listed in results.json)"
 
 
-def save_predictions_table(result: EvalResult, test_set: TestSet, path: Path) -> None:
+def save_predictions_table(result: EvalResult, path: Path) -> None:
     """Machine-readable predictions: one row per (query, rank), written whole."""
-    test_set = result.test_set or test_set
+    database, queries = result.test_set.database_paths, result.test_set.queries_paths
     with io.StringIO(newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["query", "rank", "prediction", "distance", "correct"])
         for q, (row, dists) in enumerate(zip(result.predictions, result.distances, strict=True)):
             positives = set(result.positives[q].tolist())
-            for rank, (db, dist) in enumerate(zip(row, dists, strict=True)):
-                correct = int(db) in positives
-                writer.writerow(
-                    [
-                        test_set.queries_paths[q],
-                        rank,
-                        test_set.database_paths[db],
-                        f"{dist:.6f}",
-                        int(correct),
-                    ]
-                )
+            writer.writerows(
+                [queries[q], rank, database[db], f"{dist:.6f}", int(int(db) in positives)]
+                for rank, (db, dist) in enumerate(zip(row, dists, strict=True))
+            )
         files.write_text(path, file.getvalue())
 
 
@@ -164,15 +157,10 @@ def _thumbnail(path: Path, size: int, colour: str | None) -> Image.Image:
 
 
 def save_prediction_images(
-    result: EvalResult,
-    test_set: TestSet,
-    folder: Path,
-    num_preds: int,
-    only_wrong: bool = False,
-    size: int = 256,
+    result: EvalResult, folder: Path, num_preds: int, only_wrong: bool = False, size: int = 256
 ) -> int:
     """The reference's picture rows: query, then its predictions framed green or red."""
-    test_set = result.test_set or test_set
+    test_set = result.test_set
     folder.mkdir(parents=True, exist_ok=True)
     saved = 0
     for q, row in enumerate(result.predictions):
@@ -192,9 +180,9 @@ def save_prediction_images(
     return saved
 
 
-def save_descriptors(result: EvalResult, test_set: TestSet, folder: Path) -> None:
+def save_descriptors(result: EvalResult, folder: Path) -> None:
     """Descriptors as .npy, rows in the order of the sorted relative paths saved beside."""
-    test_set = result.test_set or test_set
+    test_set = result.test_set
     for name, array in (
         ("database_descriptors.npy", result.database_descriptors),
         ("queries_descriptors.npy", result.queries_descriptors),
@@ -204,11 +192,11 @@ def save_descriptors(result: EvalResult, test_set: TestSet, folder: Path) -> Non
     files.write_text(folder / "queries_paths.txt", "\n".join(test_set.queries_paths) + "\n")
 
 
-def test_result(args, test_set: TestSet, result: EvalResult, predictions=None) -> dict:
+def test_result(args, result: EvalResult, predictions=None) -> dict:
     """One evaluation as the run folder keeps it (and data_catalog.sync reads it back)."""
-    evaluated = result.test_set or test_set
+    evaluated = result.test_set
     return {
-        "test_set": str(test_set.root),
+        "test_set": str(evaluated.root),
         "queries_folder": args.queries_folder,
         "num_database": len(evaluated.database_paths),
         "num_queries": len(evaluated.queries_paths),
@@ -290,15 +278,15 @@ def check_output_folder(args) -> None:
         check_index_folder(args.run_folder, args.overwrite)
 
 
-def save_evaluation(args, result: EvalResult, test_set: TestSet, folder: Path) -> None:
+def save_evaluation(args, result: EvalResult, folder: Path) -> None:
     """predictions.csv, and the prediction images and descriptors the flags ask for."""
-    save_predictions_table(result, test_set, folder / runs.PREDICTIONS)
+    save_predictions_table(result, folder / runs.PREDICTIONS)
     if args.num_preds_to_save:
         save_prediction_images(
-            result, test_set, folder / "preds", args.num_preds_to_save, args.save_only_wrong_preds
+            result, folder / "preds", args.num_preds_to_save, args.save_only_wrong_preds
         )
     if args.save_descriptors:
-        save_descriptors(result, test_set, folder)
+        save_descriptors(result, folder)
 
 
 def run(args) -> EvalResult:
@@ -315,20 +303,19 @@ def run(args) -> EvalResult:
         out = output_folder(args, test_set.root)
         summary = {
             "kind": "eval",
-            **test_result(args, test_set, result, out / runs.PREDICTIONS),
+            **test_result(args, result, out / runs.PREDICTIONS),
             "model": args.resume_model,
             "args": runs.plain_args(args),
         }
         # Written into a fresh folder that then takes out's place: an earlier evaluation's
         # preds/ and descriptors never stay beside these results.
         with files.replacing_folder(out) as writing:
-            save_evaluation(args, result, test_set, writing)
+            save_evaluation(args, result, writing)
             summary["seconds"] = time.perf_counter() - start
             runs.write_results(writing, summary)  # the run folder first, whole
         record_in_catalog(args, "eval", summary)
         if getattr(args, "build_index", False):  # --build_index: serve this model (the app)
-            evaluated = getattr(result, "test_set", None) or test_set
-            index_from_evaluation(args, model, evaluated, result.database_descriptors)
+            index_from_evaluation(args, model, result.test_set, result.database_descriptors)
         note = left_out_note(result)
         print(f"{test_set.name} / {args.queries_folder}: {format_recalls(result.recalls)}{note}")
     distributed.teardown()

@@ -161,6 +161,7 @@ def export(args: argparse.Namespace) -> dict:
     release_dir = Path(args.workspace) / "runs" / release_run
     weights = files.torch_save(half_state_dict(run_dir / BEST_MODEL), release_dir / BEST_MODEL)
     recalls = evaluate_release(weights, dataset, flags, release_run, args.workspace)
+    iterations = flags.get("epochs_num", 0) * flags.get("iterations_per_epoch", 0)
     record = {
         "what": "CosPlace demo model for the synthetic city (seed 0, preset demo)",
         "weights": WEIGHTS,
@@ -172,10 +173,8 @@ def export(args: argparse.Namespace) -> dict:
         **provenance(run_dir / SUMMARY, wall_s, ("trained_from", "trained_until")),
         "released": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "wall_time_s": wall_s,
-        "iterations": flags.get("epochs_num", 0) * flags.get("iterations_per_epoch", 0),
-        "images_seen": flags.get("epochs_num", 0)
-        * flags.get("iterations_per_epoch", 0)
-        * flags.get("batch_size", 0),
+        "iterations": iterations,
+        "images_seen": iterations * flags.get("batch_size", 0),
         "best_val_recall1_during_training": summary.get("best_val_recall1"),
         "val_curve": val_curve(history),
         "recalls": recalls,

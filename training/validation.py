@@ -39,5 +39,5 @@ def test_best_model(args, context, model, run_folder: Path) -> dict:
         )
     return {
         "test": {f"R@{n}": v for n, v in result.recalls.items()},
-        "test_result": test_result(args, test_set, result),
+        "test_result": test_result(args, result),
     }

@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -276,8 +277,11 @@ def test_claims_end_to_end_on_the_tiny_city(tiny_city, tmp_path, capsys):
              "--image_size", "32", "--seeds", "0", "1"]  # fmt: skip
     # On the tiny city, alpha=360 with N=5 leaves a first group of one class: that point
     # fails with its reason, the others are recorded, and the command ends in one sentence.
-    with pytest.raises(SystemExit, match="2 trainings failed .*M10_alpha360_N5_L1"):
+    with pytest.raises(SystemExit) as stop:
         claims.main(flags)
+    assert stop.value.code == 1
+    printed = capsys.readouterr()
+    assert re.search(r"error: 2 trainings failed .*M10_alpha360_N5_L1", printed.err)
     recorded = json.loads((tmp_path / "runs" / "claims.json").read_text())
     assert set(recorded["claims"]) == {"groups", "dimension"}
     assert "fewer classes than the batch" in recorded["failed"][0]
@@ -289,7 +293,7 @@ def test_claims_end_to_end_on_the_tiny_city(tiny_city, tmp_path, capsys):
     evaluations = rv.list_evaluations(tmp_path)
     # 2 seeds x (4 Table 5 rows + 2 dimensions + the untrained network), each on 3 sets
     assert len(evaluations) == 2 * 7 * 3 and all(e.predictions is not None for e in evaluations)
-    assert "(dimension) test_queries_v2_r1" in capsys.readouterr().out
+    assert "(dimension) test_queries_v2_r1" in printed.out
     shipped = release.record_claims(tmp_path, tmp_path / "records", overwrite=False)
     assert "claims.json" in shipped["files"] and shipped["machine"]["cpu"]
     assert any(name.endswith("predictions.csv.gz") for name in shipped["files"])

@@ -255,7 +255,7 @@ def measure_memory(base: argparse.Namespace, threads: int) -> list[dict]:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
         if done.returncode:
-            raise SystemExit(f"memory benchmark {name} failed: {done.stderr.strip()[-500:]}")
+            raise UserError(f"memory benchmark {name} failed: {done.stderr.strip()[-500:]}")
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return results
 
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> dict:
     claims = write(tables, failed)
     print_verdicts(claims)
     if failed:
-        raise SystemExit(f"{len(failed)} trainings failed ({failed[0]}); fix and run again")
+        raise UserError(f"{len(failed)} trainings failed ({failed[0]}); fix and run again")
     return claims
 
 

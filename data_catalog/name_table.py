@@ -68,14 +68,11 @@ class NameArrays:
         return len(self.east)
 
     def zones(self) -> list[tuple[int, str]]:
-        """The distinct UTM zones, as (number, letter) pairs."""
-        return distinct_zones(self.zone_number, self.zone_letter)
-
-
-def distinct_zones(zone_number: np.ndarray, zone_letter: np.ndarray) -> list[tuple[int, str]]:
-    """(number, letter) pairs found in zone arrays; a count, not a sort (41M names in 0.1 s)."""
-    codes = np.bincount(np.asarray(zone_number, np.int64) * 256 + zone_letter, minlength=1)
-    return [(int(code) // 256, chr(int(code) % 256)) for code in np.flatnonzero(codes)]
+        """The distinct UTM zones as (number, letter); a count, not a sort (41M names in 0.1 s)."""
+        codes = np.bincount(
+            np.asarray(self.zone_number, np.int64) * 256 + self.zone_letter, minlength=1
+        )
+        return [(int(code) // 256, chr(int(code) % 256)) for code in np.flatnonzero(codes)]
 
 
 def _extra_sql(name: str) -> str:
@@ -191,14 +188,9 @@ def _arrays(
 ) -> NameArrays:
     return NameArrays(
         paths=PathList(columns["start"], columns["length"], file=file, buffer=buffer),
-        east=columns["east"],
-        north=columns["north"],
-        heading=columns["heading"],
-        zone_number=columns["zone_number"],
-        zone_letter=columns["zone_letter"],
-        year=columns["year"],
         malformed=malformed,
         extra={name: columns[f"extra_{name}"] for name in extra},
+        **{name: columns[name] for name in _NUMERIC_COLUMNS},
     )
 
 

@@ -190,8 +190,7 @@ def make_name(
         note=note,
         extension=extension,
     )
-    formatted = format_name(name)
     reason = _check_fields(dict(zip(FIELD_NAMES, astuple(name), strict=True)))
     if reason or any("@" in value for value in astuple(name)):
         raise ValueError(f"cannot write an SF-XL name: {reason or 'a field contains @'}")
-    return formatted
+    return format_name(name)

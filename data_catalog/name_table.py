@@ -215,19 +215,14 @@ def parse_paths(
     skipped, as in a list file.
     """
     paths = list(paths)
-    odd = [(i, p) for i, p in enumerate(paths) if "\n" in p or "\r" in p]
-    if odd:
-        bad = {i for i, _ in odd}
-        kept_index = np.array([i for i in range(len(paths)) if i not in bad], dtype=np.int64)
-        paths = [paths[i] for i in kept_index.tolist()]
-    else:
-        kept_index = np.arange(len(paths), dtype=np.int64)
+    has_break = np.array(["\n" in p or "\r" in p for p in paths], dtype=bool)
+    odd = [(paths[i], LINE_BREAK_REASON) for i in np.flatnonzero(has_break).tolist()]
+    kept_index = np.flatnonzero(~has_break).astype(np.int64)
+    paths = [paths[i] for i in kept_index.tolist()]
     buffer = joined_paths(paths)
     tables = (lines_table(b, o) for b, o in blocks_of_bytes(buffer))
     columns, malformed = _parse_lines(tables, Path(folder), extra)
-    names = _arrays(
-        columns, [(p, LINE_BREAK_REASON) for _, p in odd] + malformed, extra, buffer=buffer
-    )
+    names = _arrays(columns, odd + malformed, extra, buffer=buffer)
     # Each path's line starts one byte after the previous line's break.
     line_starts = np.cumsum([0] + [len(p.encode("utf-8")) + 1 for p in paths[:-1]])
     line_of = np.searchsorted(line_starts, names.paths.start, side="right") - 1

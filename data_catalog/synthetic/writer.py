@@ -84,18 +84,15 @@ def render_job(city: City, job: Job, size: int) -> list[tuple[str, bytes]]:
     rng = rng_for(city.seed, "render", job.folder, job.index)
     cond = job_condition(city, job)
     scene = city.scene(job.year)
+    extra = _occluders(rng, job) if job.photo else Boxes.empty()
+    if len(extra):
+        scene = Boxes.concat([scene, extra])
 
     def shoot(view: View) -> np.ndarray:
         return post_process(render(city, scene, view, cond, job.year, rng), cond, rng)
 
     if job.photo:
-        hfov, width, height, horizon = job.photo
-        extra = _occluders(rng, job)
-        if len(extra):
-            scene = Boxes.concat([scene, extra])
-        images = [
-            (None, shoot(photo_view(job.x, job.y, job.h, job.yaw, hfov, width, height, horizon)))
-        ]
+        images = [(None, shoot(photo_view(job.x, job.y, job.h, job.yaw, *job.photo)))]
     elif len(job.crops) == CROPS_PER_PANORAMA:
         # The camera response runs once on the panorama, before cutting overlapping crops.
         pixels = shoot(panorama_view(job.x, job.y, job.yaw, size, job.h))

@@ -24,7 +24,8 @@ import pandas as pd
 
 from core.errors import UserError
 from core.geo import UTMZone, single_zone
-from data_catalog.names import FIELD_NAMES, NUMERIC_FIELDS, OPTIONAL_NUMERIC_FIELDS
+from data_catalog.name_pattern import field_kind
+from data_catalog.names import FIELD_NAMES, OPTIONAL_NUMERIC_FIELDS
 
 SPLITS = ("train", "val", "test")
 # The folder commands and the app keep their work in: datasets, the catalog, runs/.
@@ -49,18 +50,13 @@ def add_memory_limit_argument(parser) -> None:
     )
 
 
-def _field_type(field: str) -> str:
-    if field in NUMERIC_FIELDS:
-        return "DOUBLE NOT NULL"
-    if field in OPTIONAL_NUMERIC_FIELDS:
-        return "DOUBLE"  # empty in the name -> NULL (test v1 queries have no heading)
-    if field == "utm_zone_number":
-        return "INTEGER NOT NULL"
-    return "VARCHAR NOT NULL"  # kept as written: empty strings stay empty
-
-
 # Columns filled from the name, in FIELD_NAMES order, then the two derived from the timestamp.
-NAME_COLUMNS: dict[str, str] = {field: _field_type(field) for field in FIELD_NAMES}
+# Only the optional numbers may be NULL (empty in the name: test v1 queries have no heading);
+# text fields are kept as written, empty strings stay empty.
+NAME_COLUMNS: dict[str, str] = {
+    field: field_kind(field) + ("" if field in OPTIONAL_NUMERIC_FIELDS else " NOT NULL")
+    for field in FIELD_NAMES
+}
 DERIVED_COLUMNS: dict[str, str] = {"year": "SMALLINT", "month": "TINYINT"}
 IMAGE_COLUMNS: tuple[str, ...] = (
     "dataset",
@@ -232,26 +228,3 @@ def images_per_year(con: duckdb.DuckDBPyConnection, dataset: str | None = None) 
             FROM images {where} GROUP BY ALL ORDER BY year NULLS FIRST, split, subset""",
         args,
     ).df()
-
-
-def images_in_bbox(
-    con: duckdb.DuckDBPyConnection,
-    lat_min: float,
-    lon_min: float,
-    lat_max: float,
-    lon_max: float,
-    dataset: str | None = None,
-    split: str | None = None,
-    subset: str | None = None,
-    limit: int | None = None,
-) -> pd.DataFrame:
-    """Images whose name's lat/lon lies in the box (edges included), in catalog order."""
-    if lat_min > lat_max or lon_min > lon_max:
-        raise ValueError(f"empty box: lat {lat_min}..{lat_max}, lon {lon_min}..{lon_max}")
-    where, args = equality_filters(dataset=dataset, split=split, subset=subset)
-    box = "lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?"
-    where = f"{where} AND {box}" if where else f"WHERE {box}"
-    query = f"SELECT * FROM images {where} ORDER BY image_id"
-    if limit is not None:
-        query += f" LIMIT {int(limit)}"
-    return con.execute(query, [*args, lat_min, lat_max, lon_min, lon_max]).df()

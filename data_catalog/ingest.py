@@ -120,9 +120,9 @@ def ingest(
 
 
 def _is_interrupt(error: BaseException) -> bool:
-    if isinstance(error, duckdb.InterruptException):
-        return True
-    return isinstance(error, RuntimeError) and "interrupted" in str(error).lower()
+    return isinstance(error, duckdb.InterruptException) or (
+        isinstance(error, RuntimeError) and "interrupted" in str(error).lower()
+    )
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -46,6 +46,7 @@ FRAME_TABLES = {
     "groups": "map_view_groups",
 }
 PARAM_COLUMNS = ("M", "alpha", "N", "L", "min_images_per_class", "group_order")
+_VIEW_WHERE = "dataset = ? AND split = ? AND " + " AND ".join(f"{c} = ?" for c in PARAM_COLUMNS)
 
 
 @dataclass
@@ -175,23 +176,26 @@ def has_views(con: duckdb.DuckDBPyConnection, dataset: str) -> bool:
     )
 
 
+def _delete_views(con: duckdb.DuckDBPyConnection, where: str, args: list) -> None:
+    """Delete the rows of map_views matching `where`, and their frames."""
+    ids = f"SELECT view_id FROM map_views WHERE {where}"
+    for table in FRAME_TABLES.values():
+        if _has_table(con, table):
+            run(con, f"DELETE FROM {table} WHERE view_id IN ({ids})", args)
+    run(con, f"DELETE FROM map_views WHERE {where}", args)
+
+
 def forget(con: duckdb.DuckDBPyConnection, dataset: str) -> None:
     """Drop the dataset's stored views (its images are about to change)."""
     if not _has_table(con, "map_views"):
         return
-    ids = "SELECT view_id FROM map_views WHERE dataset = ?"
-    for table in FRAME_TABLES.values():
-        if _has_table(con, table):
-            run(con, f"DELETE FROM {table} WHERE view_id IN ({ids})", [dataset])
-    run(con, "DELETE FROM map_views WHERE dataset = ?", [dataset])
+    _delete_views(con, "dataset = ?", [dataset])
     run(con, "DELETE FROM map_street_squares WHERE dataset = ?", [dataset])
 
 
-def _store_frame(con: duckdb.DuckDBPyConnection, table: str, view_id: int, frame) -> None:
-    tagged = frame.reset_index(drop=True)
-    tagged.insert(0, "view_id", view_id)
-    tagged.insert(1, "frame_row", np.arange(len(tagged), dtype=np.int64))
-    con.register("_map_frame", tagged)
+def _append(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    """Append the frame's rows to `table`, created from the frame if absent."""
+    con.register("_map_frame", frame)
     try:
         if _has_table(con, table):
             run(con, f"INSERT INTO {table} SELECT * FROM _map_frame")
@@ -207,18 +211,15 @@ def store_partition(
     """Keep one split's partition tables for these parameters (replacing a stored one)."""
     _create_tables(con)
     values = _param_values(params)
-    where = " AND ".join(f"{column} = ?" for column in PARAM_COLUMNS)
-    old = f"SELECT view_id FROM map_views WHERE dataset = ? AND split = ? AND {where}"
-    for table in FRAME_TABLES.values():
-        if _has_table(con, table):
-            run(con, f"DELETE FROM {table} WHERE view_id IN ({old})", [dataset, split, *values])
-    run(con, f"DELETE FROM map_views WHERE dataset = ? AND split = ? AND {where}",
-        [dataset, split, *values])  # fmt: skip
+    _delete_views(con, _VIEW_WHERE, [dataset, split, *values])
     view_id = run(con, "SELECT coalesce(max(view_id), 0) + 1 FROM map_views")[0][0]
     run(con, "INSERT INTO map_views VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [view_id, dataset, split, *values, json.dumps(tables.warnings)])  # fmt: skip
     for name, table in FRAME_TABLES.items():
-        _store_frame(con, table, view_id, getattr(tables, name))
+        tagged = getattr(tables, name).reset_index(drop=True)
+        tagged.insert(0, "view_id", view_id)
+        tagged.insert(1, "frame_row", np.arange(len(tagged), dtype=np.int64))
+        _append(con, table, tagged)
 
 
 def stored_partition(
@@ -227,23 +228,22 @@ def stored_partition(
     """The stored partition tables of one split for exactly these parameters, else None."""
     if not _has_table(con, "map_views"):
         return None  # a catalog from before stored views, or never ingested by the command
-    where = " AND ".join(f"{column} = ?" for column in PARAM_COLUMNS)
     found = run(
         con,
-        f"SELECT view_id, warnings FROM map_views WHERE dataset = ? AND split = ? AND {where}",
+        f"SELECT view_id, warnings FROM map_views WHERE {_VIEW_WHERE}",
         [dataset, split, *_param_values(params)],
     )
     if not found:
         return None
     view_id, stored_warnings = found[0]
-    frames = {}
-    for name, table in FRAME_TABLES.items():
-        frame = con.execute(
+    frames = {
+        name: con.execute(
             f"SELECT * EXCLUDE (view_id, frame_row) FROM {table} WHERE view_id = ? "
             "ORDER BY frame_row",
             [view_id],
         ).df()
-        frames[name] = frame
+        for name, table in FRAME_TABLES.items()
+    }
     return PartitionTables(**frames, warnings=json.loads(stored_warnings))
 
 
@@ -260,11 +260,7 @@ def store_street_squares(con: duckdb.DuckDBPyConnection, dataset: str, squares) 
             "images": np.asarray(squares.images, dtype=np.float64),
         }
     )
-    con.register("_map_squares", frame)
-    try:
-        run(con, "INSERT INTO map_street_squares SELECT * FROM _map_squares")
-    finally:
-        con.unregister("_map_squares")
+    _append(con, "map_street_squares", frame)
 
 
 def stored_street_squares(con: duckdb.DuckDBPyConnection, dataset: str) -> StreetSquares | None:

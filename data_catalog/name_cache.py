@@ -96,18 +96,12 @@ def load_names(
 
 def _read_entry(entry: Path, source: NameSource, buffer: bytes | None) -> NameArrays:
     # Memory-mapped: nothing is read until used, and DataLoader workers share the pages.
-    arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
-    start = np.load(entry / "start.npy", mmap_mode="r")
-    length = np.load(entry / "length.npy", mmap_mode="r")
-    if buffer is None:
-        paths = PathList(start, length, file=source.list_file)
-    else:
-        paths = PathList(start, length, buffer=buffer)
-    malformed = []
+    names = ("start", "length", *_ARRAYS)
+    arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in names}
+    file = source.list_file if buffer is None else None
+    paths = PathList(arrays.pop("start"), arrays.pop("length"), file=file, buffer=buffer)
     text = (entry / "malformed.tsv").read_text(encoding="utf-8")
-    for line in text.splitlines():
-        path, _, reason = line.partition("\t")
-        malformed.append((path, reason))
+    malformed = [line.partition("\t")[::2] for line in text.splitlines()]  # (path, reason)
     return NameArrays(paths=paths, malformed=malformed, **arrays)
 
 

@@ -95,20 +95,13 @@ def typed_fields_sql(parts: str = "parts") -> str:
     return ", ".join([*columns, year_sql(parts), month_sql(parts)])
 
 
+_CASTS = {"VARCHAR": str, "INTEGER": int, "DOUBLE": lambda text: float(text) if text else None}
+
+
 def typed_row(name: SFXLName) -> dict:
     """The typed field values of a name parsed by parse_name (the slow, rare way)."""
-    row: dict = {}
-    for key in FIELD_NAMES:
-        text = getattr(name, key)
-        kind = field_kind(key)
-        if kind == "VARCHAR":
-            row[key] = text
-        elif kind == "INTEGER":
-            row[key] = int(text)
-        else:
-            row[key] = float(text) if text else None
-    row["year"], row["month"] = name.year, name.month
-    return row
+    row = {key: _CASTS[field_kind(key)](getattr(name, key)) for key in FIELD_NAMES}
+    return {**row, "year": name.year, "month": name.month}
 
 
 def judge(path: str) -> dict | str:

@@ -304,12 +304,6 @@ class PathList(Sequence[str]):
             state["_data"] = None  # an mmap does not pickle; the worker maps the file again
         return state
 
-    def take(self, indices: np.ndarray) -> PathList:
-        """The paths at indices, sharing the file or buffer."""
-        if self.file is not None:
-            return PathList(self.start[indices], self.length[indices], file=self.file)
-        return PathList(self.start[indices], self.length[indices], buffer=self._data)
-
 
 def joined_paths(paths: Sequence[str]) -> bytes:
     """The paths as the lines of one UTF-8 buffer (what a list file would hold)."""

@@ -68,14 +68,11 @@ class NameArrays:
         return len(self.east)
 
     def zones(self) -> list[tuple[int, str]]:
-        """The distinct UTM zones, as (number, letter) pairs."""
-        return distinct_zones(self.zone_number, self.zone_letter)
-
-
-def distinct_zones(zone_number: np.ndarray, zone_letter: np.ndarray) -> list[tuple[int, str]]:
-    """(number, letter) pairs found in zone arrays; a count, not a sort (41M names in 0.1 s)."""
-    codes = np.bincount(np.asarray(zone_number, np.int64) * 256 + zone_letter, minlength=1)
-    return [(int(code) // 256, chr(int(code) % 256)) for code in np.flatnonzero(codes)]
+        """The distinct UTM zones as (number, letter); a count, not a sort (41M names in 0.1 s)."""
+        codes = np.bincount(
+            np.asarray(self.zone_number, np.int64) * 256 + self.zone_letter, minlength=1
+        )
+        return [(int(code) // 256, chr(int(code) % 256)) for code in np.flatnonzero(codes)]
 
 
 def _extra_sql(name: str) -> str:
@@ -191,14 +188,9 @@ def _arrays(
 ) -> NameArrays:
     return NameArrays(
         paths=PathList(columns["start"], columns["length"], file=file, buffer=buffer),
-        east=columns["east"],
-        north=columns["north"],
-        heading=columns["heading"],
-        zone_number=columns["zone_number"],
-        zone_letter=columns["zone_letter"],
-        year=columns["year"],
         malformed=malformed,
         extra={name: columns[f"extra_{name}"] for name in extra},
+        **{name: columns[name] for name in _NUMERIC_COLUMNS},
     )
 
 
@@ -223,19 +215,14 @@ def parse_paths(
     skipped, as in a list file.
     """
     paths = list(paths)
-    odd = [(i, p) for i, p in enumerate(paths) if "\n" in p or "\r" in p]
-    if odd:
-        bad = {i for i, _ in odd}
-        kept_index = np.array([i for i in range(len(paths)) if i not in bad], dtype=np.int64)
-        paths = [paths[i] for i in kept_index.tolist()]
-    else:
-        kept_index = np.arange(len(paths), dtype=np.int64)
+    has_break = np.array(["\n" in p or "\r" in p for p in paths], dtype=bool)
+    odd = [(paths[i], LINE_BREAK_REASON) for i in np.flatnonzero(has_break).tolist()]
+    kept_index = np.flatnonzero(~has_break).astype(np.int64)
+    paths = [paths[i] for i in kept_index.tolist()]
     buffer = joined_paths(paths)
     tables = (lines_table(b, o) for b, o in blocks_of_bytes(buffer))
     columns, malformed = _parse_lines(tables, Path(folder), extra)
-    names = _arrays(
-        columns, [(p, LINE_BREAK_REASON) for _, p in odd] + malformed, extra, buffer=buffer
-    )
+    names = _arrays(columns, odd + malformed, extra, buffer=buffer)
     # Each path's line starts one byte after the previous line's break.
     line_starts = np.cumsum([0] + [len(p.encode("utf-8")) + 1 for p in paths[:-1]])
     line_of = np.searchsorted(line_starts, names.paths.start, side="right") - 1

@@ -104,20 +104,14 @@ def format_name(name: SFXLName) -> str:
 
 def _check_fields(values: dict[str, str]) -> str | None:
     """The reason a set of field strings is not a valid name, or None."""
-    for key in NUMERIC_FIELDS:
+    for key in NUMERIC_FIELDS + OPTIONAL_NUMERIC_FIELDS:
+        if key in OPTIONAL_NUMERIC_FIELDS and not values[key]:
+            continue  # "no heading" is written as empty; nan/inf are refused like non-numbers
         try:
             if not math.isfinite(float(values[key])):
                 return f"{key} is not finite: {values[key]!r}"
         except ValueError:
             return f"{key} is not a number: {values[key]!r}"
-    for key in OPTIONAL_NUMERIC_FIELDS:
-        if values[key]:
-            # nan/inf are refused like any non-number: "no heading" is written as empty.
-            try:
-                if not math.isfinite(float(values[key])):
-                    return f"{key} is not finite: {values[key]!r}"
-            except ValueError:
-                return f"{key} is not a number: {values[key]!r}"
     if not values["utm_zone_number"].isdigit() or not 1 <= int(values["utm_zone_number"]) <= 60:
         return f"utm_zone_number must be 1..60: {values['utm_zone_number']!r}"
     if len(values["utm_zone_letter"]) != 1 or values["utm_zone_letter"] not in ZONE_LETTERS:
@@ -196,8 +190,7 @@ def make_name(
         note=note,
         extension=extension,
     )
-    formatted = format_name(name)
     reason = _check_fields(dict(zip(FIELD_NAMES, astuple(name), strict=True)))
     if reason or any("@" in value for value in astuple(name)):
         raise ValueError(f"cannot write an SF-XL name: {reason or 'a field contains @'}")
-    return formatted
+    return format_name(name)

@@ -34,20 +34,19 @@ SFXL_QUERIES = {
     "queries": "SF-XL val",
 }
 INTEGER_COLUMNS = ("table", "descriptor_dim", "train_images", "seeds", "M", "alpha", "N", "L")
+FLOAT_COLUMNS = ("value", "std", "threshold_m")
 
 
 def load_paper_results(path: str | Path = PAPER_RESULTS) -> pd.DataFrame:
     """Every transcribed value, typed: integers as nullable Int64, mean_over_seeds as boolean."""
     frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    for column in INTEGER_COLUMNS:
-        frame[column] = frame[column].astype("Int64")
+    frame = frame.astype(
+        {**dict.fromkeys(INTEGER_COLUMNS, "Int64"), **dict.fromkeys(FLOAT_COLUMNS, float)}
+    )
     frame["mean_over_seeds"] = (
         frame["mean_over_seeds"].map({True: True, False: False}).astype("boolean")
     )
-    for column in ("value", "std", "threshold_m"):
-        frame[column] = frame[column].astype(float)
-    text = [c for c in COLUMNS if c not in INTEGER_COLUMNS + ("value", "std", "threshold_m")]
-    text.remove("mean_over_seeds")
+    text = [c for c in COLUMNS if c not in (*INTEGER_COLUMNS, *FLOAT_COLUMNS, "mean_over_seeds")]
     frame[text] = frame[text].fillna("")
     return frame[list(COLUMNS)]
 
@@ -64,5 +63,4 @@ def paper_table(number: int, frame: pd.DataFrame | None = None) -> pd.DataFrame:
 def sfxl_reference(queries: str, frame: pd.DataFrame | None = None) -> pd.DataFrame:
     """The paper's SF-XL results for a query folder (queries_v1, queries_v2 or val queries)."""
     frame = load_paper_results() if frame is None else frame
-    test_set = SFXL_QUERIES.get(queries)
-    return frame[frame["test_set"] == test_set].reset_index(drop=True)
+    return frame[frame["test_set"] == SFXL_QUERIES.get(queries)].reset_index(drop=True)

@@ -49,64 +49,6 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def record_run(
-    con: duckdb.DuckDBPyConnection,
-    run: str,
-    kind: str,
-    folder: str,
-    settings: dict,
-    created: datetime | None = None,
-) -> None:
-    create_schema(con)
-    con.execute(
-        "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            run,
-            kind,
-            folder,
-            settings.get("backbone"),
-            settings.get("fc_output_dim"),
-            json.dumps(settings, default=str),
-            created or _now(),
-        ],
-    )
-
-
-def record_result(
-    con: duckdb.DuckDBPyConnection,
-    run: str,
-    test_set: str,
-    queries: str,
-    recalls: dict[int, float],
-    num_database: int,
-    num_queries: int,
-    predictions: str | None = None,
-    created: datetime | None = None,
-) -> None:
-    create_schema(con)
-    con.execute(
-        "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            run,
-            test_set,
-            queries,
-            num_database,
-            num_queries,
-            recalls.get(1),
-            recalls.get(5),
-            recalls.get(10),
-            recalls.get(20),
-            predictions,
-            created or _now(),
-        ],
-    )
-
-
-def recalls_from_json(recalls: dict[str, float]) -> dict[int, float]:
-    """{"R@1": v, ...} as run folders write it -> {1: v, ...}."""
-    return {int(key.removeprefix("R@")): float(value) for key, value in recalls.items()}
-
-
 def record_evaluation(
     con: duckdb.DuckDBPyConnection,
     run: str,
@@ -124,18 +66,34 @@ def record_evaluation(
     create_schema(con)
     con.execute("BEGIN TRANSACTION")
     try:
-        record_run(con, run, kind, folder, settings, created)
-        if result is not None:
-            record_result(
-                con,
+        con.execute(
+            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
                 run,
-                result["test_set"],
-                result["queries_folder"],
-                recalls_from_json(result["recalls"]),
-                result["num_database"],
-                result["num_queries"],
-                result.get("predictions"),
-                created,
+                kind,
+                folder,
+                settings.get("backbone"),
+                settings.get("fc_output_dim"),
+                json.dumps(settings, default=str),
+                created or _now(),
+            ],
+        )
+        if result is not None:
+            test_set, queries = result["test_set"], result["queries_folder"]
+            # {"R@1": v, ...} as run folders write it -> {1: v, ...}
+            recalls = {int(k.removeprefix("R@")): float(v) for k, v in result["recalls"].items()}
+            con.execute(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    run,
+                    test_set,
+                    queries,
+                    result["num_database"],
+                    result["num_queries"],
+                    *(recalls.get(n) for n in (1, 5, 10, 20)),
+                    result.get("predictions"),
+                    created or _now(),
+                ],
             )
         con.execute("COMMIT")
     except BaseException:

@@ -215,11 +215,11 @@ def recalls_problem(recalls: dict, what: str = "recalls") -> str | None:
 
 
 def summary_problem(summary) -> str | None:
-    problem = shape_problem(summary, SUMMARY_FIELDS)
-    if problem:
-        return problem
-    problem = recalls_problem(summary.get("test") or {}, "test")
-    return problem or shape_problem(summary.get("test_result") or {}, RESULTS_FIELDS, "test_result")
+    return (
+        shape_problem(summary, SUMMARY_FIELDS)
+        or recalls_problem(summary.get("test") or {}, "test")
+        or shape_problem(summary.get("test_result") or {}, RESULTS_FIELDS, "test_result")
+    )
 
 
 def results_problem(results) -> str | None:
@@ -231,10 +231,6 @@ def results_problem(results) -> str | None:
     return recalls_problem(results["recalls"]) or shape_problem(
         results.get("args") or {}, ARGS_FIELDS, "args"
     )
-
-
-def shape_problem_of_object(data) -> str | None:
-    return shape_problem(data, {})
 
 
 def _read_checked(path: Path, problem_of) -> dict | None:
@@ -273,7 +269,7 @@ def _epoch_ok(path: Path, number: int, epoch) -> bool:
 
 
 def read_progress(run_folder: Path) -> dict | None:
-    return _read_checked(Path(run_folder) / PROGRESS, shape_problem_of_object)
+    return _read_checked(Path(run_folder) / PROGRESS, lambda data: shape_problem(data, {}))
 
 
 def read_results(results_file: Path) -> dict | None:
@@ -283,10 +279,8 @@ def read_results(results_file: Path) -> dict | None:
 
 def predictions_file(evaluation_folder: Path) -> Path | None:
     """An evaluation's predictions.csv, or the gzipped copy of a recorded run; None if neither."""
-    for name in (PREDICTIONS, PREDICTIONS_GZ):
-        if (Path(evaluation_folder) / name).is_file():
-            return Path(evaluation_folder) / name
-    return None
+    found = (Path(evaluation_folder) / name for name in (PREDICTIONS, PREDICTIONS_GZ))
+    return next((path for path in found if path.is_file()), None)
 
 
 def results_files(run_folder: Path) -> list[Path]:

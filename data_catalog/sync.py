@@ -44,39 +44,21 @@ def _modified(path: Path) -> datetime:
 
 def run_records(run_folder: Path) -> list[RunRecord]:
     """The records a run folder holds: its summary.json, then its evaluations by time."""
-    records = []
     settings = runs.read_args(run_folder)
     summary = runs.read_summary(run_folder)
+    found = []  # (file, kind, settings, result)
     if summary is not None:
-        summary_path = run_folder / runs.SUMMARY
         kind = str(summary.get("kind", "train"))
-        records.append(
-            RunRecord(
-                run_folder.name,
-                kind,
-                str(run_folder),
-                settings,
-                summary.get("test_result"),
-                _modified(summary_path),
-                summary_path,
-            )
-        )
+        found.append((run_folder / runs.SUMMARY, kind, settings, summary.get("test_result")))
     for path in sorted(runs.results_files(run_folder), key=_modified):
         result = runs.read_results(path)
-        if result is None:
-            continue
-        records.append(
-            RunRecord(
-                run_folder.name,
-                str(result.get("kind", "eval")),
-                str(run_folder),
-                result.get("args") or settings,
-                result,
-                _modified(path),
-                path,
-            )
-        )
-    return records
+        if result is not None:
+            kind = str(result.get("kind", "eval"))
+            found.append((path, kind, result.get("args") or settings, result))
+    return [
+        RunRecord(run_folder.name, kind, str(run_folder), args, result, _modified(path), path)
+        for path, kind, args, result in found
+    ]
 
 
 def sync(workspace: str | Path, catalog: str | Path | None = None, wait_s=None) -> int:

@@ -42,20 +42,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def train_class_summary(jobs) -> str:
     """How the train crops fall into CosPlace classes at the default partition."""
-    east, north, heading = [], [], []
-    for job in jobs:
-        if job.folder.startswith("train"):
-            e, n = to_utm(job.x, job.y)
-            for k in job.crops:
-                east.append(float(e))
-                north.append(float(n))
-                heading.append((job.yaw + 30 * k) % 360)
-    if not east:
+    crops = [
+        (*map(float, to_utm(job.x, job.y)), (job.yaw + 30 * k) % 360)
+        for job in jobs
+        if job.folder.startswith("train")
+        for k in job.crops
+    ]
+    if not crops:
         return "train: no images"
     params = PartitionParams()
-    keys = class_keys(
-        np.asarray(east), np.asarray(north), np.asarray(heading), params.M, params.alpha
-    )
+    east, north, heading = np.asarray(crops).T
+    keys = class_keys(east, north, heading, params.M, params.alpha)
     sizes = np.unique(keys, axis=0, return_counts=True)[1]
     kept = sizes[sizes >= params.min_images_per_class]
     return (

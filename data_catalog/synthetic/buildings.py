@@ -57,20 +57,15 @@ def _block_footprints(rng, xa, xb, ya, yb, character) -> list[tuple[float, float
     def setback() -> float:
         return 0.0 if rng.random() < 0.7 else rng.uniform(0.4, 2.0)
 
-    boxes = []
     north = [(p, q, depth()) for p, q in _lots(rng, xa, xb, character)]
     south = [(p, q, depth()) for p, q in _lots(rng, xa, xb, character)]
-    for p, q, d in north:
-        boxes.append((p, q, yb - d, yb - setback()))
-    for p, q, d in south:
-        boxes.append((p, q, ya + setback(), ya + d))
+    boxes = [(p, q, yb - d, yb - setback()) for p, q, d in north]
+    boxes += [(p, q, ya + setback(), ya + d) for p, q, d in south]
     # East and west sides run between the corner lots of the north and south sides.
     west = _lots(rng, ya + south[0][2], yb - north[0][2], character)
     east = _lots(rng, ya + south[-1][2], yb - north[-1][2], character)
-    for p, q in west:
-        boxes.append((xa + setback(), xa + depth(), p, q))
-    for p, q in east:
-        boxes.append((xb - depth(), xb - setback(), p, q))
+    boxes += [(xa + setback(), xa + depth(), p, q) for p, q in west]
+    boxes += [(xb - depth(), xb - setback(), p, q) for p, q in east]
     # Drop a few lots: vacant lots and alleys let the camera see into the block.
     return [b for b in boxes if rng.random() > 0.06 and b[1] - b[0] > 1 and b[3] - b[2] > 1]
 

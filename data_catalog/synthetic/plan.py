@@ -65,7 +65,7 @@ def _drive(seed: int, subset: str, year: int, track: Track):
     return heading + offset, lateral, int(rng.integers(1, 13))
 
 
-def _track_panoramas(seed, folder, subset, year, tracks, spacing, condition, start_index):
+def _track_panoramas(seed, folder, subset, year, tracks, spacing, start_index):
     jobs = []
     for track in tracks:
         yaw0, lateral, month = _drive(seed, subset, year, track)
@@ -84,7 +84,6 @@ def _track_panoramas(seed, folder, subset, year, tracks, spacing, condition, sta
                     month=month,
                     yaw=float((yaw0 + int(rng.integers(-1, 2))) % 360),
                     crops=tuple(range(CROPS_PER_PANORAMA)),
-                    condition=condition,
                     drive=(subset, year, track.track_id),
                 )
             )
@@ -178,7 +177,6 @@ def plan_dataset(city: City, preset: Preset) -> list[Job]:
             year,
             tracks["train"],
             preset.train_spacing_m,
-            "capture",
             len(jobs),
         )
     jobs += _track_panoramas(
@@ -188,7 +186,6 @@ def plan_dataset(city: City, preset: Preset) -> list[Job]:
         preset.val_database_year,
         tracks["val"],
         preset.database_spacing_m,
-        "capture",
         0,
     )
     jobs += _query_crops(
@@ -207,7 +204,6 @@ def plan_dataset(city: City, preset: Preset) -> list[Job]:
         preset.test_database_year,
         tracks["test"],
         preset.database_spacing_m,
-        "capture",
         0,
     )
     jobs += _photos(

@@ -71,8 +71,7 @@ def get_preset(name: str, **overrides) -> Preset:
     """A named preset with some fields replaced (None values are ignored)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    known = {f.name for f in fields(Preset)}
-    unknown = set(overrides) - known
+    unknown = set(overrides) - {f.name for f in fields(Preset)}
     if unknown:
         raise ValueError(f"unknown preset fields: {sorted(unknown)}")
     return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})

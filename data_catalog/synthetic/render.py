@@ -209,7 +209,7 @@ def _cast_columns(boxes: Boxes, near: np.ndarray, view: View, az: np.ndarray) ->
     )
     width = np.where(face_x, boxes.y1[box] - boxes.y0[box], boxes.x1[box] - boxes.x0[box])
     cos_inc = np.where(face_x, np.abs(dx)[:, None], np.abs(dy)[:, None])
-    hits = Hits(
+    return Hits(
         box=box,
         t_in=t_in,
         t_out=t_out,
@@ -220,7 +220,6 @@ def _cast_columns(boxes: Boxes, near: np.ndarray, view: View, az: np.ndarray) ->
         width=width.astype(F32),
         cos_inc=cos_inc.astype(F32),
     )
-    return hits
 
 
 def _no_hits(columns: int, k: int) -> Hits:

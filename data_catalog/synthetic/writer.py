@@ -84,35 +84,26 @@ def render_job(city: City, job: Job, size: int) -> list[tuple[str, bytes]]:
     rng = rng_for(city.seed, "render", job.folder, job.index)
     cond = job_condition(city, job)
     scene = city.scene(job.year)
+    extra = _occluders(rng, job) if job.photo else Boxes.empty()
+    if len(extra):
+        scene = Boxes.concat([scene, extra])
+
+    def shoot(view: View) -> np.ndarray:
+        return post_process(render(city, scene, view, cond, job.year, rng), cond, rng)
+
     if job.photo:
-        hfov, width, height, horizon = job.photo
-        extra = _occluders(rng, job)
-        if len(extra):
-            scene = Boxes.concat([scene, extra])
-        view = photo_view(job.x, job.y, job.h, job.yaw, hfov, width, height, horizon)
-        images = [(None, post_process(render(city, scene, view, cond, job.year, rng), cond, rng))]
+        images = [(None, shoot(photo_view(job.x, job.y, job.h, job.yaw, *job.photo)))]
     elif len(job.crops) == CROPS_PER_PANORAMA:
         # The camera response runs once on the panorama, before cutting overlapping crops.
-        panorama = render(
-            city, scene, panorama_view(job.x, job.y, job.yaw, size, job.h), cond, job.year, rng
-        )
-        pixels = post_process(panorama, cond, rng)
+        pixels = shoot(panorama_view(job.x, job.y, job.yaw, size, job.h))
         images = list(zip(job.crops, cut_crops(pixels, size), strict=True))
     else:  # a query keeps one crop: render only its columns
-        images = [
-            (
-                k,
-                post_process(
-                    render(city, scene, _crop_view(job, k, size), cond, job.year, rng), cond, rng
-                ),
-            )
-            for k in job.crops
-        ]
-    out = []
+        images = [(k, shoot(_crop_view(job, k, size))) for k in job.crops]
     latlon = job_latlon(job)
-    for k, pixels in images:
-        out.append((image_name(city.seed, job, crop_heading(job, k), latlon), encode_jpeg(pixels)))
-    return out
+    return [
+        (image_name(city.seed, job, crop_heading(job, k), latlon), encode_jpeg(pixels))
+        for k, pixels in images
+    ]
 
 
 def crop_heading(job: Job, k: int | None) -> float | None:

@@ -228,3 +228,26 @@ def images_per_year(con: duckdb.DuckDBPyConnection, dataset: str | None = None) 
             FROM images {where} GROUP BY ALL ORDER BY year NULLS FIRST, split, subset""",
         args,
     ).df()
+
+
+def images_in_bbox(
+    con: duckdb.DuckDBPyConnection,
+    lat_min: float,
+    lon_min: float,
+    lat_max: float,
+    lon_max: float,
+    dataset: str | None = None,
+    split: str | None = None,
+    subset: str | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Images whose name's lat/lon lies in the box (edges included), in catalog order."""
+    if lat_min > lat_max or lon_min > lon_max:
+        raise ValueError(f"empty box: lat {lat_min}..{lat_max}, lon {lon_min}..{lon_max}")
+    where, args = equality_filters(dataset=dataset, split=split, subset=subset)
+    box = "lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?"
+    where = f"{where} AND {box}" if where else f"WHERE {box}"
+    query = f"SELECT * FROM images {where} ORDER BY image_id"
+    if limit is not None:
+        query += f" LIMIT {int(limit)}"
+    return con.execute(query, [*args, lat_min, lat_max, lon_min, lon_max]).df()

@@ -1,18 +1,21 @@
 """The CosPlace partition of catalogued images: arrays from DuckDB into core.partition (where
-the formulas live), then tables of its classes, groups and cells.
+the formulas live), then tables of its classes, groups and cells, and the cells as geometry.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from core.geo import utm_to_latlon
 from core.partition import Partition, PartitionParams, class_keys, partition
-from data_catalog.catalog import equality_filters
+from data_catalog.catalog import dataset_zone, equality_filters
 
 # --- partition ------------------------------------------------------------------------------
 
@@ -157,3 +160,50 @@ def panoramas_per_cell(cells: pd.DataFrame) -> pd.DataFrame:
     """How many cells hold k panoramas, from cell_summary's table."""
     counts = cells.groupby("panoramas").size()
     return counts.rename("cells").reset_index()
+
+
+# --- cells as geometry ----------------------------------------------------------------------
+
+
+def cells_geodataframe(
+    con: duckdb.DuckDBPyConnection, dataset: str, params: PartitionParams | None = None, **where
+):
+    """cell_summary (`where`: its split and subset) with each cell's square as a lat/lon
+    polygon (EPSG:4326)."""
+    import geopandas as gpd
+    import shapely
+
+    params = params or PartitionParams()
+    zone = dataset_zone(con, dataset)
+    cells = cell_summary(con, dataset, params, **where)
+    # Corners in UTM, counter-clockwise from south-west, closed; then to lat/lon.
+    e0 = cells["east_min"].to_numpy(dtype=np.float64)
+    n0 = cells["north_min"].to_numpy(dtype=np.float64)
+    east = np.stack([e0, e0 + params.M, e0 + params.M, e0, e0], axis=1)
+    north = np.stack([n0, n0, n0 + params.M, n0 + params.M, n0], axis=1)
+    lat, lon = utm_to_latlon(east.ravel(), north.ravel(), zone)
+    rings = np.stack([lon, lat], axis=1).reshape(len(cells), 5, 2)
+    geometry = shapely.polygons(rings) if len(cells) else []
+    cells["utm_zone"] = str(zone)
+    return gpd.GeoDataFrame(cells, geometry=geometry, crs="EPSG:4326")
+
+
+def export_cells(
+    con: duckdb.DuckDBPyConnection,
+    dataset: str,
+    path: str | os.PathLike,
+    params: PartitionParams | None = None,
+    **where,
+) -> Path:
+    """Write cells_geodataframe's cells as GeoJSON (.geojson/.json) or GeoParquet (.parquet)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".geojson", ".json", ".parquet"):
+        raise ValueError(f"{path}: cells are exported as .geojson, .json or .parquet")
+    cells = cells_geodataframe(con, dataset, params, **where)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".parquet":
+        cells.to_parquet(path)
+    else:
+        cells.to_file(path, driver="GeoJSON")
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import textwrap
 import threading
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pytest
 
@@ -426,6 +428,40 @@ def test_images_per_year(ingested):
     assert train.loc[2020, "images"] == len(SPOTS) * 12
     assert train.loc[2013, "panoramas"] == len(SPOTS) + 1
     assert years["images"].sum() == counts(ingested)[0]
+
+
+def test_images_in_bbox(ingested):
+    lat, lon = utm_to_latlon([SPOTS[1][0]], [SPOTS[1][1]], ZONE)
+    box = catalog.images_in_bbox(
+        ingested, lat[0] - 1e-3, lon[0] - 1e-3, lat[0] + 1e-3, lon[0] + 1e-3
+    )
+    assert len(box) == PANOS * 12 and set(box["split"]) == {"train"}
+    assert box["path"].str.startswith("train/a@b/").all()
+    assert len(catalog.images_in_bbox(ingested, 37.0, -123.0, 38.5, -122.0, split="val")) == 8
+    assert len(catalog.images_in_bbox(ingested, 37.0, -123.0, 38.5, -122.0, limit=5)) == 5
+    with pytest.raises(ValueError, match="empty box"):
+        catalog.images_in_bbox(ingested, 38.0, -123.0, 37.0, -122.0)
+
+
+def test_cells_export_as_geojson_and_parquet(ingested, tmp_path):
+    path = catalog_partition.export_cells(ingested, "sfxl", tmp_path / "cells.geojson")
+    document = json.loads(path.read_text())
+    assert document["type"] == "FeatureCollection"
+    assert len(document["features"]) == len(SPOTS) + 1
+    cells = gpd.read_file(path)
+    assert len(cells) == len(SPOTS) + 1 and cells.geometry.is_valid.all()
+    # Each cell is a ~10 m square around its images, in lat/lon.
+    lat, lon = utm_to_latlon([SPOTS[0][0]], [SPOTS[0][1]], ZONE)
+    holding = cells[cells.geometry.contains(gpd.points_from_xy(lon, lat)[0])]
+    assert len(holding) == 1 and holding.iloc[0]["images"] == PANOS * 12
+    side = holding.to_crs("EPSG:32610").geometry.iloc[0].length / 4
+    assert side == pytest.approx(10.0, abs=0.01)
+    parquet = gpd.read_parquet(
+        catalog_partition.export_cells(ingested, "sfxl", tmp_path / "c.parquet")
+    )
+    assert len(parquet) == len(SPOTS) + 1 and parquet.crs.to_epsg() == 4326
+    with pytest.raises(ValueError, match="exported as"):
+        catalog_partition.export_cells(ingested, "sfxl", tmp_path / "cells.csv")
 
 
 def test_read_only_connection_needs_an_existing_catalog(tmp_path):

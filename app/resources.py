@@ -254,12 +254,12 @@ def tiles_reachable() -> bool:
 
 def base_toggle(help_extra: str = "") -> str:
     """The sidebar's choice of when to draw the streets from the dataset's images (`base`)."""
-    view_state.initial_choice("base", list(street_layer.BASE_MODES), "auto")
     reachable = tiles_reachable()
-    return st.selectbox(
+    return view_state.choice(
         "Streets from the dataset's images",
         list(street_layer.BASE_MODES),
-        key="base",
+        "base",
+        "auto",
         format_func=street_layer.BASE_MODES.get,
         help="A faint layer of the dataset's own image positions, so that streets show where "
         "no map tile loads. This server "

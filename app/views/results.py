@@ -147,16 +147,11 @@ with run_files.collect_malformed() as malformed:
         rv.show_malformed(notice, malformed)
         st.stop()
 
-    view_state.initial("threshold", 25, int, 1, 100)
-    threshold = st.slider(
-        "Distance threshold for a correct prediction (m)",
-        min_value=1,
-        max_value=100,
-        step=1,
-        key="threshold",
-        help="Recall@N is recomputed from each run's saved predictions (positions from the file "
-        "names). The paper uses 25 m.",
-    )
+    threshold = view_state.number(
+        "Distance threshold for a correct prediction (m)", 1, 100, "threshold", 25, st.slider,
+        step=1, help="Recall@N is recomputed from each run's saved predictions (positions from "
+        "the file names). The paper uses 25 m.",
+    )  # fmt: skip
     view_state.publish(threshold=threshold)
 
     names = sorted({e.run for e in evaluations})

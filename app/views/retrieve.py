@@ -23,17 +23,12 @@ runs_folder, runs = resources.trained_runs_or_stop()
 
 with st.sidebar:
     st.header("Retrieval")
-    view_state.initial_choice("run", runs, "demo")
-    run = st.selectbox("Run", runs, key="run")
+    run = view_state.choice("Run", runs, "run", "demo")
     others = ["(none)", *[r for r in runs if r != run]]
-    view_state.initial_choice("run2", others, "(none)")
-    run2 = st.selectbox("Compare with run", others, key="run2")
-    view_state.initial("k", 5, int, 1, 20)
-    k = st.slider("Results per query (k)", 1, 20, key="k")
-    view_state.initial("threshold", 25, int, 1, 1000)
-    threshold = st.number_input("Correct within (m)", 1, 1000, key="threshold")
-    view_state.initial("heat", 0, int, 0, 20)
-    heat_rank = st.number_input("What a match rests on: result # (0: none)", 0, 20, key="heat")
+    run2 = view_state.choice("Compare with run", others, "run2", "(none)")
+    k = view_state.number("Results per query (k)", 1, 20, "k", 5, st.slider)
+    threshold = view_state.number("Correct within (m)", 1, 1000, "threshold", 25)
+    heat_rank = view_state.number("What a match rests on: result # (0: none)", 0, 20, "heat", 0)
     base_mode = resources.base_toggle()
 
 chosen = [run] + ([run2] if run2 != "(none)" else [])
@@ -66,8 +61,7 @@ else:
         st.info(f"No queries* folder beside {first.database.root}: upload a photo instead.")
         st.stop()
     labels = [str(f.relative_to(first.database.root.parent)) for f in files]
-    view_state.initial_choice("query", labels)
-    query_choice = st.selectbox("Test-set query", labels, key="query")
+    query_choice = view_state.choice("Test-set query", labels, "query")
     raw_queries = [
         (Path(query_choice).name, (first.database.root.parent / query_choice).read_bytes())
     ]

@@ -28,8 +28,7 @@ if table.empty:
     st.stop()
 
 labels = {row["run"]: tv.run_label(row) for row in table.to_dict("records")}
-view_state.initial_choice("run", list(labels), table["run"].iloc[0])
-run = st.selectbox("Run", list(labels), key="run", format_func=labels.get)
+run = view_state.choice("Run", list(labels), "run", table["run"].iloc[0], format_func=labels.get)
 view_state.publish(run=run)
 run_folder = runs_dir(workspace) / run
 opened_as = table.set_index("run").loc[run, "state"]

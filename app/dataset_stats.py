@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import pydeck as pdk
 
 from app.catalog_reader import open_catalog
-from app.map_layers import CompactDeck, fit_zoom, square_rings
+from app.map_layers import fit_zoom, light_deck, square_rings
 from core.geo import UTMZone
 from data_catalog import app_queries, catalog, catalog_partition
 
@@ -119,10 +119,7 @@ def coverage_deck(stats: DatasetStats) -> pdk.Deck:
         "PolygonLayer", data=data, id="coverage", get_polygon="polygon",
         get_fill_color="colour", stroked=False, pickable=True,
     )  # fmt: skip
-    return CompactDeck(
-        layers=[layer], initial_view_state=view, map_provider="carto", map_style="light",
-        tooltip={"text": "{tip}"},
-    )  # fmt: skip
+    return light_deck([layer], view)
 
 
 def figure_payload_bytes(figure: go.Figure) -> int:

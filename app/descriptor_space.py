@@ -25,7 +25,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pydeck as pdk
 
-from app.map_layers import CompactDeck, fit_zoom
+from app.map_layers import fit_zoom, light_deck
 from app.space_colours import Colouring, colour_scale
 from core.descriptors import ImagePathsDataset, extract_descriptors, inference_transform
 from core.geo import UTMZone, utm_to_latlon
@@ -303,15 +303,8 @@ def selection_deck(chosen: list[tuple[SpacePoints, int]], zone: UTMZone) -> pdk.
     )
     spread = max(float(np.ptp(lat)), float(np.ptp(lon)), 5e-4) * 1.3
     centre_lat, centre_lon = float(np.mean(lat)), float(np.mean(lon))
-    return CompactDeck(
-        layers=[layer],
-        initial_view_state=pdk.ViewState(
-            latitude=centre_lat, longitude=centre_lon, zoom=fit_zoom(spread, spread, centre_lat)
-        ),
-        map_provider="carto",
-        map_style="light",
-        tooltip={"text": "{tip}"},
-    )
+    zoom = fit_zoom(spread, spread, centre_lat)
+    return light_deck([layer], pdk.ViewState(latitude=centre_lat, longitude=centre_lon, zoom=zoom))
 
 
 def run_partition(run_dir: Path) -> tuple[PartitionParams, str]:

@@ -20,7 +20,7 @@ import pandas as pd
 import pydeck as pdk
 
 from app.image_places import latlon_columns, name_details, place_text
-from app.map_layers import CompactDeck, fit_zoom, square_rings
+from app.map_layers import fitted_view, light_deck, square_rings
 from app.results_view import first_hit_ranks
 from core.geo import UTMZone, single_zone
 from core.recall import recall_from_first_hits
@@ -279,17 +279,6 @@ def _query_tips(frame: pd.DataFrame, diff: bool) -> list[str]:
     return tips
 
 
-def _view_of(lon: np.ndarray, lat: np.ndarray) -> pdk.ViewState:
-    if not len(lon):
-        return pdk.ViewState(latitude=0, longitude=0, zoom=1)
-    pad = 1.15
-    centre_lat = float((np.nanmin(lat) + np.nanmax(lat)) / 2)
-    zoom = fit_zoom(pad * float(np.ptp(lon)), pad * float(np.ptp(lat)), centre_lat, 900, 560)
-    return pdk.ViewState(
-        latitude=centre_lat, longitude=float((np.nanmin(lon) + np.nanmax(lon)) / 2), zoom=zoom
-    )
-
-
 def failure_deck(
     outcomes: QueryOutcomes,
     frame: pd.DataFrame,
@@ -303,8 +292,7 @@ def failure_deck(
     layers = [] if options.base is None else [options.base]
     diff = comparison is not None
     if zone is None or frame.empty:
-        deck = CompactDeck(layers=layers, initial_view_state=_view_of(np.zeros(0), np.zeros(0)),
-                           map_provider="carto", map_style="light")  # fmt: skip
+        deck = light_deck(layers, fitted_view([], []), tooltip=True)
         return FailureLayers(deck, 0, 0, ["No query with a position to draw."])
     side = float(options.square_m)
     squares = change_per_square(frame, side) if diff else recall_per_square(frame, side)
@@ -368,13 +356,8 @@ def failure_deck(
                 line_width_min_pixels=3, get_radius=10, radius_min_pixels=11,
             ))  # fmt: skip
     framed = shown if len(shown) else frame
-    deck = CompactDeck(
-        layers=layers,
-        initial_view_state=_view_of(framed["lon"].to_numpy(), framed["lat"].to_numpy()),
-        map_provider="carto",
-        map_style="light",
-        tooltip={"text": "{tip}"},
-    )
+    view = fitted_view(framed["lon"].to_numpy(), framed["lat"].to_numpy(), 1.15, 900, 560)
+    deck = light_deck(layers, view)
     return FailureLayers(deck, drawn, len(squares), notes)
 
 

@@ -32,6 +32,7 @@ WEDGE_RADIUS = 0.45  # of the cell side, so wedges of neighbouring cells never t
 WEDGE_ARC_POINTS = 4
 COORD_DECIMALS = 6  # 0.1 m of latitude: plenty, and it keeps the JSON short
 BASEMAP = "light"  # Carto's Positron through pydeck: no token needed
+TOOLTIP = {"text": "{tip}"}  # each object's `tip` column
 
 # Qualitative colours (Tableau 20 without its greys), cycled over (u, v) cells and groups.
 PALETTE = np.array(
@@ -51,6 +52,17 @@ class CompactDeck(pdk.Deck):
 
     def to_json(self) -> str:
         return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"))
+
+
+def light_deck(layers: list, view: pdk.ViewState, tooltip=TOOLTIP) -> CompactDeck:
+    """A CompactDeck over Carto's light basemap (no token needed)."""
+    return CompactDeck(
+        layers=layers,
+        initial_view_state=view,
+        map_provider="carto",
+        map_style=BASEMAP,
+        tooltip=tooltip,
+    )
 
 
 @dataclass
@@ -232,15 +244,18 @@ def fit_zoom(
     return float(np.clip(min(zoom_x, zoom_y), 1.0, 18.0))
 
 
-def _view_state(rings: np.ndarray) -> pdk.ViewState:
-    """Centre and zoom that frame the drawn shapes."""
-    if len(rings) == 0:
+def fitted_view(
+    lon: np.ndarray, lat: np.ndarray, pad: float = 1.0, width_px: int = 760, height_px: int = 460
+) -> pdk.ViewState:
+    """Centre and zoom that frame the points (with `pad` times their extent); the whole world
+    when there are none."""
+    if not len(lon):
         return pdk.ViewState(latitude=0, longitude=0, zoom=1)
-    lon, lat = rings[..., 0], rings[..., 1]
-    centre_lat = float((lat.min() + lat.max()) / 2)
-    zoom = fit_zoom(float(np.ptp(lon)), float(np.ptp(lat)), centre_lat)
+    centre_lat = float((np.nanmin(lat) + np.nanmax(lat)) / 2)
+    span_lon, span_lat = pad * float(np.ptp(lon)), pad * float(np.ptp(lat))
+    zoom = fit_zoom(span_lon, span_lat, centre_lat, width_px, height_px)
     return pdk.ViewState(
-        latitude=centre_lat, longitude=float((lon.min() + lon.max()) / 2), zoom=zoom
+        latitude=centre_lat, longitude=float((np.nanmin(lon) + np.nanmax(lon)) / 2), zoom=zoom
     )
 
 
@@ -351,13 +366,7 @@ def build_map_layers(
         notes.append(
             f"{len(classes):,} class wedges are too many to draw; pick a group or a block."
         )
-    deck = CompactDeck(
-        layers=layers,
-        initial_view_state=_view_state(rings),
-        map_provider="carto",
-        map_style=BASEMAP,
-        tooltip={"text": "{tip}"},
-    )
+    deck = light_deck(layers, fitted_view(rings[..., 0], rings[..., 1]))
     return MapLayers(deck, factor, len(rings), wedges_drawn, notes)
 
 

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from app.map_layers import CompactDeck, fit_zoom
+from app.map_layers import fit_zoom, light_deck
 from app.uploads import QUERY_MAX_SHORTER_SIDE, PreparedUpload, prepare_upload, upload_position
 from core.descriptors import inference_transform
 from core.geo import UTMZone, utm_to_latlon
@@ -284,10 +284,4 @@ def retrieval_deck(
     spread = max(float(np.ptp(lat)) if len(lat) else 0.0, float(np.ptp(lon)) if len(lon) else 0.0)
     extent = 2.2 * max(spread, 5e-4)  # the results around the query (or the prediction)
     zoom = fit_zoom(extent, extent, centre_lat, 460, 300)
-    return CompactDeck(
-        layers=layers,
-        initial_view_state=pdk.ViewState(latitude=centre_lat, longitude=centre_lon, zoom=zoom),
-        map_provider="carto",
-        map_style="light",
-        tooltip={"text": "{tip}"},
-    )
+    return light_deck(layers, pdk.ViewState(latitude=centre_lat, longitude=centre_lon, zoom=zoom))

@@ -202,12 +202,12 @@ class MapLayers:
     notes: list[str] = field(default_factory=list)
 
 
-def _cells_in_focus(cells: pd.DataFrame, focus: tuple[int, int, int] | None) -> pd.DataFrame:
+def _in_focus(frame: pd.DataFrame, focus: tuple[int, int, int] | None) -> pd.DataFrame:
+    """The rows (cells or classes) whose cell lies in the focused block, or all of them."""
     if focus is None:
-        return cells
+        return frame
     block_e, block_n, factor = focus
-    inside = (cells["cell_e"] // factor == block_e) & (cells["cell_n"] // factor == block_n)
-    return cells[inside]
+    return frame[(frame["cell_e"] // factor == block_e) & (frame["cell_n"] // factor == block_n)]
 
 
 def _cell_colours(cells: pd.DataFrame, params: PartitionParams, alpha: int) -> np.ndarray:
@@ -271,11 +271,7 @@ def build_map_layers(
         classes = classes[classes["group"] == selection.group]
         keys = classes[["cell_e", "cell_n"]].drop_duplicates()
         cells = cells.merge(keys, on=["cell_e", "cell_n"])
-    cells = _cells_in_focus(cells, selection.focus)
-    if selection.focus is not None:
-        block_e, block_n, factor = selection.focus
-        inside = (classes["cell_e"] // factor == block_e) & (classes["cell_n"] // factor == block_n)
-        classes = classes[inside]
+    cells, classes = _in_focus(cells, selection.focus), _in_focus(classes, selection.focus)
     factor = aggregation_factor(cells)
     layers = [] if base is None else [base]
     if factor == 1:

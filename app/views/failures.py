@@ -241,13 +241,7 @@ if selected is not None:
         + ")."
     )
     tiles = [(selected, "query"), (row.top1, f"top-1 of {run}: {row.top1_error_m:,.0f} m")]
-    left = st.columns(len(tiles) + 1)
-    for column, (path, caption) in zip(left, tiles, strict=False):
-        png = resources.thumbnail_png(str(root / path), 160)
-        if png is None:
-            column.caption(f"{caption} (image not found)")
-        else:
-            column.image(png, caption=caption)
+    resources.thumbnail_columns(st.columns(len(tiles) + 1), root, tiles, 160)
     if has_model:
         st.page_link(
             "views/retrieve.py",

@@ -171,15 +171,9 @@ if selected is not None:
     by_heading, by_year = st.tabs(["By heading", "By year"])
 
     def show(frame: pd.DataFrame, caption_column: str) -> None:
-        thumbs = [
-            (resources.thumbnail_png(f, 128), c)
-            for f, c in zip(frame["file"], frame[caption_column], strict=True)
-        ]
-        shown = [(t, str(c)) for t, c in thumbs if t is not None]
-        if shown:
-            st.image([t for t, _ in shown], caption=[c for _, c in shown], width=110)
-        if len(shown) < len(thumbs):
-            st.caption(f"{len(thumbs) - len(shown)} image files could not be read.")
+        shown = resources.thumbnail_grid(frame["file"], frame[caption_column], 128, 110)
+        if shown < len(frame):
+            st.caption(f"{len(frame) - shown} image files could not be read.")
 
     with by_heading:
         for heading_class, frame in images.groupby("heading_class"):

@@ -16,7 +16,7 @@ from app import paper_view as pv
 from app import results_view as rv
 from app import view_state
 from app.catalog_reader import CatalogBusyError, CatalogMissingError
-from app.resources import recorded_results, thumbnail_png
+from app.resources import recorded_results, thumbnail_columns
 from app.workspace import catalog_path, recorded_claims_dir, workspace_dir
 from core.recall import RECALL_VALUES
 from data_catalog import runs as run_files
@@ -113,13 +113,7 @@ def show_failures(evaluation: rv.Evaluation, predictions: pd.DataFrame) -> None:
             for i, (p, e) in enumerate(zip(row.predictions, row.prediction_errors_m, strict=True))
         ]
         tiles += [(p, "missed positive") for p in row.missed_positives[:3]]
-        columns = st.columns(len(tiles))
-        for column, (path, caption) in zip(columns, tiles, strict=True):
-            png = thumbnail_png(str(root / path), 128)
-            if png is None:
-                column.caption(f"{caption} (image not found)")
-            else:
-                column.image(png, caption=caption)
+        thumbnail_columns(st.columns(len(tiles)), root, tiles, 128)
 
     st.subheader("Possible label errors")
     suspects = rv.possible_label_errors(predictions, threshold)

@@ -17,6 +17,7 @@ from app.retrieval import (
     test_query_files,
 )
 from app.uploads import UPLOAD_TYPES, failure_answer, first_files, position_caption
+from app.workspace import catalog_path
 
 st.title("Retrieve")
 runs_folder, runs = resources.trained_runs_or_stop()
@@ -81,7 +82,7 @@ if not raw_queries:
     st.stop()
 
 # Each run's database as faint streets under its maps, when the catalog holds its dataset.
-catalog = resources.catalog_file()
+catalog = catalog_path()
 streets = {
     serving.name: resources.street_base_squares(
         catalog, resources.catalogued_dataset(catalog, serving.database.root), base_mode
@@ -117,17 +118,12 @@ def show_results(query: Query, serving, descriptor, container, slot: str) -> Non
             )
         # Each result by where, which way and when it was taken, not by its file name.
         described = describe_results(results, serving.database.zone)
-        captions, images = [], []
-        for file, row in zip(results["file"], described.itertuples(), strict=True):
-            caption = f"#{row.rank} sim {row.similarity:.3f} · {row.place}"
-            if "correct" in described:
-                caption += " · correct" if row.correct else " · wrong"
-            thumb = resources.thumbnail_png(file, 160)
-            if thumb is not None:
-                images.append(thumb)
-                captions.append(caption)
-        if images:
-            st.image(images, caption=captions, width=150)
+        captions = [
+            f"#{row.rank} sim {row.similarity:.3f} · {row.place}"
+            + ((" · correct" if row.correct else " · wrong") if "correct" in described else "")
+            for row in described.itertuples()
+        ]
+        resources.thumbnail_grid(results["file"], captions, 160, 150)
         st.dataframe(described, hide_index=True, key=f"table_{serving.name}_{slot}")
         with st.expander("File names"):
             st.code("\n".join(f"#{r.rank} {r.path}" for r in results.itertuples()), language=None)

@@ -111,12 +111,9 @@ st.subheader(f"{len(chosen):,} selected")
 left, right = st.columns([3, 2])
 with left:
     shown = chosen[:24]
-    thumbs = [
-        (resources.thumbnail_png(p.files[row], 120), space.describe(p, row)) for p, row in shown
-    ]
-    images = [thumb for thumb, _ in thumbs if thumb is not None]
-    if images:
-        st.image(images, caption=[text for thumb, text in thumbs if thumb is not None], width=110)
+    files = [points.files[row] for points, row in shown]
+    captions = [space.describe(points, row) for points, row in shown]
+    resources.thumbnail_grid(files, captions, 120, 110)
     if len(chosen) > len(shown):
         st.caption(f"The first {len(shown)} of {len(chosen):,} shown.")
 with right:

@@ -25,13 +25,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import pydeck as pdk
 
+from app.image_places import name_details
 from app.map_layers import fit_zoom, light_deck
 from app.space_colours import Colouring, colour_scale
 from core.descriptors import ImagePathsDataset, extract_descriptors, inference_transform
 from core.geo import UTMZone, utm_to_latlon
 from core.partition import PartitionParams
 from data_catalog import runs
-from data_catalog.name_table import parse_paths
 
 DEFAULT_POINTS = 20_000
 MAX_QUERY_POINTS = 5_000
@@ -85,16 +85,9 @@ def index_descriptors(index: faiss.Index, rows: np.ndarray) -> np.ndarray:
 
 def name_fields(paths: list[str]) -> dict[str, np.ndarray]:
     """east, north, heading, year of each path from its SF-XL name (NaN / -1 if malformed)."""
-    names, kept = parse_paths(paths)
-    fields = {
-        "east": np.full(len(paths), np.nan),
-        "north": np.full(len(paths), np.nan),
-        "heading": np.full(len(paths), np.nan),
-        "year": np.full(len(paths), -1, dtype=np.int64),
-    }
-    for key in fields:
-        fields[key][kept] = getattr(names, key)
-    return fields
+    details = name_details(paths)
+    fields = {key: details[key].to_numpy(np.float64) for key in ("east", "north", "heading")}
+    return {**fields, "year": details["year"].to_numpy(np.int64)}
 
 
 def database_points(serving, rows: np.ndarray) -> SpacePoints:

@@ -90,16 +90,14 @@ def squares_around(
     east = np.asarray(east, dtype=np.float64)
     north = np.asarray(north, dtype=np.float64)
     east, north = east[np.isfinite(east)], north[np.isfinite(north)]
-    if len(east) == 0:
-        return replace(
-            squares, east=squares.east[:0], north=squares.north[:0], images=squares.images[:0]
+    keep = np.zeros(len(squares.east), bool)
+    if len(east):
+        keep = (
+            (squares.east >= east.min() - margin_m)
+            & (squares.east <= east.max() + margin_m)
+            & (squares.north >= north.min() - margin_m)
+            & (squares.north <= north.max() + margin_m)
         )
-    keep = (
-        (squares.east >= east.min() - margin_m)
-        & (squares.east <= east.max() + margin_m)
-        & (squares.north >= north.min() - margin_m)
-        & (squares.north <= north.max() + margin_m)
-    )
     return replace(
         squares, east=squares.east[keep], north=squares.north[keep], images=squares.images[keep]
     )
@@ -125,8 +123,4 @@ def tiles_reachable(host: tuple[str, int] = TILE_HOST, timeout_s: float = TILE_P
 
 def draw_base(mode: str, reachable: bool) -> bool:
     """Whether to draw the base layer for a toggle value (an unknown one counts as auto)."""
-    if mode == "always":
-        return True
-    if mode == "never":
-        return False
-    return not reachable
+    return mode == "always" or (mode != "never" and not reachable)

@@ -138,11 +138,16 @@ def test_query_files(database: ServingDatabase) -> list[Path]:
 # --- retrieval ------------------------------------------------------------------------------
 
 
+def query_resize(image: Image.Image, resize: int | None) -> int | None:
+    """The query's shorter side: the database's, or capped for speed when it kept native sizes."""
+    if resize is None and min(image.size) > QUERY_MAX_SHORTER_SIDE:
+        return QUERY_MAX_SHORTER_SIDE
+    return resize
+
+
 def query_descriptor(model: nn.Module, image: Image.Image, resize: int | None) -> np.ndarray:
     """[1, dim] descriptor of one query, resized like the database (or capped for speed)."""
-    if resize is None and min(image.size) > QUERY_MAX_SHORTER_SIDE:
-        resize = QUERY_MAX_SHORTER_SIDE
-    tensor = inference_transform(resize)(image).unsqueeze(0)
+    tensor = inference_transform(query_resize(image, resize))(image).unsqueeze(0)
     with torch.inference_mode():
         return model(tensor).float().numpy()
 

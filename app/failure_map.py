@@ -106,35 +106,28 @@ def square_keys(frame: pd.DataFrame, side_m: float) -> pd.DataFrame:
     )
 
 
-def _squares(frame: pd.DataFrame, side_m: float) -> tuple[np.ndarray, np.ndarray, list]:
-    """The squares holding queries ([n, 2] sq_e, sq_n), each query's square, and the rows of
-    each square's queries."""
+def _per_square(frame: pd.DataFrame, side_m: float, counted: dict, recalls: dict) -> pd.DataFrame:
+    """Per side_m square holding queries: sq_e, sq_n, queries, the sum of each `counted` mask
+    and the Recall@1 (percent, core.recall) of each `recalls` first-hit column."""
     keys = square_keys(frame, side_m).to_numpy()
     squares, inverse = np.unique(keys.reshape(-1, 2), axis=0, return_inverse=True)
-    inverse = inverse.ravel()
+    inverse, count = inverse.ravel(), len(squares)
     order = np.argsort(inverse, kind="stable")
-    members = np.split(order, np.cumsum(np.bincount(inverse, minlength=len(squares)))[:-1])
-    return squares, inverse, members if len(frame) else []
-
-
-def _recall_of(first_hit: np.ndarray, members: list) -> list[float]:
-    return [recall_from_first_hits(first_hit[rows], (1,))[1] for rows in members]
+    members = np.split(order, np.cumsum(np.bincount(inverse, minlength=count))[:-1])
+    members = members if len(frame) else []
+    table = {"sq_e": squares[:, 0], "sq_n": squares[:, 1]}
+    table["queries"] = np.bincount(inverse, minlength=count)
+    for name, mask in counted.items():
+        table[name] = np.bincount(inverse, mask, count).astype(np.int64)
+    for name, column in recalls.items():
+        first_hit = frame[column].to_numpy()
+        table[name] = [recall_from_first_hits(first_hit[rows], (1,))[1] for rows in members]
+    return pd.DataFrame(table)
 
 
 def recall_per_square(frame: pd.DataFrame, side_m: float) -> pd.DataFrame:
-    """Per side_m square holding queries: sq_e, sq_n, queries, hits and recall_1 (percent,
-    core.recall's Recall@1 of the square's queries)."""
-    squares, inverse, members = _squares(frame, side_m)
-    return pd.DataFrame(
-        {
-            "sq_e": squares[:, 0],
-            "sq_n": squares[:, 1],
-            "queries": np.bincount(inverse, minlength=len(squares)),
-            "hits": np.bincount(inverse, frame["correct"], len(squares)).astype(np.int64),
-            "recall_1": _recall_of(frame["first_hit"].to_numpy(), members),
-        },
-        columns=["sq_e", "sq_n", "queries", "hits", "recall_1"],
-    )
+    """Per side_m square holding queries: sq_e, sq_n, queries, hits and recall_1."""
+    return _per_square(frame, side_m, {"hits": frame["correct"]}, {"recall_1": "first_hit"})
 
 
 # --- two runs -------------------------------------------------------------------------------
@@ -174,19 +167,10 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
 def change_per_square(frame: pd.DataFrame, side_m: float) -> pd.DataFrame:
     """Per square of a Comparison's frame: queries, fixed, broken, recall_1 of run A and
     recall_1_b of run B."""
-    squares, inverse, members = _squares(frame, side_m)
     change = frame["change"].to_numpy()
-    return pd.DataFrame(
-        {
-            "sq_e": squares[:, 0],
-            "sq_n": squares[:, 1],
-            "queries": np.bincount(inverse, minlength=len(squares)),
-            "fixed": np.bincount(inverse, change == "fixed", len(squares)).astype(np.int64),
-            "broken": np.bincount(inverse, change == "broken", len(squares)).astype(np.int64),
-            "recall_1": _recall_of(frame["first_hit"].to_numpy(), members),
-            "recall_1_b": _recall_of(frame["first_hit_b"].to_numpy(), members),
-        },
-        columns=["sq_e", "sq_n", "queries", "fixed", "broken", "recall_1", "recall_1_b"],
+    counted = {"fixed": change == "fixed", "broken": change == "broken"}
+    return _per_square(
+        frame, side_m, counted, {"recall_1": "first_hit", "recall_1_b": "first_hit_b"}
     )
 
 

@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 import pydeck as pdk
 
 from app.image_places import name_details
-from app.map_layers import fit_zoom, light_deck
+from app.map_layers import fit_zoom, light_deck, scatter_layer
 from app.space_colours import Colouring, colour_scale
 from core.descriptors import ImagePathsDataset, extract_descriptors, inference_transform
 from core.geo import UTMZone, utm_to_latlon
@@ -284,15 +284,8 @@ def selection_deck(chosen: list[tuple[SpacePoints, int]], zone: UTMZone) -> pdk.
             "tip": list(kinds),
         }
     )
-    layer = pdk.Layer(
-        "ScatterplotLayer",
-        data=data,
-        id="selection",
-        get_position=["lon", "lat"],
-        get_fill_color="colour",
-        get_radius=5,
-        radius_min_pixels=4,
-        pickable=True,
+    layer = scatter_layer(
+        data, "selection", get_fill_color="colour", get_radius=5, radius_min_pixels=4, pickable=True
     )
     spread = max(float(np.ptp(lat)), float(np.ptp(lon)), 5e-4) * 1.3
     centre_lat, centre_lon = float(np.mean(lat)), float(np.mean(lon))

@@ -20,7 +20,7 @@ import pandas as pd
 import pydeck as pdk
 
 from app.image_places import latlon_columns, name_details, place_text
-from app.map_layers import fitted_view, light_deck, square_rings
+from app.map_layers import fitted_view, light_deck, scatter_layer, square_rings
 from app.results_view import first_hit_ranks
 from core.geo import UTMZone, single_zone
 from core.recall import recall_from_first_hits
@@ -324,19 +324,17 @@ def failure_deck(
                 get_target_position="to", get_color="colour", get_width=1,
                 width_min_pixels=1,
             ))  # fmt: skip
-        layers.append(pdk.Layer(
-            "ScatterplotLayer", data=data, id="queries", get_position=["lon", "lat"],
-            get_fill_color="colour", get_line_color=[255, 255, 255, 200], stroked=True,
-            line_width_min_pixels=1, get_radius=3, radius_min_pixels=4, radius_max_pixels=9,
-            pickable=True,
+        layers.append(scatter_layer(
+            data, "queries", get_fill_color="colour", get_line_color=[255, 255, 255, 200],
+            stroked=True, line_width_min_pixels=1, get_radius=3, radius_min_pixels=4,
+            radius_max_pixels=9, pickable=True,
         ))  # fmt: skip
     if options.selected is not None:
         chosen = frame[frame["query"] == options.selected]
         if len(chosen):
             ring = chosen[["lon", "lat"]].assign(tip="the query shown below")
-            layers.append(pdk.Layer(
-                "ScatterplotLayer", data=ring, id="selected", get_position=["lon", "lat"],
-                get_line_color=[255, 140, 0, 255], stroked=True, filled=False,
+            layers.append(scatter_layer(
+                ring, "selected", get_line_color=[255, 140, 0, 255], stroked=True, filled=False,
                 line_width_min_pixels=3, get_radius=10, radius_min_pixels=11,
             ))  # fmt: skip
     framed = shown if len(shown) else frame

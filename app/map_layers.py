@@ -54,6 +54,13 @@ class CompactDeck(pdk.Deck):
         return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"))
 
 
+def scatter_layer(data: pd.DataFrame, layer_id: str, **style) -> pdk.Layer:
+    """A ScatterplotLayer of the data's lon and lat columns."""
+    return pdk.Layer(
+        "ScatterplotLayer", data=data, id=layer_id, get_position=["lon", "lat"], **style
+    )
+
+
 def light_deck(layers: list, view: pdk.ViewState, tooltip=TOOLTIP) -> CompactDeck:
     """A CompactDeck over Carto's light basemap (no token needed)."""
     return CompactDeck(

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from app.map_layers import fit_zoom, light_deck
+from app.map_layers import fit_zoom, light_deck, scatter_layer
 from app.uploads import QUERY_MAX_SHORTER_SIDE, PreparedUpload, prepare_upload, upload_position
 from core.descriptors import inference_transform
 from core.geo import UTMZone, utm_to_latlon
@@ -241,11 +241,9 @@ def retrieval_deck(
     )
     layers = [] if base is None else [base]
     layers.append(
-        pdk.Layer(
-            "ScatterplotLayer",
-            data=points,
-            id="results",
-            get_position=["lon", "lat"],
+        scatter_layer(
+            points,
+            "results",
             get_fill_color="colour",
             get_radius=4,
             radius_min_pixels=5,
@@ -254,11 +252,9 @@ def retrieval_deck(
     )
     plat, plon = utm_to_latlon([retrieval.predicted[0]], [retrieval.predicted[1]], zone)
     layers.append(
-        pdk.Layer(
-            "ScatterplotLayer",
-            data=pd.DataFrame({"lon": plon, "lat": plat, "tip": ["predicted position (top-1)"]}),
-            id="prediction",
-            get_position=["lon", "lat"],
+        scatter_layer(
+            pd.DataFrame({"lon": plon, "lat": plat, "tip": ["predicted position (top-1)"]}),
+            "prediction",
             get_line_color=[255, 140, 0, 255],
             stroked=True,
             filled=False,
@@ -272,13 +268,11 @@ def retrieval_deck(
     if query.position is not None:
         qlat, qlon = utm_to_latlon([query.position[0]], [query.position[1]], zone)
         layers.append(
-            pdk.Layer(
-                "ScatterplotLayer",
-                data=pd.DataFrame(
+            scatter_layer(
+                pd.DataFrame(
                     {"lon": qlon, "lat": qlat, "tip": [f"query ({query.position_source})"]}
                 ),
-                id="query",
-                get_position=["lon", "lat"],
+                "query",
                 get_fill_color=[30, 90, 220, 240],
                 get_radius=6,
                 radius_min_pixels=8,

@@ -22,6 +22,7 @@ import pandas as pd
 import pydeck as pdk
 
 from app.catalog_reader import open_catalog
+from app.map_layers import scatter_layer
 from core.geo import utm_to_latlon
 from data_catalog import app_queries, map_views
 from data_catalog.map_views import StreetSquares
@@ -69,11 +70,9 @@ def base_layer(squares: StreetSquares) -> pdk.Layer:
         utm_to_latlon(squares.east, squares.north, squares.zone) if len(squares) else ([], [])
     )
     data = pd.DataFrame({"lon": np.round(lon, BASE_DECIMALS), "lat": np.round(lat, BASE_DECIMALS)})
-    return pdk.Layer(
-        "ScatterplotLayer",
-        data=data,
-        id="streets",
-        get_position=["lon", "lat"],
+    return scatter_layer(
+        data,
+        "streets",
         get_fill_color=BASE_COLOUR,
         get_radius=squares.side_m / 2,
         radius_min_pixels=1,

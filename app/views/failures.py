@@ -96,10 +96,10 @@ with st.sidebar:
     )
     # The same test set however each evaluation was given it (relative or absolute path).
     here = test_set_of(evaluation).resolve()
-    same_queries = {
-        e.run for e in evaluations
-        if e.run != run and e.queries == evaluation.queries and test_set_of(e).resolve() == here
-    }  # fmt: skip
+    same_queries = {}  # run -> its first evaluation on these queries
+    for e in evaluations:
+        if e.run != run and e.queries == evaluation.queries and test_set_of(e).resolve() == here:
+            same_queries.setdefault(e.run, e)
     others = ["(none)", *sorted(same_queries)]
     run_b = view_state.choice("Compare with run B", others, "run_b", "(none)")
     base_mode = resources.base_toggle()
@@ -125,10 +125,7 @@ if conditions:
 
 comparison = None
 if run_b != "(none)":
-    other = next(
-        e for e in evaluations
-        if e.run == run_b and e.queries == evaluation.queries and test_set_of(e).resolve() == here
-    )  # fmt: skip
+    other = same_queries[run_b]
     outcomes_b = outcomes_of(other, threshold)
     if outcomes_b is None:
         st.warning(f"{other.predictions} cannot be read right now (being rewritten?).")

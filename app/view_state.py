@@ -61,10 +61,12 @@ def remembered_tuple(key: str, size: int) -> tuple[int, ...] | None:
     return values if len(values) == size else None
 
 
-def choice(label: str, options, key: str, default: Any = None, widget=st.selectbox, **kwargs):
+def choice(
+    label: str, options, key: str, default: Any = None, widget=st.selectbox, cast=str, **kwargs
+):
     """A choice widget (st.selectbox, st.radio) keyed `key`, starting from the URL like
     initial(); a value that is not an option falls back to `default`, else the first option."""
-    initial(key, default)
+    initial(key, default, cast)
     if st.session_state[key] not in options:
         st.session_state[key] = default if default in options else (options[0] if options else None)
     return widget(label, options, key=key, **kwargs)

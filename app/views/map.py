@@ -77,14 +77,12 @@ if view.classes.empty:
         "in the sidebar to see classes and groups."
     )
 
-group_options = [-1, *non_empty["group"].astype(int).tolist()]
-view_state.initial("group", -1, int)
-if st.session_state["group"] not in group_options:
-    st.session_state["group"] = -1
-group = st.selectbox(
+group = view_state.choice(
     "Group",
-    group_options,
-    key="group",
+    [-1, *non_empty["group"].astype(int).tolist()],
+    "group",
+    -1,
+    cast=int,
     format_func=lambda g: "All groups" if g == -1 else group_label(view.groups, g),
 )
 group = None if group == -1 else group

@@ -82,18 +82,11 @@ dataset_splits = _on_catalog(_dataset_splits)
 PARTITIONS_KEPT = 4
 
 
-class _PartitionViews(dict):
+@st.cache_resource
+def _partition_views() -> tuple[dict, threading.Lock]:
     """The partition views computed by this server, newest last (a city's hold millions of
     rows: shared by every session without copies; the pages never modify them)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lock = threading.Lock()
-
-
-@st.cache_resource
-def _partition_views() -> _PartitionViews:
-    return _PartitionViews()
+    return {}, threading.Lock()
 
 
 def partition_view(
@@ -105,7 +98,7 @@ def partition_view(
     Not st.cache_resource itself: a progress bar updated from inside a cached function
     cannot be replayed by Streamlit, and this one must show while a city computes."""
     key = (catalog_reader.catalog_fingerprint(path), dataset, astuple(params), split)
-    views = _partition_views()
+    views, lock = _partition_views()
     if key in views:
         return views[key]
     bar = None
@@ -119,7 +112,7 @@ def partition_view(
     view = map_layers.compute_partition_view(path, dataset, params, split, progress)
     if bar is not None:
         bar.empty()
-    with views.lock:
+    with lock:
         views[key] = view
         while len(views) > PARTITIONS_KEPT:
             del views[next(iter(views))]

@@ -226,10 +226,7 @@ def _cell_colours(cells: pd.DataFrame, params: PartitionParams, alpha: int) -> n
 
 
 def _records(rings: np.ndarray, colours: np.ndarray, extra: pd.DataFrame) -> pd.DataFrame:
-    frame = extra.reset_index(drop=True).copy()
-    frame["polygon"] = list(rings.tolist())
-    frame["colour"] = list(colours.tolist())
-    return frame
+    return extra.reset_index(drop=True).assign(polygon=rings.tolist(), colour=colours.tolist())
 
 
 def fit_zoom(

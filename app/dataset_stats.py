@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import pydeck as pdk
 
 from app.catalog_reader import open_catalog
-from app.map_layers import CompactDeck, fit_zoom, square_rings
+from app.map_layers import fit_zoom, light_deck, square_rings
 from core.geo import UTMZone
 from data_catalog import app_queries, catalog, catalog_partition
 
@@ -63,12 +63,10 @@ def compute_dataset_stats(catalog_path: str | os.PathLike, dataset: str) -> Data
 
 def splits_figure(stats: DatasetStats) -> go.Figure:
     frame = stats.splits.assign(subset=stats.splits["subset"].replace("", "(all)"))
-    figure = px.bar(
+    return px.bar(
         frame, x="split", y="images", color="subset", barmode="group", text="images",
-        title="Images per split and subset",
+        title="Images per split and subset", height=380,
     )  # fmt: skip
-    figure.update_layout(height=380)
-    return figure
 
 
 def panoramas_per_cell_figure(cells: pd.DataFrame, M: float) -> go.Figure:
@@ -88,11 +86,9 @@ def panoramas_per_year_figure(stats: DatasetStats) -> go.Figure:
     years = stats.years.dropna(subset=["year"])
     per_year = years.groupby(["year", "split"], as_index=False)["panoramas"].sum()
     per_year["year"] = per_year["year"].astype(int).astype(str)
-    figure = px.bar(
-        per_year, x="year", y="panoramas", color="split", title="Panoramas per year",
-    )  # fmt: skip
-    figure.update_layout(height=380)
-    return figure
+    return px.bar(
+        per_year, x="year", y="panoramas", color="split", title="Panoramas per year", height=380
+    )
 
 
 def coverage_deck(stats: DatasetStats) -> pdk.Deck:
@@ -119,10 +115,7 @@ def coverage_deck(stats: DatasetStats) -> pdk.Deck:
         "PolygonLayer", data=data, id="coverage", get_polygon="polygon",
         get_fill_color="colour", stroked=False, pickable=True,
     )  # fmt: skip
-    return CompactDeck(
-        layers=[layer], initial_view_state=view, map_provider="carto", map_style="light",
-        tooltip={"text": "{tip}"},
-    )  # fmt: skip
+    return light_deck([layer], view)
 
 
 def figure_payload_bytes(figure: go.Figure) -> int:

@@ -25,13 +25,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import pydeck as pdk
 
-from app.map_layers import CompactDeck, fit_zoom
+from app.image_places import name_details
+from app.map_layers import fit_zoom, light_deck, scatter_layer
 from app.space_colours import Colouring, colour_scale
 from core.descriptors import ImagePathsDataset, extract_descriptors, inference_transform
 from core.geo import UTMZone, utm_to_latlon
 from core.partition import PartitionParams
 from data_catalog import runs
-from data_catalog.name_table import parse_paths
 
 DEFAULT_POINTS = 20_000
 MAX_QUERY_POINTS = 5_000
@@ -85,16 +85,9 @@ def index_descriptors(index: faiss.Index, rows: np.ndarray) -> np.ndarray:
 
 def name_fields(paths: list[str]) -> dict[str, np.ndarray]:
     """east, north, heading, year of each path from its SF-XL name (NaN / -1 if malformed)."""
-    names, kept = parse_paths(paths)
-    fields = {
-        "east": np.full(len(paths), np.nan),
-        "north": np.full(len(paths), np.nan),
-        "heading": np.full(len(paths), np.nan),
-        "year": np.full(len(paths), -1, dtype=np.int64),
-    }
-    for key in fields:
-        fields[key][kept] = getattr(names, key)
-    return fields
+    details = name_details(paths)
+    fields = {key: details[key].to_numpy(np.float64) for key in ("east", "north", "heading")}
+    return {**fields, "year": details["year"].to_numpy(np.int64)}
 
 
 def database_points(serving, rows: np.ndarray) -> SpacePoints:
@@ -291,27 +284,13 @@ def selection_deck(chosen: list[tuple[SpacePoints, int]], zone: UTMZone) -> pdk.
             "tip": list(kinds),
         }
     )
-    layer = pdk.Layer(
-        "ScatterplotLayer",
-        data=data,
-        id="selection",
-        get_position=["lon", "lat"],
-        get_fill_color="colour",
-        get_radius=5,
-        radius_min_pixels=4,
-        pickable=True,
+    layer = scatter_layer(
+        data, "selection", get_fill_color="colour", get_radius=5, radius_min_pixels=4, pickable=True
     )
     spread = max(float(np.ptp(lat)), float(np.ptp(lon)), 5e-4) * 1.3
     centre_lat, centre_lon = float(np.mean(lat)), float(np.mean(lon))
-    return CompactDeck(
-        layers=[layer],
-        initial_view_state=pdk.ViewState(
-            latitude=centre_lat, longitude=centre_lon, zoom=fit_zoom(spread, spread, centre_lat)
-        ),
-        map_provider="carto",
-        map_style="light",
-        tooltip={"text": "{tip}"},
-    )
+    zoom = fit_zoom(spread, spread, centre_lat)
+    return light_deck([layer], pdk.ViewState(latitude=centre_lat, longitude=centre_lon, zoom=zoom))
 
 
 def run_partition(run_dir: Path) -> tuple[PartitionParams, str]:

@@ -20,7 +20,7 @@ import pandas as pd
 import pydeck as pdk
 
 from app.image_places import latlon_columns, name_details, place_text
-from app.map_layers import CompactDeck, fit_zoom, square_rings
+from app.map_layers import fitted_view, light_deck, scatter_layer, square_rings
 from app.results_view import first_hit_ranks
 from core.geo import UTMZone, single_zone
 from core.recall import recall_from_first_hits
@@ -106,35 +106,28 @@ def square_keys(frame: pd.DataFrame, side_m: float) -> pd.DataFrame:
     )
 
 
-def _squares(frame: pd.DataFrame, side_m: float) -> tuple[np.ndarray, np.ndarray, list]:
-    """The squares holding queries ([n, 2] sq_e, sq_n), each query's square, and the rows of
-    each square's queries."""
+def _per_square(frame: pd.DataFrame, side_m: float, counted: dict, recalls: dict) -> pd.DataFrame:
+    """Per side_m square holding queries: sq_e, sq_n, queries, the sum of each `counted` mask
+    and the Recall@1 (percent, core.recall) of each `recalls` first-hit column."""
     keys = square_keys(frame, side_m).to_numpy()
     squares, inverse = np.unique(keys.reshape(-1, 2), axis=0, return_inverse=True)
-    inverse = inverse.ravel()
+    inverse, count = inverse.ravel(), len(squares)
     order = np.argsort(inverse, kind="stable")
-    members = np.split(order, np.cumsum(np.bincount(inverse, minlength=len(squares)))[:-1])
-    return squares, inverse, members if len(frame) else []
-
-
-def _recall_of(first_hit: np.ndarray, members: list) -> list[float]:
-    return [recall_from_first_hits(first_hit[rows], (1,))[1] for rows in members]
+    members = np.split(order, np.cumsum(np.bincount(inverse, minlength=count))[:-1])
+    members = members if len(frame) else []
+    table = {"sq_e": squares[:, 0], "sq_n": squares[:, 1]}
+    table["queries"] = np.bincount(inverse, minlength=count)
+    for name, mask in counted.items():
+        table[name] = np.bincount(inverse, mask, count).astype(np.int64)
+    for name, column in recalls.items():
+        first_hit = frame[column].to_numpy()
+        table[name] = [recall_from_first_hits(first_hit[rows], (1,))[1] for rows in members]
+    return pd.DataFrame(table)
 
 
 def recall_per_square(frame: pd.DataFrame, side_m: float) -> pd.DataFrame:
-    """Per side_m square holding queries: sq_e, sq_n, queries, hits and recall_1 (percent,
-    core.recall's Recall@1 of the square's queries)."""
-    squares, inverse, members = _squares(frame, side_m)
-    return pd.DataFrame(
-        {
-            "sq_e": squares[:, 0],
-            "sq_n": squares[:, 1],
-            "queries": np.bincount(inverse, minlength=len(squares)),
-            "hits": np.bincount(inverse, frame["correct"], len(squares)).astype(np.int64),
-            "recall_1": _recall_of(frame["first_hit"].to_numpy(), members),
-        },
-        columns=["sq_e", "sq_n", "queries", "hits", "recall_1"],
-    )
+    """Per side_m square holding queries: sq_e, sq_n, queries, hits and recall_1."""
+    return _per_square(frame, side_m, {"hits": frame["correct"]}, {"recall_1": "first_hit"})
 
 
 # --- two runs -------------------------------------------------------------------------------
@@ -174,19 +167,10 @@ def compare_runs(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
 def change_per_square(frame: pd.DataFrame, side_m: float) -> pd.DataFrame:
     """Per square of a Comparison's frame: queries, fixed, broken, recall_1 of run A and
     recall_1_b of run B."""
-    squares, inverse, members = _squares(frame, side_m)
     change = frame["change"].to_numpy()
-    return pd.DataFrame(
-        {
-            "sq_e": squares[:, 0],
-            "sq_n": squares[:, 1],
-            "queries": np.bincount(inverse, minlength=len(squares)),
-            "fixed": np.bincount(inverse, change == "fixed", len(squares)).astype(np.int64),
-            "broken": np.bincount(inverse, change == "broken", len(squares)).astype(np.int64),
-            "recall_1": _recall_of(frame["first_hit"].to_numpy(), members),
-            "recall_1_b": _recall_of(frame["first_hit_b"].to_numpy(), members),
-        },
-        columns=["sq_e", "sq_n", "queries", "fixed", "broken", "recall_1", "recall_1_b"],
+    counted = {"fixed": change == "fixed", "broken": change == "broken"}
+    return _per_square(
+        frame, side_m, counted, {"recall_1": "first_hit", "recall_1_b": "first_hit_b"}
     )
 
 
@@ -279,17 +263,6 @@ def _query_tips(frame: pd.DataFrame, diff: bool) -> list[str]:
     return tips
 
 
-def _view_of(lon: np.ndarray, lat: np.ndarray) -> pdk.ViewState:
-    if not len(lon):
-        return pdk.ViewState(latitude=0, longitude=0, zoom=1)
-    pad = 1.15
-    centre_lat = float((np.nanmin(lat) + np.nanmax(lat)) / 2)
-    zoom = fit_zoom(pad * float(np.ptp(lon)), pad * float(np.ptp(lat)), centre_lat, 900, 560)
-    return pdk.ViewState(
-        latitude=centre_lat, longitude=float((np.nanmin(lon) + np.nanmax(lon)) / 2), zoom=zoom
-    )
-
-
 def failure_deck(
     outcomes: QueryOutcomes,
     frame: pd.DataFrame,
@@ -303,8 +276,7 @@ def failure_deck(
     layers = [] if options.base is None else [options.base]
     diff = comparison is not None
     if zone is None or frame.empty:
-        deck = CompactDeck(layers=layers, initial_view_state=_view_of(np.zeros(0), np.zeros(0)),
-                           map_provider="carto", map_style="light")  # fmt: skip
+        deck = light_deck(layers, fitted_view([], []), tooltip=True)
         return FailureLayers(deck, 0, 0, ["No query with a position to draw."])
     side = float(options.square_m)
     squares = change_per_square(frame, side) if diff else recall_per_square(frame, side)
@@ -352,29 +324,22 @@ def failure_deck(
                 get_target_position="to", get_color="colour", get_width=1,
                 width_min_pixels=1,
             ))  # fmt: skip
-        layers.append(pdk.Layer(
-            "ScatterplotLayer", data=data, id="queries", get_position=["lon", "lat"],
-            get_fill_color="colour", get_line_color=[255, 255, 255, 200], stroked=True,
-            line_width_min_pixels=1, get_radius=3, radius_min_pixels=4, radius_max_pixels=9,
-            pickable=True,
+        layers.append(scatter_layer(
+            data, "queries", get_fill_color="colour", get_line_color=[255, 255, 255, 200],
+            stroked=True, line_width_min_pixels=1, get_radius=3, radius_min_pixels=4,
+            radius_max_pixels=9, pickable=True,
         ))  # fmt: skip
     if options.selected is not None:
         chosen = frame[frame["query"] == options.selected]
         if len(chosen):
             ring = chosen[["lon", "lat"]].assign(tip="the query shown below")
-            layers.append(pdk.Layer(
-                "ScatterplotLayer", data=ring, id="selected", get_position=["lon", "lat"],
-                get_line_color=[255, 140, 0, 255], stroked=True, filled=False,
+            layers.append(scatter_layer(
+                ring, "selected", get_line_color=[255, 140, 0, 255], stroked=True, filled=False,
                 line_width_min_pixels=3, get_radius=10, radius_min_pixels=11,
             ))  # fmt: skip
     framed = shown if len(shown) else frame
-    deck = CompactDeck(
-        layers=layers,
-        initial_view_state=_view_of(framed["lon"].to_numpy(), framed["lat"].to_numpy()),
-        map_provider="carto",
-        map_style="light",
-        tooltip={"text": "{tip}"},
-    )
+    view = fitted_view(framed["lon"].to_numpy(), framed["lat"].to_numpy(), 1.15, 900, 560)
+    deck = light_deck(layers, view)
     return FailureLayers(deck, drawn, len(squares), notes)
 
 

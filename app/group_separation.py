@@ -77,20 +77,17 @@ def fig4_figure(view: PartitionView, group: int, window_cells: int | None = None
         return figure
     centre = mine.groupby(["cell_e", "cell_n"])["images"].sum().idxmax()
     e_lo, n_lo = centre[0] - window // 2, centre[1] - window // 2
-    inside_window = view.classes["cell_e"].between(e_lo, e_lo + window - 1) & view.classes[
-        "cell_n"
-    ].between(n_lo, n_lo + window - 1)
+    here = view.classes[
+        view.classes["cell_e"].between(e_lo, e_lo + window - 1)
+        & view.classes["cell_n"].between(n_lo, n_lo + window - 1)
+    ]
     # The second group shown (the paper's purple) is the other group with most classes here.
-    others = view.classes[inside_window & (view.classes["group"] != group)]["group"]
+    others = here[here["group"] != group]["group"]
     shown = [(group, FIG4_COLOURS[0])]
     if len(others):
         shown.append((int(others.value_counts().idxmax()), FIG4_COLOURS[1]))
     for rank, colour in shown:
-        classes = view.classes[view.classes["group"] == rank]
-        inside = classes["cell_e"].between(e_lo, e_lo + window - 1) & classes["cell_n"].between(
-            n_lo, n_lo + window - 1
-        )
-        classes = classes[inside]
+        classes = here[here["group"] == rank]
         xs, ys = [], []
         steps = np.linspace(0.0, 1.0, WEDGE_ARC_POINTS)
         for row in classes.itertuples():

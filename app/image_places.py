@@ -33,12 +33,9 @@ def name_details(paths: Sequence[str]) -> pd.DataFrame:
             "year": np.full(len(paths), -1, np.int16),
         }
     )
-    frame.loc[rows, "east"] = names.east
-    frame.loc[rows, "north"] = names.north
-    frame.loc[rows, "zone_number"] = names.zone_number
+    for key in ("east", "north", "zone_number", "heading", "year"):
+        frame.loc[rows, key] = getattr(names, key)
     frame.loc[rows, "zone_letter"] = [chr(c) for c in names.zone_letter]
-    frame.loc[rows, "heading"] = names.heading
-    frame.loc[rows, "year"] = names.year
     return frame
 
 

@@ -32,6 +32,7 @@ WEDGE_RADIUS = 0.45  # of the cell side, so wedges of neighbouring cells never t
 WEDGE_ARC_POINTS = 4
 COORD_DECIMALS = 6  # 0.1 m of latitude: plenty, and it keeps the JSON short
 BASEMAP = "light"  # Carto's Positron through pydeck: no token needed
+TOOLTIP = {"text": "{tip}"}  # each object's `tip` column
 
 # Qualitative colours (Tableau 20 without its greys), cycled over (u, v) cells and groups.
 PALETTE = np.array(
@@ -51,6 +52,24 @@ class CompactDeck(pdk.Deck):
 
     def to_json(self) -> str:
         return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"))
+
+
+def scatter_layer(data: pd.DataFrame, layer_id: str, **style) -> pdk.Layer:
+    """A ScatterplotLayer of the data's lon and lat columns."""
+    return pdk.Layer(
+        "ScatterplotLayer", data=data, id=layer_id, get_position=["lon", "lat"], **style
+    )
+
+
+def light_deck(layers: list, view: pdk.ViewState, tooltip=TOOLTIP) -> CompactDeck:
+    """A CompactDeck over Carto's light basemap (no token needed)."""
+    return CompactDeck(
+        layers=layers,
+        initial_view_state=view,
+        map_provider="carto",
+        map_style=BASEMAP,
+        tooltip=tooltip,
+    )
 
 
 @dataclass
@@ -190,12 +209,12 @@ class MapLayers:
     notes: list[str] = field(default_factory=list)
 
 
-def _cells_in_focus(cells: pd.DataFrame, focus: tuple[int, int, int] | None) -> pd.DataFrame:
+def _in_focus(frame: pd.DataFrame, focus: tuple[int, int, int] | None) -> pd.DataFrame:
+    """The rows (cells or classes) whose cell lies in the focused block, or all of them."""
     if focus is None:
-        return cells
+        return frame
     block_e, block_n, factor = focus
-    inside = (cells["cell_e"] // factor == block_e) & (cells["cell_n"] // factor == block_n)
-    return cells[inside]
+    return frame[(frame["cell_e"] // factor == block_e) & (frame["cell_n"] // factor == block_n)]
 
 
 def _cell_colours(cells: pd.DataFrame, params: PartitionParams, alpha: int) -> np.ndarray:
@@ -207,10 +226,7 @@ def _cell_colours(cells: pd.DataFrame, params: PartitionParams, alpha: int) -> n
 
 
 def _records(rings: np.ndarray, colours: np.ndarray, extra: pd.DataFrame) -> pd.DataFrame:
-    frame = extra.reset_index(drop=True).copy()
-    frame["polygon"] = list(rings.tolist())
-    frame["colour"] = list(colours.tolist())
-    return frame
+    return extra.reset_index(drop=True).assign(polygon=rings.tolist(), colour=colours.tolist())
 
 
 def fit_zoom(
@@ -232,15 +248,18 @@ def fit_zoom(
     return float(np.clip(min(zoom_x, zoom_y), 1.0, 18.0))
 
 
-def _view_state(rings: np.ndarray) -> pdk.ViewState:
-    """Centre and zoom that frame the drawn shapes."""
-    if len(rings) == 0:
+def fitted_view(
+    lon: np.ndarray, lat: np.ndarray, pad: float = 1.0, width_px: int = 760, height_px: int = 460
+) -> pdk.ViewState:
+    """Centre and zoom that frame the points (with `pad` times their extent); the whole world
+    when there are none."""
+    if not len(lon):
         return pdk.ViewState(latitude=0, longitude=0, zoom=1)
-    lon, lat = rings[..., 0], rings[..., 1]
-    centre_lat = float((lat.min() + lat.max()) / 2)
-    zoom = fit_zoom(float(np.ptp(lon)), float(np.ptp(lat)), centre_lat)
+    centre_lat = float((np.nanmin(lat) + np.nanmax(lat)) / 2)
+    span_lon, span_lat = pad * float(np.ptp(lon)), pad * float(np.ptp(lat))
+    zoom = fit_zoom(span_lon, span_lat, centre_lat, width_px, height_px)
     return pdk.ViewState(
-        latitude=centre_lat, longitude=float((lon.min() + lon.max()) / 2), zoom=zoom
+        latitude=centre_lat, longitude=float((np.nanmin(lon) + np.nanmax(lon)) / 2), zoom=zoom
     )
 
 
@@ -256,11 +275,7 @@ def build_map_layers(
         classes = classes[classes["group"] == selection.group]
         keys = classes[["cell_e", "cell_n"]].drop_duplicates()
         cells = cells.merge(keys, on=["cell_e", "cell_n"])
-    cells = _cells_in_focus(cells, selection.focus)
-    if selection.focus is not None:
-        block_e, block_n, factor = selection.focus
-        inside = (classes["cell_e"] // factor == block_e) & (classes["cell_n"] // factor == block_n)
-        classes = classes[inside]
+    cells, classes = _in_focus(cells, selection.focus), _in_focus(classes, selection.focus)
     factor = aggregation_factor(cells)
     layers = [] if base is None else [base]
     if factor == 1:
@@ -351,13 +366,7 @@ def build_map_layers(
         notes.append(
             f"{len(classes):,} class wedges are too many to draw; pick a group or a block."
         )
-    deck = CompactDeck(
-        layers=layers,
-        initial_view_state=_view_state(rings),
-        map_provider="carto",
-        map_style=BASEMAP,
-        tooltip={"text": "{tip}"},
-    )
+    deck = light_deck(layers, fitted_view(rings[..., 0], rings[..., 1]))
     return MapLayers(deck, factor, len(rings), wedges_drawn, notes)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from app.retrieval import QUERY_MAX_SHORTER_SIDE
+from app.retrieval import query_resize
 from core.descriptors import inference_transform
 from core.images import load_image
 from core.similarity_map import similarity_maps, upsample
@@ -64,11 +64,7 @@ def match_overlays(
 ) -> MatchOverlay:
     """Heat maps of the query and one database image, resized as the database was indexed."""
     match = load_image(match_file)
-    # Large photos are capped as the Retrieve page caps them (app.retrieval.query_descriptor).
-    query_resize = resize
-    if resize is None and min(query.size) > QUERY_MAX_SHORTER_SIDE:
-        query_resize = QUERY_MAX_SHORTER_SIDE
-    seen_query, seen_match = _as_seen(query, query_resize), _as_seen(match, resize)
+    seen_query, seen_match = _as_seen(query, query_resize(query, resize)), _as_seen(match, resize)
     transform = inference_transform(None)
     maps = similarity_maps(model, transform(seen_query), transform(seen_match))
     scale = max(float(maps.heat_a.max()), float(maps.heat_b.max()))

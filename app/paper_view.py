@@ -13,8 +13,6 @@ from core.recall import RECALL_VALUES
 from data_catalog import runs
 from data_catalog.paper import SFXL_QUERIES, load_paper_results, paper_table
 
-BYTES_PER_FLOAT = 4
-
 
 def dataset_label(test_set: str | Path) -> str:
     """'SF-XL' when the test set looks like SF-XL's, else the dataset folder's name."""
@@ -132,29 +130,21 @@ def table5_view(grids: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.Da
     return out
 
 
-def memory_per_million_mb(dim: int) -> float:
-    """Float32 descriptors of one million images: dim x 4 bytes x 1e6, in MB (1e6 bytes)."""
-    return dim * BYTES_PER_FLOAT * 1e6 / 1e6
-
-
-def dimension_view(grids: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Recall against descriptor dimension, with the memory per million images.
-
-    Points of the dimension grids; a claims grid's CosPlace point (Table 5 row) is its 512-D
-    point. Runs outside grids are added from `runs` (runs_table) when given.
-    """
-    rows = []
-    for _, row in grid_rows(grids, "dimension").iterrows():
-        rows.append({"source": row["grid"], "run": Path(str(row["run_folder"])).name,
-                     "fc_output_dim": int(row["fc_output_dim"]), "val_r1": row["val_r1"],
-                     "test_r1": row.get("test_r1")})  # fmt: skip
-    for _, row in grid_rows(grids, "claims_table5").iterrows():
-        if row["point"] == "M10_alpha30_N5_L2":
-            rows.append({"source": row["grid"], "run": Path(str(row["run_folder"])).name,
-                         "fc_output_dim": int(row["fc_output_dim"]), "val_r1": row["val_r1"],
-                         "test_r1": row.get("test_r1")})  # fmt: skip
+def dimension_view(grids: pd.DataFrame) -> pd.DataFrame:
+    """Recall against descriptor dimension, with the memory per million images: the points of
+    the dimension grids, and a claims grid's CosPlace point (Table 5 row), its 512-D point."""
+    points = [row for _, row in grid_rows(grids, "dimension").iterrows()]
+    points += [
+        row
+        for _, row in grid_rows(grids, "claims_table5").iterrows()
+        if row["point"] == "M10_alpha30_N5_L2"
+    ]
+    rows = [{"source": row["grid"], "run": Path(str(row["run_folder"])).name,
+             "fc_output_dim": int(row["fc_output_dim"]), "val_r1": row["val_r1"],
+             "test_r1": row.get("test_r1")} for row in points]  # fmt: skip
     out = pd.DataFrame(rows, columns=["source", "run", "fc_output_dim", "val_r1", "test_r1"])
-    out["memory_mb_per_million"] = out["fc_output_dim"].map(memory_per_million_mb)
+    # float32 descriptors of a million images: dim x 4 bytes x 1e6, in MB (1e6 bytes)
+    out["memory_mb_per_million"] = out["fc_output_dim"] * 4.0
     return out.sort_values(["source", "fc_output_dim"]).reset_index(drop=True)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
 
@@ -25,23 +26,21 @@ from app import (
     uploads,
     view_state,
 )
-from app.workspace import catalog_path, runs_dir, workspace_dir
+from app.workspace import catalog_path, runs_dir
 from core.partition import PartitionParams
 from data_catalog.runs import runs_with_model
 
 
-def catalog_file() -> Path:
-    return catalog_path(workspace_dir())
-
-
-def runs_folder() -> Path:
-    return runs_dir(workspace_dir())
+def _on_catalog(cached: Callable) -> Callable:
+    """cached(fingerprint, ...) called as (catalog path, ...): the fingerprint changes when an
+    ingest writes, so the next read is fresh."""
+    return lambda path, *args: cached(catalog_reader.catalog_fingerprint(path), *args)
 
 
 def trained_runs_or_stop() -> tuple[Path, list[str]]:
     """The runs folder and its runs with a model; without any, the page says how to make one
     (a model, then its index) and stops."""
-    folder = runs_folder()
+    folder = runs_dir()
     names = runs_with_model(folder)
     if not names:
         st.info(
@@ -59,13 +58,12 @@ def _dataset_names(fingerprint: tuple) -> list[str]:
     return catalog_reader.dataset_names(fingerprint[0])
 
 
-def dataset_names(path: Path) -> list[str]:
-    return _dataset_names(catalog_reader.catalog_fingerprint(path))
+dataset_names = _on_catalog(_dataset_names)
 
 
 def catalogued_datasets_or_stop() -> tuple[Path, list[str]]:
     """The catalog file and its datasets; without them the page names the command and stops."""
-    catalog = catalog_file()
+    catalog = catalog_path()
     try:
         return catalog, dataset_names(catalog)
     except (catalog_reader.CatalogMissingError, catalog_reader.CatalogBusyError) as error:
@@ -78,25 +76,17 @@ def _dataset_splits(fingerprint: tuple, dataset: str) -> list[str]:
     return catalog_reader.dataset_splits(fingerprint[0], dataset)
 
 
-def dataset_splits(path: Path, dataset: str) -> list[str]:
-    return _dataset_splits(catalog_reader.catalog_fingerprint(path), dataset)
+dataset_splits = _on_catalog(_dataset_splits)
 
 
 PARTITIONS_KEPT = 4
 
 
-class _PartitionViews(dict):
+@st.cache_resource
+def _partition_views() -> tuple[dict, threading.Lock]:
     """The partition views computed by this server, newest last (a city's hold millions of
     rows: shared by every session without copies; the pages never modify them)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lock = threading.Lock()
-
-
-@st.cache_resource
-def _partition_views() -> _PartitionViews:
-    return _PartitionViews()
+    return {}, threading.Lock()
 
 
 def partition_view(
@@ -108,7 +98,7 @@ def partition_view(
     Not st.cache_resource itself: a progress bar updated from inside a cached function
     cannot be replayed by Streamlit, and this one must show while a city computes."""
     key = (catalog_reader.catalog_fingerprint(path), dataset, astuple(params), split)
-    views = _partition_views()
+    views, lock = _partition_views()
     if key in views:
         return views[key]
     bar = None
@@ -122,7 +112,7 @@ def partition_view(
     view = map_layers.compute_partition_view(path, dataset, params, split, progress)
     if bar is not None:
         bar.empty()
-    with views.lock:
+    with lock:
         views[key] = view
         while len(views) > PARTITIONS_KEPT:
             del views[next(iter(views))]
@@ -134,19 +124,17 @@ def _dataset_stats(fingerprint: tuple, dataset: str) -> dataset_stats.DatasetSta
     return dataset_stats.compute_dataset_stats(fingerprint[0], dataset)
 
 
-def dataset_statistics(path: Path, dataset: str) -> dataset_stats.DatasetStats:
-    return _dataset_stats(catalog_reader.catalog_fingerprint(path), dataset)
+dataset_statistics = _on_catalog(_dataset_stats)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _recorded_results(fingerprint: tuple) -> pd.DataFrame:
+    """The catalog's results table; CatalogMissingError or CatalogBusyError (a sentence)
+    after the pages' short wait when it cannot be read now."""
     return catalog_reader.recorded_results(fingerprint[0])
 
 
-def recorded_results(path: Path) -> pd.DataFrame:
-    """The catalog's results table; CatalogMissingError or CatalogBusyError (a sentence)
-    after the pages' short wait when it cannot be read now."""
-    return _recorded_results(catalog_reader.catalog_fingerprint(path))
+recorded_results = _on_catalog(_recorded_results)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the run's model and index…")
@@ -168,6 +156,25 @@ def thumbnail_png(file: str, size: int = 160) -> bytes | None:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def thumbnail_grid(files, captions, size: int, width: int) -> int:
+    """The thumbnails of the readable files in one grid (st.image); returns how many."""
+    shown = [(thumbnail_png(str(f), size), str(c)) for f, c in zip(files, captions, strict=True)]
+    shown = [(png, caption) for png, caption in shown if png is not None]
+    if shown:
+        st.image([png for png, _ in shown], caption=[c for _, c in shown], width=width)
+    return len(shown)
+
+
+def thumbnail_columns(columns, root: Path, tiles: list[tuple[str, str]], size: int) -> None:
+    """Each (path under root, caption) as a thumbnail in its column, or its caption alone."""
+    for column, (path, caption) in zip(columns, tiles, strict=False):
+        png = thumbnail_png(str(root / path), size)
+        if png is None:
+            column.caption(f"{caption} (image not found)")
+        else:
+            column.image(png, caption=caption)
 
 
 # --- the descriptor space -------------------------------------------------------------------
@@ -242,8 +249,7 @@ def _street_squares(fingerprint: tuple, dataset: str) -> street_layer.StreetSqua
     return street_layer.catalog_street_squares(fingerprint[0], dataset)
 
 
-def street_squares(path: Path, dataset: str) -> street_layer.StreetSquares:
-    return _street_squares(catalog_reader.catalog_fingerprint(path), dataset)
+street_squares = _on_catalog(_street_squares)
 
 
 @st.cache_data(ttl=300, show_spinner=False)
@@ -254,12 +260,12 @@ def tiles_reachable() -> bool:
 
 def base_toggle(help_extra: str = "") -> str:
     """The sidebar's choice of when to draw the streets from the dataset's images (`base`)."""
-    view_state.initial_choice("base", list(street_layer.BASE_MODES), "auto")
     reachable = tiles_reachable()
-    return st.selectbox(
+    return view_state.choice(
         "Streets from the dataset's images",
         list(street_layer.BASE_MODES),
-        key="base",
+        "base",
+        "auto",
         format_func=street_layer.BASE_MODES.get,
         help="A faint layer of the dataset's own image positions, so that streets show where "
         "no map tile loads. This server "
@@ -271,16 +277,15 @@ def base_toggle(help_extra: str = "") -> str:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _catalogued_dataset(fingerprint: tuple, folder: str) -> str | None:
+def _catalogued_dataset(fingerprint: tuple, folder: str | Path) -> str | None:
+    """The catalogued dataset that holds `folder` (a test set, a run's database), else None."""
     try:
         return street_layer.dataset_of_folder(fingerprint[0], folder)
     except (catalog_reader.CatalogMissingError, catalog_reader.CatalogBusyError):
         return None
 
 
-def catalogued_dataset(path: Path, folder: str | Path) -> str | None:
-    """The catalogued dataset that holds `folder` (a test set, a run's database), else None."""
-    return _catalogued_dataset(catalog_reader.catalog_fingerprint(path), str(folder))
+catalogued_dataset = _on_catalog(_catalogued_dataset)
 
 
 def street_base_squares(path: Path, dataset: str | None, mode: str):

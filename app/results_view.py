@@ -45,7 +45,6 @@ class Evaluation:
     settings: dict  # the flags of the evaluation (threshold, resizing, image size...)
     predictions: Path | None
     num_queries: int | None = None
-    num_database: int | None = None
 
     @property
     def label(self) -> str:
@@ -144,7 +143,6 @@ def list_evaluations(workspace: str | Path) -> list[Evaluation]:
                     settings=result.get("args") or args,
                     predictions=predictions,
                     num_queries=result.get("num_queries"),
-                    num_database=result.get("num_database"),
                 )
             )
         summary = runs.read_summary(folder) or {}
@@ -161,7 +159,6 @@ def list_evaluations(workspace: str | Path) -> list[Evaluation]:
                     settings=args,
                     predictions=None,
                     num_queries=test.get("num_queries"),
-                    num_database=test.get("num_database"),
                 )
             )
     return found

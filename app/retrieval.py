@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from app.map_layers import CompactDeck, fit_zoom
+from app.map_layers import fit_zoom, light_deck, scatter_layer
 from app.uploads import QUERY_MAX_SHORTER_SIDE, PreparedUpload, prepare_upload, upload_position
 from core.descriptors import inference_transform
 from core.geo import UTMZone, utm_to_latlon
@@ -138,11 +138,16 @@ def test_query_files(database: ServingDatabase) -> list[Path]:
 # --- retrieval ------------------------------------------------------------------------------
 
 
+def query_resize(image: Image.Image, resize: int | None) -> int | None:
+    """The query's shorter side: the database's, or capped for speed when it kept native sizes."""
+    if resize is None and min(image.size) > QUERY_MAX_SHORTER_SIDE:
+        return QUERY_MAX_SHORTER_SIDE
+    return resize
+
+
 def query_descriptor(model: nn.Module, image: Image.Image, resize: int | None) -> np.ndarray:
     """[1, dim] descriptor of one query, resized like the database (or capped for speed)."""
-    if resize is None and min(image.size) > QUERY_MAX_SHORTER_SIDE:
-        resize = QUERY_MAX_SHORTER_SIDE
-    tensor = inference_transform(resize)(image).unsqueeze(0)
+    tensor = inference_transform(query_resize(image, resize))(image).unsqueeze(0)
     with torch.inference_mode():
         return model(tensor).float().numpy()
 
@@ -236,11 +241,9 @@ def retrieval_deck(
     )
     layers = [] if base is None else [base]
     layers.append(
-        pdk.Layer(
-            "ScatterplotLayer",
-            data=points,
-            id="results",
-            get_position=["lon", "lat"],
+        scatter_layer(
+            points,
+            "results",
             get_fill_color="colour",
             get_radius=4,
             radius_min_pixels=5,
@@ -249,11 +252,9 @@ def retrieval_deck(
     )
     plat, plon = utm_to_latlon([retrieval.predicted[0]], [retrieval.predicted[1]], zone)
     layers.append(
-        pdk.Layer(
-            "ScatterplotLayer",
-            data=pd.DataFrame({"lon": plon, "lat": plat, "tip": ["predicted position (top-1)"]}),
-            id="prediction",
-            get_position=["lon", "lat"],
+        scatter_layer(
+            pd.DataFrame({"lon": plon, "lat": plat, "tip": ["predicted position (top-1)"]}),
+            "prediction",
             get_line_color=[255, 140, 0, 255],
             stroked=True,
             filled=False,
@@ -267,13 +268,11 @@ def retrieval_deck(
     if query.position is not None:
         qlat, qlon = utm_to_latlon([query.position[0]], [query.position[1]], zone)
         layers.append(
-            pdk.Layer(
-                "ScatterplotLayer",
-                data=pd.DataFrame(
+            scatter_layer(
+                pd.DataFrame(
                     {"lon": qlon, "lat": qlat, "tip": [f"query ({query.position_source})"]}
                 ),
-                id="query",
-                get_position=["lon", "lat"],
+                "query",
                 get_fill_color=[30, 90, 220, 240],
                 get_radius=6,
                 radius_min_pixels=8,
@@ -284,10 +283,4 @@ def retrieval_deck(
     spread = max(float(np.ptp(lat)) if len(lat) else 0.0, float(np.ptp(lon)) if len(lon) else 0.0)
     extent = 2.2 * max(spread, 5e-4)  # the results around the query (or the prediction)
     zoom = fit_zoom(extent, extent, centre_lat, 460, 300)
-    return CompactDeck(
-        layers=layers,
-        initial_view_state=pdk.ViewState(latitude=centre_lat, longitude=centre_lon, zoom=zoom),
-        map_provider="carto",
-        map_style="light",
-        tooltip={"text": "{tip}"},
-    )
+    return light_deck(layers, pdk.ViewState(latitude=centre_lat, longitude=centre_lon, zoom=zoom))

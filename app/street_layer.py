@@ -22,6 +22,7 @@ import pandas as pd
 import pydeck as pdk
 
 from app.catalog_reader import open_catalog
+from app.map_layers import scatter_layer
 from core.geo import utm_to_latlon
 from data_catalog import app_queries, map_views
 from data_catalog.map_views import StreetSquares
@@ -69,11 +70,9 @@ def base_layer(squares: StreetSquares) -> pdk.Layer:
         utm_to_latlon(squares.east, squares.north, squares.zone) if len(squares) else ([], [])
     )
     data = pd.DataFrame({"lon": np.round(lon, BASE_DECIMALS), "lat": np.round(lat, BASE_DECIMALS)})
-    return pdk.Layer(
-        "ScatterplotLayer",
-        data=data,
-        id="streets",
-        get_position=["lon", "lat"],
+    return scatter_layer(
+        data,
+        "streets",
         get_fill_color=BASE_COLOUR,
         get_radius=squares.side_m / 2,
         radius_min_pixels=1,
@@ -90,16 +89,14 @@ def squares_around(
     east = np.asarray(east, dtype=np.float64)
     north = np.asarray(north, dtype=np.float64)
     east, north = east[np.isfinite(east)], north[np.isfinite(north)]
-    if len(east) == 0:
-        return replace(
-            squares, east=squares.east[:0], north=squares.north[:0], images=squares.images[:0]
+    keep = np.zeros(len(squares.east), bool)
+    if len(east):
+        keep = (
+            (squares.east >= east.min() - margin_m)
+            & (squares.east <= east.max() + margin_m)
+            & (squares.north >= north.min() - margin_m)
+            & (squares.north <= north.max() + margin_m)
         )
-    keep = (
-        (squares.east >= east.min() - margin_m)
-        & (squares.east <= east.max() + margin_m)
-        & (squares.north >= north.min() - margin_m)
-        & (squares.north <= north.max() + margin_m)
-    )
     return replace(
         squares, east=squares.east[keep], north=squares.north[keep], images=squares.images[keep]
     )
@@ -125,8 +122,4 @@ def tiles_reachable(host: tuple[str, int] = TILE_HOST, timeout_s: float = TILE_P
 
 def draw_base(mode: str, reachable: bool) -> bool:
     """Whether to draw the base layer for a toggle value (an unknown one counts as auto)."""
-    if mode == "always":
-        return True
-    if mode == "never":
-        return False
-    return not reachable
+    return mode == "always" or (mode != "never" and not reachable)

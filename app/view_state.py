@@ -50,20 +50,43 @@ def within(value: float, low: float | None, high: float | None) -> bool:
     )
 
 
-def int_tuple(raw: str | None, size: int) -> tuple[int, ...] | None:
-    """'12_-3' -> (12, -3) when it holds exactly `size` integers; None otherwise."""
+def remembered_tuple(key: str, size: int) -> tuple[int, ...] | None:
+    """st.session_state[key], else the URL's `key` when it holds `size` integers ('12_-3')."""
+    if st.session_state.get(key) is not None:
+        return st.session_state[key]
     try:
-        values = tuple(int(part) for part in (raw or "").split("_"))
+        values = tuple(int(part) for part in st.query_params.get(key, "").split("_"))
     except ValueError:
         return None
     return values if len(values) == size else None
 
 
-def initial_choice(key: str, options: list, default: Any = None) -> None:
-    """Like initial(), for a select box: a URL value that is not an option falls back."""
-    initial(key, default)
+def choice(
+    label: str, options, key: str, default: Any = None, widget=st.selectbox, cast=str, **kwargs
+):
+    """A choice widget (st.selectbox, st.radio) keyed `key`, starting from the URL like
+    initial(); a value that is not an option falls back to `default`, else the first option."""
+    initial(key, default, cast)
     if st.session_state[key] not in options:
         st.session_state[key] = default if default in options else (options[0] if options else None)
+    return widget(label, options, key=key, **kwargs)
+
+
+def number(label: str, low, high, key: str, default, widget=st.number_input, **kwargs):
+    """A number widget (st.number_input, st.slider) over [low, high] keyed `key`, starting from
+    the URL; its values have the type of `low`."""
+    initial(key, type(low)(default), type(low), low, high)
+    return widget(label, low, high, key=key, **kwargs)
+
+
+def new_pick(event, key: str) -> dict | None:
+    """The object clicked on a st.pydeck_chart, or None: the chart keeps reporting its last
+    selection on every rerun, so a pick already seen (remembered under `key`) is not new."""
+    picked = [obj for objects in event.selection.objects.values() for obj in objects]
+    if not picked or repr(picked[0]) == st.session_state.get(key):
+        return None
+    st.session_state[key] = repr(picked[0])
+    return picked[0]
 
 
 def publish(**values: Any) -> None:

@@ -16,18 +16,13 @@ RECORDS_ENV = "COSPLACE_RECORDED_CLAIMS"
 RECORDED_CLAIMS = Path(__file__).resolve().parents[1] / "records" / "claims"
 
 
-def _workspace_argument(argv: list[str]) -> str | None:
-    """The `--workspace DIR` script argument (`streamlit run app/main.py -- --workspace DIR`)."""
+def workspace_dir(argv: list[str] | None = None) -> Path:
+    """The workspace folder: the script argument `--workspace DIR` (`streamlit run app/main.py
+    -- --workspace DIR`), else $COSPLACE_WORKSPACE, else `data`."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--workspace", default=None)
-    known, _ = parser.parse_known_args(argv)
-    return known.workspace
-
-
-def workspace_dir(argv: list[str] | None = None) -> Path:
-    """The workspace folder: script argument, else $COSPLACE_WORKSPACE, else `data`."""
-    from_argument = _workspace_argument(sys.argv[1:] if argv is None else argv)
-    chosen = from_argument or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
+    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    chosen = known.workspace or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
     return Path(chosen).expanduser()
 
 

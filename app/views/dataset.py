@@ -16,8 +16,7 @@ st.title("Dataset")
 catalog, datasets = resources.catalogued_datasets_or_stop()
 
 with st.sidebar:
-    view_state.initial_choice("dataset", datasets)
-    dataset = st.selectbox("Dataset", datasets, key="dataset")
+    dataset = view_state.choice("Dataset", datasets, "dataset")
 view_state.publish(dataset=dataset)
 
 try:

@@ -76,37 +76,32 @@ def outcomes_of(evaluation: rv.Evaluation, threshold: int) -> fm.QueryOutcomes |
 with st.sidebar:
     st.header("Evaluation")
     names = sorted({e.run for e in evaluations})
-    view_state.initial_choice(
-        "run", names, "demo" if "demo" in names else rv.default_runs(names)[0]
+    run = view_state.choice(
+        "Run", names, "run", "demo" if "demo" in names else rv.default_runs(names)[0]
     )
-    run = st.selectbox("Run", names, key="run")
     mine = [e for e in evaluations if e.run == run]
     sets = sorted({query_set(e) for e in mine})
-    view_state.initial_choice("queries", sets)
-    chosen_set = st.selectbox("Query set", sets, key="queries")
+    chosen_set = view_state.choice("Query set", sets, "queries")
     evaluation = next(e for e in mine if query_set(e) == chosen_set)
-    view_state.initial("threshold", 25, int, 1, 100)
-    threshold = st.slider(
-        "Correct within (m)", 1, 100, step=1, key="threshold",
+    threshold = view_state.number(
+        "Correct within (m)", 1, 100, "threshold", 25, st.slider, step=1,
         help="The same threshold as the Results page's slider (and its link).",
     )  # fmt: skip
-    view_state.initial_choice("colour", list(COLOUR_MODES), "correct")
-    colour = st.radio(
-        "Colour queries by", list(COLOUR_MODES), key="colour", format_func=COLOUR_MODES.get
-    )
-    view_state.initial("square", fm.DEFAULT_SQUARE_M, float, 10.0, MAX_SQUARE_M)
-    square = st.number_input(
-        "Map square for Recall@1 (m)", 10.0, MAX_SQUARE_M, step=10.0, key="square"
+    colour = view_state.choice(
+        "Colour queries by", list(COLOUR_MODES), "colour", "correct", st.radio,
+        format_func=COLOUR_MODES.get,
+    )  # fmt: skip
+    square = view_state.number(
+        "Map square for Recall@1 (m)", 10.0, MAX_SQUARE_M, "square", fm.DEFAULT_SQUARE_M, step=10.0
     )
     # The same test set however each evaluation was given it (relative or absolute path).
     here = test_set_of(evaluation).resolve()
-    same_queries = {
-        e.run for e in evaluations
-        if e.run != run and e.queries == evaluation.queries and test_set_of(e).resolve() == here
-    }  # fmt: skip
+    same_queries = {}  # run -> its first evaluation on these queries
+    for e in evaluations:
+        if e.run != run and e.queries == evaluation.queries and test_set_of(e).resolve() == here:
+            same_queries.setdefault(e.run, e)
     others = ["(none)", *sorted(same_queries)]
-    view_state.initial_choice("run_b", others, "(none)")
-    run_b = st.selectbox("Compare with run B", others, key="run_b")
+    run_b = view_state.choice("Compare with run B", others, "run_b", "(none)")
     base_mode = resources.base_toggle()
 
 outcomes = outcomes_of(evaluation, threshold)
@@ -130,10 +125,7 @@ if conditions:
 
 comparison = None
 if run_b != "(none)":
-    other = next(
-        e for e in evaluations
-        if e.run == run_b and e.queries == evaluation.queries and test_set_of(e).resolve() == here
-    )  # fmt: skip
+    other = same_queries[run_b]
     outcomes_b = outcomes_of(other, threshold)
     if outcomes_b is None:
         st.warning(f"{other.predictions} cannot be read right now (being rewritten?).")
@@ -174,9 +166,7 @@ known = set(drawn_frame["query"])
 view_state.initial("failure", None)
 if st.session_state["failure"] not in known:
     st.session_state["failure"] = None
-focus = st.session_state.get("failure_focus")
-if focus is None:
-    focus = view_state.int_tuple(st.query_params.get("failure_focus"), 2)
+focus = view_state.remembered_tuple("failure_focus", 2)
 dataset = resources.catalogued_dataset(catalog_path(workspace), test_set_of(evaluation))
 base = resources.street_base_layer(catalog_path(workspace), dataset, base_mode)
 options = fm.FailureMapOptions(colour, float(square), focus, st.session_state["failure"], base)
@@ -189,11 +179,8 @@ if focus is not None and st.button("Show every square"):
 event = st.pydeck_chart(
     layers.deck, on_select="rerun", selection_mode="single-object", key="failure_map", height=600
 )
-picked = [obj for objects in event.selection.objects.values() for obj in objects]
-# The chart keeps reporting its last selection on every rerun: act on a new pick only.
-if picked and repr(picked[0]) != st.session_state.get("failure_last_pick"):
-    obj = picked[0]
-    st.session_state["failure_last_pick"] = repr(obj)
+obj = view_state.new_pick(event, "failure_last_pick")
+if obj is not None:
     if "query" in obj:
         st.session_state["failure"] = str(obj["query"])
         st.rerun()
@@ -251,13 +238,7 @@ if selected is not None:
         + ")."
     )
     tiles = [(selected, "query"), (row.top1, f"top-1 of {run}: {row.top1_error_m:,.0f} m")]
-    left = st.columns(len(tiles) + 1)
-    for column, (path, caption) in zip(left, tiles, strict=False):
-        png = resources.thumbnail_png(str(root / path), 160)
-        if png is None:
-            column.caption(f"{caption} (image not found)")
-        else:
-            column.image(png, caption=caption)
+    resources.thumbnail_columns(st.columns(len(tiles) + 1), root, tiles, 160)
     if has_model:
         st.page_link(
             "views/retrieve.py",

@@ -25,8 +25,7 @@ catalog, datasets = resources.catalogued_datasets_or_stop()
 
 with st.sidebar:
     st.header("Partition")
-    view_state.initial_choice("dataset", datasets)
-    dataset = st.selectbox("Dataset", datasets, key="dataset")
+    dataset = view_state.choice("Dataset", datasets, "dataset")
     try:
         splits = resources.dataset_splits(catalog, dataset)
     except CatalogBusyError as error:
@@ -35,18 +34,16 @@ with st.sidebar:
     if not splits:
         st.info(f"Dataset {dataset} has no images with a heading: the partition needs them.")
         st.stop()
-    view_state.initial_choice("split", splits, "train")
-    split = st.selectbox("Split", splits, key="split")
-    view_state.initial("M", float(DEFAULT_M), float, 1.0, MAX_M)
-    view_state.initial("alpha", float(DEFAULT_ALPHA), float, 1.0, 360.0)
-    view_state.initial("N", DEFAULT_N, int, 1, 50)
-    view_state.initial("L", DEFAULT_L, int, 1, 36)
-    view_state.initial("min_images", DEFAULT_MIN_IMAGES_PER_CLASS, int, 1, 1000)
-    M = st.number_input("M: cell side (m)", 1.0, MAX_M, step=1.0, key="M")
-    alpha = st.number_input("alpha: heading bin (deg)", 1.0, 360.0, step=5.0, key="alpha")
-    N = st.number_input("N: cells between classes of a group", 1, 50, key="N")
-    L = st.number_input("L: heading bins between them", 1, 36, key="L")
-    min_images = st.number_input("min_images_per_class", 1, 1000, key="min_images")
+    split = view_state.choice("Split", splits, "split", "train")
+    M = view_state.number("M: cell side (m)", 1.0, MAX_M, "M", DEFAULT_M, step=1.0)
+    alpha = view_state.number(
+        "alpha: heading bin (deg)", 1.0, 360.0, "alpha", DEFAULT_ALPHA, step=5.0
+    )
+    N = view_state.number("N: cells between classes of a group", 1, 50, "N", DEFAULT_N)
+    L = view_state.number("L: heading bins between them", 1, 36, "L", DEFAULT_L)
+    min_images = view_state.number(
+        "min_images_per_class", 1, 1000, "min_images", DEFAULT_MIN_IMAGES_PER_CLASS
+    )
     base_mode = resources.base_toggle()
 
 try:
@@ -80,24 +77,18 @@ if view.classes.empty:
         "in the sidebar to see classes and groups."
     )
 
-group_options = [-1, *non_empty["group"].astype(int).tolist()]
-view_state.initial("group", -1, int)
-if st.session_state["group"] not in group_options:
-    st.session_state["group"] = -1
-group = st.selectbox(
+group = view_state.choice(
     "Group",
-    group_options,
-    key="group",
+    [-1, *non_empty["group"].astype(int).tolist()],
+    "group",
+    -1,
+    cast=int,
     format_func=lambda g: "All groups" if g == -1 else group_label(view.groups, g),
 )
 group = None if group == -1 else group
 
-focus = st.session_state.get("focus")
-if focus is None:
-    focus = view_state.int_tuple(st.query_params.get("focus"), 3)  # (east, north, level)
-selected = st.session_state.get("cell")
-if selected is None:
-    selected = view_state.int_tuple(st.query_params.get("cell"), 2)  # (east, north)
+focus = view_state.remembered_tuple("focus", 3)  # (east, north, level)
+selected = view_state.remembered_tuple("cell", 2)  # (east, north)
 base = resources.street_base_layer(catalog, dataset, base_mode)
 layers = build_map_layers(view, MapSelection(group, focus, selected), base)
 for note in layers.notes:
@@ -112,11 +103,8 @@ event = st.pydeck_chart(
     key="partition_map",
     height=560,
 )
-picked = [obj for objects in event.selection.objects.values() for obj in objects]
-# The chart keeps reporting its last selection on every rerun: act on a new pick only.
-if picked and repr(picked[0]) != st.session_state.get("last_pick"):
-    obj = picked[0]
-    st.session_state["last_pick"] = repr(obj)
+obj = view_state.new_pick(event, "last_pick")
+if obj is not None:
     if int(obj.get("level", 1)) > 1:
         st.session_state["focus"] = (int(obj["cell_e"]), int(obj["cell_n"]), int(obj["level"]))
         st.session_state["cell"] = None
@@ -181,15 +169,9 @@ if selected is not None:
     by_heading, by_year = st.tabs(["By heading", "By year"])
 
     def show(frame: pd.DataFrame, caption_column: str) -> None:
-        thumbs = [
-            (resources.thumbnail_png(f, 128), c)
-            for f, c in zip(frame["file"], frame[caption_column], strict=True)
-        ]
-        shown = [(t, str(c)) for t, c in thumbs if t is not None]
-        if shown:
-            st.image([t for t, _ in shown], caption=[c for _, c in shown], width=110)
-        if len(shown) < len(thumbs):
-            st.caption(f"{len(thumbs) - len(shown)} image files could not be read.")
+        shown = resources.thumbnail_grid(frame["file"], frame[caption_column], 128, 110)
+        if shown < len(frame):
+            st.caption(f"{len(frame) - shown} image files could not be read.")
 
     with by_heading:
         for heading_class, frame in images.groupby("heading_class"):

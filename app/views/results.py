@@ -16,7 +16,7 @@ from app import paper_view as pv
 from app import results_view as rv
 from app import view_state
 from app.catalog_reader import CatalogBusyError, CatalogMissingError
-from app.resources import recorded_results, thumbnail_png
+from app.resources import recorded_results, thumbnail_columns
 from app.workspace import catalog_path, recorded_claims_dir, workspace_dir
 from core.recall import RECALL_VALUES
 from data_catalog import runs as run_files
@@ -28,8 +28,10 @@ workspace = workspace_dir()
 notice = st.empty()
 
 
-def export(frame: pd.DataFrame, name: str) -> None:
-    """A download button with the table as CSV."""
+def export(frame: pd.DataFrame, name: str, show: bool = True) -> None:
+    """The table (unless the page shows it otherwise) and a button to download it as CSV."""
+    if show:
+        st.dataframe(frame, hide_index=True)
     st.download_button(
         f"Download {name}.csv",
         rv.to_csv_bytes(frame),
@@ -71,7 +73,6 @@ def show_claims(source: cv.ClaimsSource, threshold: int) -> None:
         "is undecided."
     )
     verdicts = cv.verdict_table(claims)
-    st.dataframe(verdicts, hide_index=True)
     export(verdicts, f"claims_{source.label.replace(' ', '_')}")
     per_seed = cv.seed_recalls(rv.list_evaluations(source.folder), threshold, predictions_of)
     spread = cv.over_seeds(per_seed)
@@ -83,7 +84,6 @@ def show_claims(source: cv.ClaimsSource, threshold: int) -> None:
             barmode="group", range_y=[0, 100],
         )  # fmt: skip
         st.plotly_chart(figure, key=f"claims_bars_{source.label}")
-        st.dataframe(spread, hide_index=True)
         export(spread, f"claims_over_seeds_{source.label.replace(' ', '_')}")
     memory = cv.memory_table(claims)
     if not memory.empty:
@@ -100,7 +100,7 @@ def show_failures(evaluation: rv.Evaluation, predictions: pd.DataFrame) -> None:
         f"farther than {threshold} m; worst first."
     )
     st.dataframe(wrong.drop(columns=["missed_positives"]), hide_index=True)
-    export(wrong, "failures")
+    export(wrong, "failures", show=False)
     root = Path(evaluation.test_set)
     shown_failures = st.number_input(
         "Failures shown with thumbnails", 0, 50, min(5, len(wrong)), key="fail_count"
@@ -113,13 +113,7 @@ def show_failures(evaluation: rv.Evaluation, predictions: pd.DataFrame) -> None:
             for i, (p, e) in enumerate(zip(row.predictions, row.prediction_errors_m, strict=True))
         ]
         tiles += [(p, "missed positive") for p in row.missed_positives[:3]]
-        columns = st.columns(len(tiles))
-        for column, (path, caption) in zip(columns, tiles, strict=True):
-            png = thumbnail_png(str(root / path), 128)
-            if png is None:
-                column.caption(f"{caption} (image not found)")
-            else:
-                column.image(png, caption=caption)
+        thumbnail_columns(st.columns(len(tiles)), root, tiles, 128)
 
     st.subheader("Possible label errors")
     suspects = rv.possible_label_errors(predictions, threshold)
@@ -128,7 +122,6 @@ def show_failures(evaluation: rv.Evaluation, predictions: pd.DataFrame) -> None:
         f"{suspects.attrs.get('similarity_bar', float('nan')):.3f}) yet more than "
         f"{threshold} m apart: a wrong position label, or a look-alike place, to review."
     )
-    st.dataframe(suspects, hide_index=True)
     export(suspects, "possible_label_errors")
 
 
@@ -147,16 +140,11 @@ with run_files.collect_malformed() as malformed:
         rv.show_malformed(notice, malformed)
         st.stop()
 
-    view_state.initial("threshold", 25, int, 1, 100)
-    threshold = st.slider(
-        "Distance threshold for a correct prediction (m)",
-        min_value=1,
-        max_value=100,
-        step=1,
-        key="threshold",
-        help="Recall@N is recomputed from each run's saved predictions (positions from the file "
-        "names). The paper uses 25 m.",
-    )
+    threshold = view_state.number(
+        "Distance threshold for a correct prediction (m)", 1, 100, "threshold", 25, st.slider,
+        step=1, help="Recall@N is recomputed from each run's saved predictions (positions from "
+        "the file names). The paper uses 25 m.",
+    )  # fmt: skip
     view_state.publish(threshold=threshold)
 
     names = sorted({e.run for e in evaluations})
@@ -181,7 +169,6 @@ with run_files.collect_malformed() as malformed:
                 f"Recomputed at {threshold} m where predictions were saved (`recomputed`); "
                 "otherwise the recall recorded at the run's own threshold."
             )
-            st.dataframe(table, hide_index=True)
             export(table, "runs_recall")
             long = table.melt(
                 id_vars=["run", "queries", "threshold_m"],
@@ -219,7 +206,6 @@ with run_files.collect_malformed() as malformed:
                 "512-D; val: Table 5, ResNet-18). `note` lists every setting that differs; "
                 "numbers with a note are not measured alike."
             )
-            st.dataframe(side, hide_index=True)
             export(side, "runs_vs_paper")
 
     with tabs[1]:
@@ -238,7 +224,6 @@ with run_files.collect_malformed() as malformed:
                 f"DIR ...` or `{rv.CLAIMS_COMMAND}`."
             )
         else:
-            st.dataframe(table5, hide_index=True)
             export(table5, "table5")
             long = table5.melt(
                 id_vars=["grid", "point"], value_vars=["val_r1", "paper_val_r1"], value_name="R@1"
@@ -251,7 +236,6 @@ with run_files.collect_malformed() as malformed:
         if dims.empty:
             st.info("No dimension grid yet: `python -m training.ablation --grid dimension ...`.")
         else:
-            st.dataframe(dims, hide_index=True)
             export(dims, "dimension")
             left, right = st.columns(2)
             recall = px.line(
@@ -265,7 +249,6 @@ with run_files.collect_malformed() as malformed:
         st.subheader("Training-set size (Table 6)")
         sizes = pv.train_size_view(grids, paper_results())
         st.caption("The paper's rows are Pitts30k R@1 after training on SF-XL subsets.")
-        st.dataframe(sizes, hide_index=True)
         export(sizes, "train_size")
         plotted = sizes.melt(
             id_vars=["source", "train_images"],
@@ -279,7 +262,6 @@ with run_files.collect_malformed() as malformed:
 
         st.subheader("Pooling (Table 7)")
         pooling = pv.pooling_view(grids, paper_results())
-        st.dataframe(pooling, hide_index=True)
         export(pooling, "pooling")
 
     with tabs[3]:
@@ -291,7 +273,7 @@ with run_files.collect_malformed() as malformed:
             left, right = st.columns(2)
             left.plotly_chart(px.line(curves, x="epoch", y="loss", color="run", markers=True))
             right.plotly_chart(px.line(curves, x="epoch", y="val_r1", color="run", markers=True))
-            export(curves, "training_curves")
+            export(curves, "training_curves", show=False)
 
     with tabs[4]:
         st.subheader("Failure browser")
@@ -320,7 +302,7 @@ with run_files.collect_malformed() as malformed:
         number = st.selectbox("Table", sorted(paper["table"].unique()), key="paper_table")
         table = paper[paper["table"] == number]
         st.dataframe(table.dropna(axis=1, how="all"), hide_index=True)
-        export(table, f"paper_table{number}")
+        export(table, f"paper_table{number}", show=False)
         with st.expander("Results recorded in the catalog"):
             # The catalog only indexes the run folders read above: when it is missing, or
             # busy after the pages' short wait (an ingest or a training run writing), say so

@@ -17,23 +17,19 @@ from app.retrieval import (
     test_query_files,
 )
 from app.uploads import UPLOAD_TYPES, failure_answer, first_files, position_caption
+from app.workspace import catalog_path
 
 st.title("Retrieve")
 runs_folder, runs = resources.trained_runs_or_stop()
 
 with st.sidebar:
     st.header("Retrieval")
-    view_state.initial_choice("run", runs, "demo")
-    run = st.selectbox("Run", runs, key="run")
+    run = view_state.choice("Run", runs, "run", "demo")
     others = ["(none)", *[r for r in runs if r != run]]
-    view_state.initial_choice("run2", others, "(none)")
-    run2 = st.selectbox("Compare with run", others, key="run2")
-    view_state.initial("k", 5, int, 1, 20)
-    k = st.slider("Results per query (k)", 1, 20, key="k")
-    view_state.initial("threshold", 25, int, 1, 1000)
-    threshold = st.number_input("Correct within (m)", 1, 1000, key="threshold")
-    view_state.initial("heat", 0, int, 0, 20)
-    heat_rank = st.number_input("What a match rests on: result # (0: none)", 0, 20, key="heat")
+    run2 = view_state.choice("Compare with run", others, "run2", "(none)")
+    k = view_state.number("Results per query (k)", 1, 20, "k", 5, st.slider)
+    threshold = view_state.number("Correct within (m)", 1, 1000, "threshold", 25)
+    heat_rank = view_state.number("What a match rests on: result # (0: none)", 0, 20, "heat", 0)
     base_mode = resources.base_toggle()
 
 chosen = [run] + ([run2] if run2 != "(none)" else [])
@@ -66,8 +62,7 @@ else:
         st.info(f"No queries* folder beside {first.database.root}: upload a photo instead.")
         st.stop()
     labels = [str(f.relative_to(first.database.root.parent)) for f in files]
-    view_state.initial_choice("query", labels)
-    query_choice = st.selectbox("Test-set query", labels, key="query")
+    query_choice = view_state.choice("Test-set query", labels, "query")
     raw_queries = [
         (Path(query_choice).name, (first.database.root.parent / query_choice).read_bytes())
     ]
@@ -87,7 +82,7 @@ if not raw_queries:
     st.stop()
 
 # Each run's database as faint streets under its maps, when the catalog holds its dataset.
-catalog = resources.catalog_file()
+catalog = catalog_path()
 streets = {
     serving.name: resources.street_base_squares(
         catalog, resources.catalogued_dataset(catalog, serving.database.root), base_mode
@@ -123,17 +118,12 @@ def show_results(query: Query, serving, descriptor, container, slot: str) -> Non
             )
         # Each result by where, which way and when it was taken, not by its file name.
         described = describe_results(results, serving.database.zone)
-        captions, images = [], []
-        for file, row in zip(results["file"], described.itertuples(), strict=True):
-            caption = f"#{row.rank} sim {row.similarity:.3f} · {row.place}"
-            if "correct" in described:
-                caption += " · correct" if row.correct else " · wrong"
-            thumb = resources.thumbnail_png(file, 160)
-            if thumb is not None:
-                images.append(thumb)
-                captions.append(caption)
-        if images:
-            st.image(images, caption=captions, width=150)
+        captions = [
+            f"#{row.rank} sim {row.similarity:.3f} · {row.place}"
+            + ((" · correct" if row.correct else " · wrong") if "correct" in described else "")
+            for row in described.itertuples()
+        ]
+        resources.thumbnail_grid(results["file"], captions, 160, 150)
         st.dataframe(described, hide_index=True, key=f"table_{serving.name}_{slot}")
         with st.expander("File names"):
             st.code("\n".join(f"#{r.rank} {r.path}" for r in results.itertuples()), language=None)

@@ -13,14 +13,11 @@ runs_folder, runs = resources.trained_runs_or_stop()
 
 with st.sidebar:
     st.header("Descriptor space")
-    view_state.initial_choice("run", runs, "demo")
-    run = st.selectbox("Run", runs, key="run")
-    view_state.initial("points", space.DEFAULT_POINTS, int, 1000, 100_000)
-    points_wanted = st.number_input(
-        "Database points (sampled)", 1000, 100_000, step=1000, key="points"
+    run = view_state.choice("Run", runs, "run", "demo")
+    points_wanted = view_state.number(
+        "Database points (sampled)", 1000, 100_000, "points", space.DEFAULT_POINTS, step=1000
     )
-    view_state.initial_choice("colour", list(COLOUR_BY), "group")
-    colour_by = st.selectbox("Colour by", COLOUR_BY, key="colour")
+    colour_by = view_state.choice("Colour by", COLOUR_BY, "colour", "group")
 
 run_dir = runs_folder / run
 try:
@@ -31,8 +28,9 @@ except ServingError as error:
 test_set = serving.database.root.parent
 evaluations = ["(none)", *space.evaluations_of(run_dir, test_set.name)]
 with st.sidebar:
-    view_state.initial_choice("evaluation", evaluations, evaluations[-1])
-    evaluation = st.selectbox("Queries of the evaluation", evaluations, key="evaluation")
+    evaluation = view_state.choice(
+        "Queries of the evaluation", evaluations, "evaluation", evaluations[-1]
+    )
 view_state.publish(run=run, points=points_wanted, colour=colour_by, evaluation=evaluation)
 
 database = resources.space_database_points(run_dir, int(points_wanted))
@@ -113,12 +111,9 @@ st.subheader(f"{len(chosen):,} selected")
 left, right = st.columns([3, 2])
 with left:
     shown = chosen[:24]
-    thumbs = [
-        (resources.thumbnail_png(p.files[row], 120), space.describe(p, row)) for p, row in shown
-    ]
-    images = [thumb for thumb, _ in thumbs if thumb is not None]
-    if images:
-        st.image(images, caption=[text for thumb, text in thumbs if thumb is not None], width=110)
+    files = [points.files[row] for points, row in shown]
+    captions = [space.describe(points, row) for points, row in shown]
+    resources.thumbnail_grid(files, captions, 120, 110)
     if len(chosen) > len(shown):
         st.caption(f"The first {len(shown)} of {len(chosen):,} shown.")
 with right:

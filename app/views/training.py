@@ -28,8 +28,7 @@ if table.empty:
     st.stop()
 
 labels = {row["run"]: tv.run_label(row) for row in table.to_dict("records")}
-view_state.initial_choice("run", list(labels), table["run"].iloc[0])
-run = st.selectbox("Run", list(labels), key="run", format_func=labels.get)
+run = view_state.choice("Run", list(labels), "run", table["run"].iloc[0], format_func=labels.get)
 view_state.publish(run=run)
 run_folder = runs_dir(workspace) / run
 opened_as = table.set_index("run").loc[run, "state"]
@@ -42,11 +41,12 @@ TABLE_FORMAT = {
     "seconds": st.column_config.NumberColumn("train s", format="%.0f"),
     "wall_s": st.column_config.NumberColumn("wall s (run)", format="%.0f"),
 }
-
-
-def line_chart(frame, y: str, title: str, key: str) -> None:
-    figure = px.line(frame, x="epoch", y=y, markers=True, title=title, height=300)
-    st.plotly_chart(figure, key=key)
+# (column, title, chart key) of the three curves
+CURVES = [
+    ("loss", "Loss per epoch", "training_loss"),
+    ("val_r1", "Val R@1 per epoch", "training_val"),
+    ("images_per_s", "Images/s per epoch", "training_speed"),
+]
 
 
 @st.fragment(run_every=tv.REFRESH_S if opened_as == tv.TRAINING else None)
@@ -64,13 +64,9 @@ def follow() -> None:
     if view.epochs.empty:
         st.info("No epoch has finished yet: the curves appear after the first one.")
         return
-    left_column, middle_column, right_column = st.columns(3)
-    with left_column:
-        line_chart(view.epochs, "loss", "Loss per epoch", "training_loss")
-    with middle_column:
-        line_chart(view.epochs, "val_r1", "Val R@1 per epoch", "training_val")
-    with right_column:
-        line_chart(view.epochs, "images_per_s", "Images/s per epoch", "training_speed")
+    for column, (y, title, key) in zip(st.columns(3), CURVES, strict=True):
+        figure = px.line(view.epochs, x="epoch", y=y, markers=True, title=title, height=300)
+        column.plotly_chart(figure, key=key)
     st.dataframe(view.epochs, hide_index=True, column_config=TABLE_FORMAT)
 
 

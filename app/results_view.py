@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from core.geo import distances_m
 from core.recall import RECALL_VALUES, is_positive, recall_from_first_hits
 from data_catalog import runs
 from data_catalog.name_source import walk_images
@@ -208,7 +209,7 @@ def load_predictions(path: str | Path) -> pd.DataFrame:
         frame[column] = numbers
     query_utm = _utm_of_names(frame["query"])
     prediction_utm = _utm_of_names(frame["prediction"])
-    frame["geo_m"] = np.hypot(*(query_utm - prediction_utm).T)
+    frame["geo_m"] = distances_m(*query_utm.T, *prediction_utm.T)
     frame["similarity"] = 1.0 - frame["distance"] / 2.0
     # Names repeat (20 predictions per query, a database image in many answers): as
     # categories an evaluation takes a fifth of the memory, so the page keeps them all.

@@ -22,7 +22,7 @@ from torch import nn
 from app.map_layers import fit_zoom, light_deck, scatter_layer
 from app.uploads import QUERY_MAX_SHORTER_SIDE, PreparedUpload, prepare_upload, upload_position
 from core.descriptors import inference_transform
-from core.geo import UTMZone, utm_to_latlon
+from core.geo import UTMZone, distances_m, utm_to_latlon
 from core.images import ImageError, load_image
 from core.index import (
     MANIFEST_FILE,
@@ -196,7 +196,7 @@ def retrieve(
     top1_error = None
     if query.position is not None:
         qe, qn = query.position
-        results["distance_m"] = np.hypot(utm[:, 0] - qe, utm[:, 1] - qn)
+        results["distance_m"] = distances_m(utm[:, 0], utm[:, 1], qe, qn)
         results["correct"] = results["distance_m"] <= threshold_m
         top1_error = float(results["distance_m"].iloc[0]) if len(results) else None
     predicted = (float(utm[0, 0]), float(utm[0, 1])) if len(utm) else (np.nan, np.nan)

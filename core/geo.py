@@ -1,4 +1,4 @@
-"""Latitude/longitude <-> UTM for arrays, one zone per dataset.
+"""Latitude/longitude <-> UTM for arrays, and distances in metres.
 
 A dataset lives in one UTM zone: eastings of two zones are not comparable, so mixing zones is
 an error here rather than a silently wrong distance.
@@ -109,3 +109,8 @@ def single_zone(zones, where: object = "dataset") -> UTMZone:
             "comparable, so give a folder or list of one zone only"
         )
     return UTMZone(*zones[0])
+
+
+def distances_m(east_a, north_a, east_b, north_b) -> np.ndarray:
+    """Euclidean distance in metres between UTM points of one zone (broadcasting)."""
+    return np.hypot(np.asarray(east_a) - np.asarray(east_b), np.asarray(north_a) - north_b)

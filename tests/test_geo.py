@@ -4,6 +4,7 @@ import pytest
 from core.geo import (
     MixedUTMZoneError,
     UTMZone,
+    distances_m,
     latlon_to_utm,
     single_zone,
     utm_to_latlon,
@@ -43,6 +44,13 @@ def test_single_zone_of_name_zones():
     assert single_zone([(10, "S"), (10, "S")]) == UTMZone(10, "S")
     with pytest.raises(MixedUTMZoneError, match="mixes UTM zones"):
         single_zone([(10, "S"), (11, "S")])
+
+
+def test_distances_in_metres():
+    assert distances_m(0.0, 0.0, 3.0, 4.0) == pytest.approx(5.0)
+    a = latlon_to_utm([37.7751, 37.7751], [-122.5113, -122.5113 + 0.001])
+    # 0.001 deg of longitude at 37.78 N is about 88 m
+    assert distances_m(a[0][0], a[1][0], a[0][1], a[1][1]) == pytest.approx(88.0, abs=1.0)
 
 
 def test_nan_coordinates_are_rejected():

@@ -41,6 +41,7 @@ import numpy as np
 from benchmarks.retrieval_scale import measure_index_file, measure_retrieval
 from benchmarks.space_scale import measure_match, measure_space
 from benchmarks.table import print_table, timed
+from data_catalog import runs
 
 PAYLOAD_LIMIT_MB = 20.0
 OPEN_LIMIT_S = 10.0

@@ -67,26 +67,13 @@ class Boxes:
     @staticmethod
     def from_rows(rows: list[tuple]) -> Boxes:
         """Rows of (x0, x1, y0, y1, z0, z1, kind, ref, (r, g, b), uid)."""
-        if not rows:
-            return Boxes.empty()
-        cols = list(zip(*rows, strict=True))
+        cols = list(zip(*rows, strict=True)) or [()] * len(BOX_FIELDS)
         return Boxes(
             *(np.asarray(c, dtype=np.float64) for c in cols[:6]),
             kind=np.asarray(cols[6], dtype=np.int8),
             ref=np.asarray(cols[7], dtype=np.int32),
             rgb=np.asarray(cols[8], dtype=np.float32).reshape(-1, 3),
             uid=np.asarray(cols[9], dtype=np.int64),
-        )
-
-    @staticmethod
-    def empty() -> Boxes:
-        z = np.zeros(0)
-        return Boxes(
-            *[z] * 6,
-            kind=z.astype(np.int8),
-            ref=z.astype(np.int32),
-            rgb=np.zeros((0, 3), np.float32),
-            uid=z.astype(np.int64),
         )
 
     @staticmethod

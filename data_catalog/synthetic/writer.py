@@ -84,7 +84,7 @@ def render_job(city: City, job: Job, size: int) -> list[tuple[str, bytes]]:
     rng = rng_for(city.seed, "render", job.folder, job.index)
     cond = job_condition(city, job)
     scene = city.scene(job.year)
-    extra = _occluders(rng, job) if job.photo else Boxes.empty()
+    extra = _occluders(rng, job) if job.photo else Boxes.from_rows([])
     if len(extra):
         scene = Boxes.concat([scene, extra])
 

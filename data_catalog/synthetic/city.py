@@ -110,20 +110,9 @@ def _tracks(xs, ys, district_streets, camera_rows) -> list[Track]:
 
 
 def build_city(preset: Preset, seed: int) -> City:
-    rng = rng_for(seed, "grid")
-    xs, ys, half_x, half_y, district_streets, camera_rows = _street_grid(preset, rng)
+    grid = _street_grid(preset, rng_for(seed, "grid"))
+    xs, ys, half_x, half_y, district_streets, camera_rows = grid
     trees, tree_years = street_trees(seed, xs, ys, half_x, half_y)
-    return City(
-        seed=seed,
-        preset=preset,
-        xs=xs,
-        ys=ys,
-        half_x=half_x,
-        half_y=half_y,
-        district_streets=district_streets,
-        camera_rows=camera_rows,
-        buildings=build_buildings(seed, xs, ys, half_x, half_y),
-        trees=trees,
-        tree_years=tree_years,
-        tracks=_tracks(xs, ys, district_streets, camera_rows),
-    )
+    buildings = build_buildings(seed, xs, ys, half_x, half_y)
+    tracks = _tracks(xs, ys, district_streets, camera_rows)
+    return City(seed, preset, *grid, buildings, trees, tree_years, tracks)

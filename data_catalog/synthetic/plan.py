@@ -14,7 +14,7 @@ import numpy as np
 from .city import City, Track
 from .presets import Preset
 from .render import CROPS_PER_PANORAMA
-from .scene import CAMERA_HEIGHT_M, DISTRICTS, rng_for
+from .scene import CAMERA_HEIGHT_M, rng_for
 
 SUBSETS = (
     "train",
@@ -26,6 +26,7 @@ SUBSETS = (
     "test/queries_v2",
 )
 PHOTO_ASPECTS = ((4, 3), (3, 4), (3, 2), (16, 9), (1, 1), (2, 3))
+ALL_CROPS = tuple(range(CROPS_PER_PANORAMA))
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,6 @@ class Job:
     index: int  # position in its subset; with the folder, seeds the job's generator
     x: float  # local metres, rounded to the centimetre written in the name
     y: float
-    h: float
     year: int
     month: int
     yaw: float  # heading of crop 0 (panorama) or of the optical axis (photo)
@@ -44,7 +44,7 @@ class Job:
     condition: str = "capture"  # capture, mild or query
     drive: tuple = ()  # key of the capture drive; its panoramas share one condition
     photo: tuple[float, int, int, float] | None = None  # hfov, width, height, horizon
-    write_heading: bool = True
+    h: float = CAMERA_HEIGHT_M
 
     @property
     def images(self) -> int:
@@ -65,28 +65,33 @@ def _drive(seed: int, subset: str, year: int, track: Track):
     return heading + offset, lateral, int(rng.integers(1, 13))
 
 
-def _track_panoramas(seed, folder, subset, year, tracks, spacing, start_index):
+def _district_tracks(city: City, folder: str) -> list[Track]:
+    """The tracks of the district a folder ("train/2015", "val/queries"...) lies in."""
+    district = folder.split("/")[0]
+    return [t for t in city.tracks if t.district == district]
+
+
+def _centimetres(point: tuple[float, float]) -> tuple[float, float]:
+    return round(point[0], 2), round(point[1], 2)
+
+
+def _jitter(yaw: float, rng: np.random.Generator) -> float:
+    """A panorama's heading: its drive's, give or take a degree."""
+    return float((yaw + int(rng.integers(-1, 2))) % 360)
+
+
+def _panoramas(city: City, folder: str, subset: str, year: int, spacing: float, start: int):
+    """Panoramas every `spacing` metres along the tracks of the folder's district."""
     jobs = []
-    for track in tracks:
-        yaw0, lateral, month = _drive(seed, subset, year, track)
+    for track in _district_tracks(city, folder):
+        yaw0, lateral, month = _drive(city.seed, subset, year, track)
+        drive = (subset, year, track.track_id)
         for k in range(int(round(track.length / spacing))):
-            rng = rng_for(seed, "pano", subset, year, track.track_id, k)
+            rng = rng_for(city.seed, "pano", subset, year, track.track_id, k)
             along = (k + 0.5) * spacing + rng.uniform(-0.15, 0.15)
-            x, y = track.point(along, lateral + rng.uniform(-0.15, 0.15))
-            jobs.append(
-                Job(
-                    folder=folder,
-                    index=start_index + len(jobs),
-                    x=round(x, 2),
-                    y=round(y, 2),
-                    h=CAMERA_HEIGHT_M,
-                    year=year,
-                    month=month,
-                    yaw=float((yaw0 + int(rng.integers(-1, 2))) % 360),
-                    crops=tuple(range(CROPS_PER_PANORAMA)),
-                    drive=(subset, year, track.track_id),
-                )
-            )
+            x, y = _centimetres(track.point(along, lateral + rng.uniform(-0.15, 0.15)))
+            yaw, index = _jitter(yaw0, rng), start + len(jobs)
+            jobs.append(Job(folder, index, x, y, year, month, yaw, ALL_CROPS, drive=drive))
     return jobs
 
 
@@ -96,44 +101,28 @@ def _pick_point(rng: np.random.Generator, tracks: list[Track]) -> tuple[Track, f
     return track, float(rng.uniform(0, track.length))
 
 
-def _query_crops(seed, folder, subset, year, tracks, count, condition):
+def _query_crops(city: City, folder: str, subset: str, year: int, count: int, condition: str):
     """Single crops from panoramas of another capture year along the same streets."""
-    jobs = []
+    tracks, jobs = _district_tracks(city, folder), []
     for i in range(count):
-        rng = rng_for(seed, "query", subset, i)
+        rng = rng_for(city.seed, "query", subset, i)
         track, along = _pick_point(rng, tracks)
-        yaw0, lateral, month = _drive(seed, subset, year, track)
-        x, y = track.point(along, lateral + rng.uniform(-0.3, 0.3))
+        yaw0, lateral, month = _drive(city.seed, subset, year, track)
+        x, y = _centimetres(track.point(along, lateral + rng.uniform(-0.3, 0.3)))
         crop = int(rng.integers(CROPS_PER_PANORAMA))
-        yaw = float((yaw0 + int(rng.integers(-1, 2))) % 360)
-        jobs.append(
-            Job(
-                folder,
-                i,
-                round(x, 2),
-                round(y, 2),
-                CAMERA_HEIGHT_M,
-                year,
-                month,
-                yaw,
-                crops=(crop,),
-                condition=condition,
-                drive=(subset, year, track.track_id),
-            )
-        )
+        yaw, drive = _jitter(yaw0, rng), (subset, year, track.track_id)
+        jobs.append(Job(folder, i, x, y, year, month, yaw, (crop,), condition, drive))
     return jobs
 
 
-def _photos(
-    seed: int, city: City, tracks: list[Track], count: int, size: int, folder: str
-) -> list[Job]:
+def _photos(city: City, folder: str, count: int, size: int) -> list[Job]:
     """queries_v1: pedestrians' photos anywhere across the street, any heading and lens."""
-    jobs = []
+    tracks, jobs = _district_tracks(city, folder), []
     for i in range(count):
-        rng = rng_for(seed, *photo_keys("photo", folder, i))
+        rng = rng_for(city.seed, *photo_keys("photo", folder, i))
         track, along = _pick_point(rng, tracks)
         half = _street_half_width(city, track)
-        x, y = track.point(along, rng.uniform(-(half - 0.8), half - 0.8))
+        x, y = _centimetres(track.point(along, rng.uniform(-(half - 0.8), half - 0.8)))
         aw, ah = PHOTO_ASPECTS[int(rng.integers(len(PHOTO_ASPECTS)))]
         short = max(16, round(size * 0.94))  # SF-XL resized v1 photos to a 480 px short side
         width, height = (
@@ -141,21 +130,9 @@ def _photos(
         )
         photo = (float(rng.uniform(40, 80)), width, height, float(rng.uniform(0.45, 0.7)))
         year = int(rng.integers(2014, 2022))
-        jobs.append(
-            Job(
-                folder,
-                i,
-                round(x, 2),
-                round(y, 2),
-                float(rng.uniform(1.4, 1.9)),
-                year,
-                int(rng.integers(1, 13)),
-                float(rng.uniform(0, 360)),
-                condition="query",
-                photo=photo,
-                write_heading=False,
-            )
-        )
+        h, month = float(rng.uniform(1.4, 1.9)), int(rng.integers(1, 13))
+        yaw = float(rng.uniform(0, 360))
+        jobs.append(Job(folder, i, x, y, year, month, yaw, condition="query", photo=photo, h=h))
     return jobs
 
 
@@ -166,60 +143,17 @@ def _street_half_width(city: City, track: Track) -> float:
 
 
 def plan_dataset(city: City, preset: Preset) -> list[Job]:
-    seed = city.seed
-    tracks = {d: [t for t in city.tracks if t.district == d] for d in DISTRICTS}
+    p, db = preset, preset.database_spacing_m
     jobs: list[Job] = []
-    for year in preset.train_years:
-        jobs += _track_panoramas(
-            seed,
-            f"train/{year}",
-            "train",
-            year,
-            tracks["train"],
-            preset.train_spacing_m,
-            len(jobs),
-        )
-    jobs += _track_panoramas(
-        seed,
-        "val/database",
-        "val_db",
-        preset.val_database_year,
-        tracks["val"],
-        preset.database_spacing_m,
-        0,
-    )
+    for year in p.train_years:
+        jobs += _panoramas(city, f"train/{year}", "train", year, p.train_spacing_m, len(jobs))
+    jobs += _panoramas(city, "val/database", "val_db", p.val_database_year, db, 0)
+    jobs += _query_crops(city, "val/queries", "val_q", p.val_queries_year, p.val_queries, "capture")
+    jobs += _panoramas(city, "test/database", "test_db", p.test_database_year, db, 0)
+    jobs += _photos(city, "val/queries_v1", p.val_photos, p.image_size)
+    jobs += _photos(city, "test/queries_v1", p.queries_v1, p.image_size)
     jobs += _query_crops(
-        seed,
-        "val/queries",
-        "val_q",
-        preset.val_queries_year,
-        tracks["val"],
-        preset.val_queries,
-        "capture",
-    )
-    jobs += _track_panoramas(
-        seed,
-        "test/database",
-        "test_db",
-        preset.test_database_year,
-        tracks["test"],
-        preset.database_spacing_m,
-        0,
-    )
-    jobs += _photos(
-        seed, city, tracks["val"], preset.val_photos, preset.image_size, "val/queries_v1"
-    )
-    jobs += _photos(
-        seed, city, tracks["test"], preset.queries_v1, preset.image_size, "test/queries_v1"
-    )
-    jobs += _query_crops(
-        seed,
-        "test/queries_v2",
-        "test_v2",
-        preset.queries_v2_year,
-        tracks["test"],
-        preset.queries_v2,
-        "mild",
+        city, "test/queries_v2", "test_v2", p.queries_v2_year, p.queries_v2, "mild"
     )
     return jobs
 

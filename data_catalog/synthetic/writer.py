@@ -107,8 +107,8 @@ def render_job(city: City, job: Job, size: int) -> list[tuple[str, bytes]]:
 
 
 def crop_heading(job: Job, k: int | None) -> float | None:
-    """The heading written in the name of crop k of a job (None: a photo, or no heading)."""
-    return (job.yaw + 30 * k) % 360 if k is not None and job.write_heading else None
+    """The heading written in the name of crop k of a job (None: a photo, which has no k)."""
+    return None if k is None else (job.yaw + 30 * k) % 360
 
 
 def _crop_view(job: Job, k: int, size: int) -> View:

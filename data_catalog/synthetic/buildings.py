@@ -6,8 +6,6 @@ generator, keyed by the block, so a building depends only on the seed and where 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from .scene import BUILDING, NEVER, Boxes, hsv, rng_for
@@ -17,20 +15,8 @@ LOT_WIDTH = {"residential": (6.0, 10.0), "commercial": (8.0, 18.0), "tower": (18
 LOT_DEPTH = {"residential": (10.0, 18.0), "commercial": (12.0, 22.0), "tower": (16.0, 28.0)}
 
 
-@dataclass
-class Buildings:
-    """One row per building: footprint, height and the facade parameters `facade` reads."""
-
-    columns: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def __getattr__(self, name: str) -> np.ndarray:
-        try:
-            return self.__dict__["columns"][name]
-        except KeyError as error:
-            raise AttributeError(name) from error
-
-    def __len__(self) -> int:
-        return len(self.columns["x0"])
+# One row per building: footprint, height and the facade parameters `facade` reads, by column.
+Buildings = dict[str, np.ndarray]
 
 
 def _lots(rng, a: float, b: float, character: str) -> list[tuple[float, float]]:
@@ -70,21 +56,21 @@ def _block_footprints(rng, xa, xb, ya, yb, character) -> list[tuple[float, float
     return [b for b in boxes if rng.random() > 0.06 and b[1] - b[0] > 1 and b[3] - b[2] > 1]
 
 
+# Ranges of hue, saturation and value of wall colours; residential: San Francisco pastels.
+WALL_HSV = {
+    "residential": ((0.0, 1.0), (0.12, 0.55), (0.55, 0.95)),
+    "brick": ((0.0, 0.06), (0.4, 0.65), (0.4, 0.7)),
+    "sand": ((0.08, 0.14), (0.15, 0.4), (0.6, 0.9)),
+    "blue": ((0.5, 0.62), (0.15, 0.35), (0.45, 0.75)),
+    "grey": ((0.0, 1.0), (0.0, 0.08), (0.4, 0.85)),
+    "paint": ((0.0, 1.0), (0.2, 0.6), (0.5, 0.9)),
+}
+WALL_KINDS = {"commercial": ["brick", "sand", "grey", "paint"], "tower": ["grey", "sand", "blue"]}
+
+
 def _wall_colour(rng, character: str) -> tuple[float, float, float]:
-    if character == "residential":  # San Francisco pastels
-        return hsv(rng.random(), rng.uniform(0.12, 0.55), rng.uniform(0.55, 0.95))
-    kind = rng.choice(["brick", "sand", "grey", "paint"]) if character == "commercial" else None
-    if character == "tower":
-        kind = rng.choice(["grey", "sand", "blue"])
-    if kind == "brick":
-        return hsv(rng.uniform(0.0, 0.06), rng.uniform(0.4, 0.65), rng.uniform(0.4, 0.7))
-    if kind == "sand":
-        return hsv(rng.uniform(0.08, 0.14), rng.uniform(0.15, 0.4), rng.uniform(0.6, 0.9))
-    if kind == "blue":
-        return hsv(rng.uniform(0.5, 0.62), rng.uniform(0.15, 0.35), rng.uniform(0.45, 0.75))
-    if kind == "grey":
-        return hsv(rng.random(), rng.uniform(0.0, 0.08), rng.uniform(0.4, 0.85))
-    return hsv(rng.random(), rng.uniform(0.2, 0.6), rng.uniform(0.5, 0.9))
+    kind = rng.choice(WALL_KINDS[character]) if character in WALL_KINDS else character
+    return hsv(*(rng.uniform(lo, hi) for lo, hi in WALL_HSV[kind]))
 
 
 def _building_style(rng, character: str) -> dict:
@@ -142,6 +128,9 @@ def _building_style(rng, character: str) -> dict:
     }
 
 
+GEOMETRY = ("x0", "x1", "y0", "y1", "height")
+
+
 def build_buildings(seed: int, xs, ys, half_x, half_y) -> Buildings:
     rows: list[dict] = []
     for i in range(len(xs) - 1):
@@ -153,27 +142,25 @@ def build_buildings(seed: int, xs, ys, half_x, half_y) -> Buildings:
             for x0, x1, y0, y1 in _block_footprints(rng, xa, xb, ya, yb, character):
                 style = _building_style(rng, character)
                 rows.append({"x0": x0, "x1": x1, "y0": y0, "y1": y1, **style})
-    columns = {key: np.asarray([r[key] for r in rows]) for key in rows[0]}
-    for key, value in columns.items():
+    columns = {}
+    for key in rows[0]:
+        value = np.asarray([r[key] for r in rows])
         if value.dtype.kind == "f":
-            columns[key] = value.astype(np.float32)
-    for key in ("x0", "x1", "y0", "y1", "height"):  # geometry stays exact
-        columns[key] = columns[key].astype(np.float64)
-    return Buildings(columns)
+            value = value.astype(np.float32)
+        # float32 values, but geometry in float64 for the ray caster
+        columns[key] = value.astype(np.float64) if key in GEOMETRY else value
+    return columns
 
 
 def building_boxes(b: Buildings) -> Boxes:
-    n = len(b)
+    n = len(b["x0"])
     index = np.arange(n)
     return Boxes(
-        b.x0,
-        b.x1,
-        b.y0,
-        b.y1,
+        *(b[key] for key in ("x0", "x1", "y0", "y1")),
         np.zeros(n),
-        b.height,
+        b["height"],
         kind=np.full(n, BUILDING, np.int8),
         ref=index.astype(np.int32),
-        rgb=b.wall.astype(np.float32),
+        rgb=b["wall"].astype(np.float32),
         uid=index.astype(np.int64),
     )

@@ -68,7 +68,7 @@ def facade_columns(b: Buildings, bi, u, width, face, fu, year: int) -> dict[str,
     """Per column hit: building parameters, year-resolved colours and the u-only terms."""
 
     def g(name: str) -> np.ndarray:
-        return getattr(b, name)[bi]
+        return b[name][bi]
 
     fu = np.maximum(fu, 1e-3).astype(F32)
     u = u.astype(F32)

@@ -223,30 +223,16 @@ def _cast_columns(boxes: Boxes, near: np.ndarray, view: View, az: np.ndarray) ->
 
 
 def _no_hits(columns: int, k: int) -> Hits:
-    zeros = np.zeros((columns, k), F32)
-    return Hits(
-        zeros.astype(np.intp),
-        zeros + 1e6,
-        zeros + 1e6,
-        zeros + 1,
-        zeros - 1,
-        zeros.astype(np.int64),
-        zeros,
-        zeros + 1,
-        zeros + 1,
-    )
+    zero = np.zeros((columns, k), F32)
+    far, one = zero + 1e6, zero + 1
+    return Hits(zero.astype(np.intp), far, far, one, -one, zero.astype(np.int64), zero, one, one)
 
 
 # ----------------------------------------------------------------------------- shading
 
 
 def render(
-    city: City,
-    boxes: Boxes,
-    view: View,
-    cond: Condition,
-    year: int,
-    rng: np.random.Generator,
+    city: City, boxes: Boxes, view: View, cond: Condition, year: int, rng: np.random.Generator
 ) -> np.ndarray:
     """A float32 [R, C, 3] image, linear-ish colours in 0..1 before the camera response."""
     hits = cast(boxes, view)
@@ -323,13 +309,7 @@ def _shade_boxes(city, boxes, hits: Hits, hit, tan_e, view: View, cond: Conditio
     wall = np.flatnonzero(side & (kind == BUILDING))
     fu_hit = flat["t_in"] * view.px_angle / np.maximum(flat["cos_inc"], 0.15)
     columns = facade_columns(
-        city.buildings,
-        boxes.ref[flat["box"]],
-        flat["u"],
-        flat["width"],
-        flat["face"],
-        fu_hit,
-        year,
+        city.buildings, boxes.ref[flat["box"]], flat["u"], flat["width"], flat["face"], fu_hit, year
     )
     colour[wall], glow = shade_facade(columns, hit[wall], z[wall], fz[wall], year, cond)
     if glow is not None:

@@ -50,16 +50,14 @@ def street_trees(seed: int, xs, ys, half_x, half_y) -> tuple[Boxes, np.ndarray]:
                 green = hsv(
                     hue + rng.uniform(-0.03, 0.03), rng.uniform(0.4, 0.7), rng.uniform(0.28, 0.5)
                 )
-                uid = len(rows)
+                uid = 1_000_000 + len(rows)
                 planted = 0 if rng.random() < 0.9 else int(rng.integers(2010, 2021))
                 removed = NEVER if rng.random() < 0.92 else int(rng.integers(2010, 2022))
-                for s, zz0, zz1, kind, rgb in (
-                    (size / 2, z0, z1, CROWN, green),
-                    (0.18, 0.0, z0 + 0.5, TRUNK, (0.32, 0.24, 0.17)),
-                ):
-                    x0, x1, y0, y1 = _footprint(axis, lateral, pos, s, s)
-                    rows.append((x0, x1, y0, y1, zz0, zz1, kind, -1, rgb, 1_000_000 + uid))
-                    years.append((planted, removed))
+                crown = _footprint(axis, lateral, pos, size / 2, size / 2)
+                trunk = _footprint(axis, lateral, pos, 0.18, 0.18)
+                rows.append((*crown, z0, z1, CROWN, -1, green, uid))
+                rows.append((*trunk, 0.0, z0 + 0.5, TRUNK, -1, (0.32, 0.24, 0.17), uid))
+                years += [(planted, removed)] * 2
                 pos += rng.uniform(6.0, 12.0)
     return Boxes.from_rows(rows), np.asarray(years, dtype=np.int64).reshape(-1, 2)
 
@@ -105,14 +103,14 @@ def parked_cars(city: City, year: int) -> Boxes:
 def _car(axis, lateral, centre, length, rgb, rng, uid) -> list[tuple]:
     """A van (one tall box) or a car: a body box and a cabin box over its middle."""
     uid += 2_000_000
-    x0, x1, y0, y1 = _footprint(axis, lateral, centre, 0.9, length / 2)
+    footprint = _footprint(axis, lateral, centre, 0.9, length / 2)
     if rng.random() < 0.12:
-        return [(x0, x1, y0, y1, 0.0, rng.uniform(1.9, 2.3), CAR, -1, rgb, uid)]
+        return [(*footprint, 0.0, rng.uniform(1.9, 2.3), CAR, -1, rgb, uid)]
     body = rng.uniform(0.85, 1.0)
     cabin_len = length * rng.uniform(0.45, 0.6)
     shift = rng.uniform(-0.1, 0.25) * length / 2  # the cabin sits a little back
-    cx0, cx1, cy0, cy1 = _footprint(axis, lateral, centre + shift, 0.8, cabin_len / 2)
+    cabin = _footprint(axis, lateral, centre + shift, 0.8, cabin_len / 2)
     return [
-        (x0, x1, y0, y1, 0.0, body, CAR, -1, rgb, uid),
-        (cx0, cx1, cy0, cy1, body, body + rng.uniform(0.45, 0.6), CABIN, -1, rgb, uid + 1),
+        (*footprint, 0.0, body, CAR, -1, rgb, uid),
+        (*cabin, body, body + rng.uniform(0.45, 0.6), CABIN, -1, rgb, uid + 1),
     ]

@@ -15,7 +15,7 @@ from pathlib import Path
 from .city import build_city
 from .conditions import Condition
 from .presets import get_preset
-from .writer import crop_heading, image_name, job_condition, job_latlon, plan_dataset
+from .writer import image_names, job_condition, plan_dataset
 
 METADATA = "metadata.json"
 
@@ -47,12 +47,8 @@ def photo_conditions(dataset_folder: str | os.PathLike, folder: str) -> dict[str
         return None
     conditions = {}
     for job in plan_dataset(city, preset):
-        if job.folder != folder:
-            continue
-        condition = job_condition(city, job)
-        latlon = job_latlon(job)
-        for k in job.crops or (None,):
-            conditions[image_name(city.seed, job, crop_heading(job, k), latlon)] = condition
+        if job.folder == folder:
+            conditions.update(dict.fromkeys(image_names(city.seed, job), job_condition(city, job)))
     return conditions
 
 

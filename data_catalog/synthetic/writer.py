@@ -92,23 +92,14 @@ def render_job(city: City, job: Job, size: int) -> list[tuple[str, bytes]]:
         return post_process(render(city, scene, view, cond, job.year, rng), cond, rng)
 
     if job.photo:
-        images = [(None, shoot(photo_view(job.x, job.y, job.h, job.yaw, *job.photo)))]
+        images = [shoot(photo_view(job.x, job.y, job.h, job.yaw, *job.photo))]
     elif len(job.crops) == CROPS_PER_PANORAMA:
         # The camera response runs once on the panorama, before cutting overlapping crops.
-        pixels = shoot(panorama_view(job.x, job.y, job.yaw, size, job.h))
-        images = list(zip(job.crops, cut_crops(pixels, size), strict=True))
+        images = cut_crops(shoot(panorama_view(job.x, job.y, job.yaw, size, job.h)), size)
     else:  # a query keeps one crop: render only its columns
-        images = [(k, shoot(_crop_view(job, k, size))) for k in job.crops]
-    latlon = job_latlon(job)
-    return [
-        (image_name(city.seed, job, crop_heading(job, k), latlon), encode_jpeg(pixels))
-        for k, pixels in images
-    ]
-
-
-def crop_heading(job: Job, k: int | None) -> float | None:
-    """The heading written in the name of crop k of a job (None: a photo, which has no k)."""
-    return None if k is None else (job.yaw + 30 * k) % 360
+        images = [shoot(_crop_view(job, k, size)) for k in job.crops]
+    names = image_names(city.seed, job)
+    return [(name, encode_jpeg(pixels)) for name, pixels in zip(names, images, strict=True)]
 
 
 def _crop_view(job: Job, k: int, size: int) -> View:
@@ -129,24 +120,18 @@ def _pano_id(seed: int, job: Job) -> str:
     return base64.urlsafe_b64encode(digest.digest()).decode()[:22]
 
 
-def job_latlon(job: Job) -> tuple[float, float]:
-    lat, lon = utm_to_latlon(*to_utm(job.x, job.y), ZONE)
-    return float(lat[0]), float(lon[0])
-
-
-def image_name(seed: int, job: Job, heading: float | None, latlon: tuple[float, float]) -> str:
+def image_names(seed: int, job: Job) -> list[str]:
+    """The SF-XL names of a job's images: its crops in order (crop k heads 30 * k degrees
+    right of the job's yaw), or its photo, whose name has no heading."""
     east, north = to_utm(job.x, job.y)
-    return make_name(
-        float(east),
-        float(north),
-        ZONE.number,
-        ZONE.letter,
-        *latlon,
-        pano_id=_pano_id(seed, job),
-        heading=None if heading is None else int(round(heading)) % 360,
-        timestamp=f"{job.year}{job.month:02d}",
-        note=NOTE,
-    )
+    lat, lon = utm_to_latlon(east, north, ZONE)
+    where = (float(east), float(north), ZONE.number, ZONE.letter, float(lat[0]), float(lon[0]))
+    headings = [int(round((job.yaw + 30 * k) % 360)) % 360 for k in job.crops] or [None]
+    when = f"{job.year}{job.month:02d}"
+    pano_id = _pano_id(seed, job)
+    return [
+        make_name(*where, pano_id=pano_id, heading=h, timestamp=when, note=NOTE) for h in headings
+    ]
 
 
 # ----------------------------------------------------------------------------- writing

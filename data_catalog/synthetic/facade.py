@@ -13,7 +13,7 @@ import numpy as np
 
 from .buildings import Buildings
 from .conditions import Condition
-from .scene import CABIN, CAR, CROWN, PERSON, SIDEWALK_M
+from .scene import CABIN, CAR, CROWN, PERSON, SIDEWALK_M, Boxes
 
 F32 = np.float32
 
@@ -224,9 +224,10 @@ def _ground_floor(cols, hit, colour, emissive, z, fz, year: int, cond: Condition
     return colour, emissive
 
 
-def shade_props(kind, rgb, uid, u, z, width, top_z, fu, fz, cond: Condition) -> np.ndarray:
-    """Albedo of cars, trees, people and poles on their side faces (trunks, poles: plain)."""
-    colour = rgb.copy()
+def shade_props(boxes: Boxes, box, u, z, width, top_z, fu, fz, cond: Condition) -> np.ndarray:
+    """Albedo of the side faces of props `box` (cars, trees, people; trunks, poles: plain)."""
+    kind, uid = boxes.kind[box], boxes.uid[box]
+    colour = boxes.rgb[box]
     car, cabin = kind == CAR, kind == CABIN
     # Car bodies: wheels near the ends of the long sides and a shadow underneath; vans (tall
     # single boxes) get a window band; cabins are mostly glass between thin pillars.

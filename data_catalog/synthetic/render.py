@@ -305,34 +305,22 @@ def _shade_boxes(city, boxes, hits: Hits, hit, tan_e, view: View, cond: Conditio
         light = light + 0.3 * np.exp(-np.maximum(z, 0) / 4.0) * np.exp(-dist / 25.0)
 
     colour = np.empty((len(hit), 3), F32)
-    emissive = None
     wall = np.flatnonzero(side & (kind == BUILDING))
     fu_hit = flat["t_in"] * view.px_angle / np.maximum(flat["cos_inc"], 0.15)
+    u, width = flat["u"], flat["width"]
     columns = facade_columns(
-        city.buildings, boxes.ref[flat["box"]], flat["u"], flat["width"], flat["face"], fu_hit, year
+        city.buildings, boxes.ref[flat["box"]], u, width, flat["face"], fu_hit, year
     )
     colour[wall], glow = shade_facade(columns, hit[wall], z[wall], fz[wall], year, cond)
-    if glow is not None:
-        emissive = np.zeros_like(colour)
-        emissive[wall] = glow
     prop = np.flatnonzero(side & (kind != BUILDING))
     ph = hit[prop]
     colour[prop] = shade_props(
-        kind[prop],
-        boxes.rgb[box[prop]],
-        boxes.uid[box[prop]],
-        flat["u"][ph],
-        z[prop],
-        flat["width"][ph],
-        z1[prop],
-        fu_hit[ph],
-        fz[prop],
-        cond,
+        boxes, box[prop], u[ph], z[prop], width[ph], z1[prop], fu_hit[ph], fz[prop], cond
     )
     caps = np.flatnonzero(~side)
     colour[caps] = boxes.rgb[box[caps]] * F32(0.85)
 
     colour *= light[:, None]
-    if emissive is not None:
-        colour += emissive
+    if glow is not None:  # lit windows and signs: light of their own
+        colour[wall] += glow
     return colour, dist

@@ -12,19 +12,9 @@ render (column ray caster; facade and conditions: light, weather, camera) -> wri
 with SF-XL names, metadata.json, README.txt).
 """
 
-from .city import City, build_city
+from .city import build_city
 from .plan import SUBSETS, plan_dataset
-from .presets import PRESETS, Preset, get_preset
-from .writer import render_job, write_dataset
+from .presets import get_preset
+from .writer import write_dataset
 
-__all__ = [
-    "PRESETS",
-    "SUBSETS",
-    "City",
-    "Preset",
-    "build_city",
-    "get_preset",
-    "plan_dataset",
-    "render_job",
-    "write_dataset",
-]
+__all__ = ["SUBSETS", "build_city", "get_preset", "plan_dataset", "write_dataset"]

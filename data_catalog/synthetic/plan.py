@@ -76,7 +76,7 @@ def _centimetres(point: tuple[float, float]) -> tuple[float, float]:
 
 
 def _jitter(yaw: float, rng: np.random.Generator) -> float:
-    """A panorama's heading: its drive's, give or take a degree."""
+    """The heading of crop 0 of a panorama: its drive's, give or take a degree."""
     return float((yaw + int(rng.integers(-1, 2))) % 360)
 
 

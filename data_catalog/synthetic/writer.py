@@ -144,9 +144,8 @@ def _init_worker(preset: Preset, seed: int) -> None:
     _WORKER_CITY = build_city(preset, seed)
 
 
-def _work(args: tuple[Job, int]) -> tuple[Job, list[tuple[str, bytes]]]:
-    job, size = args
-    return job, render_job(_WORKER_CITY, job, size)
+def _work(job: Job) -> tuple[Job, list[tuple[str, bytes]]]:
+    return job, render_job(_WORKER_CITY, job, _WORKER_CITY.preset.image_size)
 
 
 def _prepare_output(out: Path, overwrite: bool) -> None:
@@ -182,12 +181,11 @@ def write_dataset(
         (out / folder).mkdir(parents=True, exist_ok=True)
     total = sum(job.images for job in jobs)
     start = time.perf_counter()
-    bar = tqdm(total=total, unit="img", desc="synthetic city", disable=not progress)
-    for job, files in _run_jobs(city, jobs, preset, seed, workers):
-        for name, data in files:
-            (out / job.folder / name).write_bytes(data)
-        bar.update(len(files))
-    bar.close()
+    with tqdm(total=total, unit="img", desc="synthetic city", disable=not progress) as bar:
+        for job, files in _run_jobs(city, jobs, workers):
+            for name, data in files:
+                (out / job.folder / name).write_bytes(data)
+            bar.update(len(files))
     seconds = time.perf_counter() - start
     metadata = build_metadata(city, preset, jobs)
     (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
@@ -195,16 +193,15 @@ def write_dataset(
     return {**metadata, "seconds": seconds, "images_per_second": total / max(seconds, 1e-9)}
 
 
-def _run_jobs(city: City, jobs: list[Job], preset: Preset, seed: int, workers: int):
-    size = preset.image_size
+def _run_jobs(city: City, jobs: list[Job], workers: int):
     if workers <= 1:
         for job in jobs:
-            yield job, render_job(city, job, size)
+            yield job, render_job(city, job, city.preset.image_size)
         return
-    import multiprocessing
+    from multiprocessing import get_context
 
-    with multiprocessing.get_context().Pool(workers, _init_worker, (preset, seed)) as pool:
-        yield from pool.imap(_work, [(job, size) for job in jobs], chunksize=8)
+    with get_context().Pool(workers, _init_worker, (city.preset, city.seed)) as pool:
+        yield from pool.imap(_work, jobs, chunksize=8)
 
 
 # ----------------------------------------------------------------------------- metadata

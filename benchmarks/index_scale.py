@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks.fast_index import PlaceModel, recall_of_exact
-from benchmarks.table import print_table
+from benchmarks.table import print_table, single_query_ms
 from core.index_stream import (
     DescriptorShards,
     build_index_from_shards,
@@ -135,19 +135,8 @@ def exact_top(shards: DescriptorShards, queries: np.ndarray, k: int = TOP):
     return best_d, best_i
 
 
-def single_query_ms(search_one, queries: np.ndarray) -> tuple[float, float]:
-    """Median (wall, CPU) ms of one query at a time on one faiss thread."""
-    faiss.omp_set_num_threads(1)
-    wall, cpu = [], []
-    for row in range(len(queries)):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        search_one(queries[row : row + 1])
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - cpu_start)
-    return 1000 * float(np.median(wall)), 1000 * float(np.median(cpu))
-
-
 def exact_row(shard_folder: str, queries, truth, in_memory_gib: float) -> dict:
+    faiss.omp_set_num_threads(1)
     shards = DescriptorShards(shard_folder)
     if shards.count * shards.dim * 4 / 2**30 <= in_memory_gib:
         flat = faiss.IndexFlatL2(shards.dim)
@@ -164,11 +153,8 @@ def exact_row(shard_folder: str, queries, truth, in_memory_gib: float) -> dict:
 
 def parse_config(text: str) -> tuple[str, dict]:
     index_type, _, knobs = text.partition(":")
-    params = {}
-    for item in filter(None, knobs.split(",")):
-        key, _, value = item.partition("=")
-        params[key] = int(value)
-    return index_type, params
+    pairs = (item.partition("=")[::2] for item in knobs.split(",") if item)
+    return index_type, {key: int(value) for key, value in pairs}
 
 
 def build_one(shard_folder: str, config: str, out: str, train_size: int) -> dict:
@@ -200,6 +186,7 @@ def build_one(shard_folder: str, config: str, out: str, train_size: int) -> dict
 
 def search_one_config(shard_folder: str, out: str, queries, truth, nprobes, reranks) -> list:
     """Load the index in a fresh process and measure each search setting."""
+    faiss.omp_set_num_threads(1)
     shards = DescriptorShards(shard_folder)
     index = faiss.read_index(out)
     ivf = faiss.extract_index_ivf(index)
@@ -210,17 +197,12 @@ def search_one_config(shard_folder: str, out: str, queries, truth, nprobes, rera
         if isinstance(quantizer, faiss.IndexHNSWFlat):
             quantizer.hnsw.efSearch = max(128, 2 * nprobe)  # the graph must reach nprobe lists
         for rerank in reranks:
-            if rerank:
 
-                def search(q, rerank=rerank):
+            def search(q, rerank=rerank):
+                if rerank:
                     return search_reranked(index, shards, q, TOP, rerank)
+                return index.search(q, TOP)
 
-            else:
-
-                def search(q):
-                    return index.search(q, TOP)
-
-            faiss.omp_set_num_threads(1)
             found = np.concatenate([search(queries[r : r + 1])[1] for r in range(len(queries))])
             wall, cpu = single_query_ms(search, queries)
             rows.append(

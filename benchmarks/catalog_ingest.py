@@ -19,14 +19,13 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import duckdb
 
-from benchmarks.table import print_table
+from benchmarks.table import print_table, work_folder
 from data_catalog.names import FIELD_NAMES, make_name, parse_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,9 +221,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="work in this folder and leave it there")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="catalog_bench_") as tmp:
-        work = args.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
+    with work_folder(args.keep, "catalog_bench_") as work:
         listing = work / "sfxl_bench_images_paths.txt"
         start = time.perf_counter()
         generate_names(args.num_names, listing)
@@ -242,18 +239,8 @@ def main() -> None:
             raise AssertionError(f"class counts differ: loop {loop}, ours {ours_small}")
         small = min(args.num_names, REFERENCE_NAMES)
         rows.append(_row("ours: bulk ingest + partition", small, ours_small))
-        rows.append(
-            [
-                "per-image Python loop into dicts",
-                f"{small:,}",
-                "",
-                "",
-                loop["seconds"],
-                loop["cpu_seconds"],
-                loop["peak_rss_gb"],
-                loop["classes"],
-            ]
-        )
+        measured = [loop[key] for key in ("seconds", "cpu_seconds", "peak_rss_gb", "classes")]
+        rows.append(["per-image Python loop into dicts", f"{small:,}", "", "", *measured])
         if args.num_names > REFERENCE_NAMES:
             ours_big = measure_ours(listing, work / "big.duckdb")
             rows.append(_row("ours: bulk ingest + partition", args.num_names, ours_big))

@@ -22,17 +22,15 @@ import argparse
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from benchmarks.table import print_table
+from benchmarks.table import peak_rss_mb, print_table, work_folder
 
 POLAR_NAME = "@0549697.84@4180105.34@11@X@085.00000@-122.43573@pano@@@@@@201610@x@.jpg"
 BATCH = 40
@@ -92,10 +90,6 @@ def build_cases(folder: Path) -> dict[str, list[Path]]:
     return cases
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KB on Linux
-
-
 def measure(paths: list[Path], workspace: str) -> dict:
     """In this process: open the page, upload, time the answer and a k-slider rerun."""
     from streamlit.testing.v1 import AppTest
@@ -104,7 +98,7 @@ def measure(paths: list[Path], workspace: str) -> dict:
     main = str(Path(__import__("app").__file__).resolve().parent / "main.py")
     at = AppTest.from_file(main, default_timeout=900)
     at.switch_page("views/retrieve.py").run()  # straight to Retrieve: no other page's memory
-    base_mb = _peak_mb()
+    base_mb = peak_rss_mb()
     uploads = [(p.name, p.read_bytes(), "image/png") for p in paths]
     start = time.perf_counter()
     at.file_uploader(key="uploads").set_value(uploads).run()
@@ -125,8 +119,8 @@ def measure(paths: list[Path], workspace: str) -> dict:
         "outcome": outcome,
         "seconds": seconds,
         "rerun": rerun,
-        "peak_mb": _peak_mb(),
-        "extra_mb": _peak_mb() - base_mb,
+        "peak_mb": peak_rss_mb(),
+        "extra_mb": peak_rss_mb() - base_mb,
     }
 
 
@@ -140,34 +134,25 @@ def main() -> None:
     if args.case_files:
         print(json.dumps(measure([Path(p) for p in args.case_files], args.workspace)))
         return
-    folder = Path(args.keep or tempfile.mkdtemp(prefix="hostile_uploads_"))
-    folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for case, paths in build_cases(folder).items():
-        if args.only and args.only not in case:
-            continue
-        command = [sys.executable, "-m", "benchmarks.hostile_uploads"]
-        command += ["--workspace", args.workspace, "--case_files", *map(str, paths)]
-        done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
-        lines = done.stdout.strip().splitlines()
-        if done.returncode != 0 or not lines:
-            result = {"outcome": f"process failed ({done.returncode})", "seconds": float("nan")}
-            result |= {"rerun": float("nan"), "peak_mb": float("nan"), "extra_mb": float("nan")}
-        else:
-            result = json.loads(lines[-1])
-        kb = sum(p.stat().st_size for p in paths) / 1024
-        rows.append(
-            [
-                case,
-                f"{kb:,.0f}",
-                result["outcome"],
-                f"{result['seconds']:.2f}",
-                f"{result['rerun']:.2f}",
-                f"{result['peak_mb']:,.0f}",
-                f"{result['extra_mb']:,.0f}",
-            ]
-        )
-        print(f"{case}: {result}", file=sys.stderr, flush=True)
+    with work_folder(args.keep, "hostile_uploads_") as folder:
+        for case, paths in build_cases(folder).items():
+            if args.only and args.only not in case:
+                continue
+            command = [sys.executable, "-m", "benchmarks.hostile_uploads"]
+            command += ["--workspace", args.workspace, "--case_files", *map(str, paths)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            lines = done.stdout.strip().splitlines()
+            if done.returncode != 0 or not lines:
+                nan = dict.fromkeys(("seconds", "rerun", "peak_mb", "extra_mb"), float("nan"))
+                result = {"outcome": f"process failed ({done.returncode})", **nan}
+            else:
+                result = json.loads(lines[-1])
+            kb = sum(p.stat().st_size for p in paths) / 1024
+            seconds = [f"{result[key]:.2f}" for key in ("seconds", "rerun")]
+            mb = [f"{result[key]:,.0f}" for key in ("peak_mb", "extra_mb")]
+            rows.append([case, f"{kb:,.0f}", result["outcome"], *seconds, *mb])
+            print(f"{case}: {result}", file=sys.stderr, flush=True)
     print_table(
         ["upload", "KB", "page", "answer s", "rerun s (k moved)", "peak MB", "MB over page"],
         rows,

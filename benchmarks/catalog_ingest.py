@@ -150,68 +150,61 @@ def run_measured(code: str) -> dict:
 
 def measure_ours(listing: Path, db: Path) -> dict:
     ingest = run_measured(
-        textwrap.dedent(
-            f"""
-            import time
-            from data_catalog.ingest import main
-            start = time.perf_counter()
-            main([{str(listing)!r}, "--db", {str(db)!r}, "--no_progress"])
-            _result = {{"seconds": time.perf_counter() - start}}
-            """
-        )
+        f"""
+        import time
+        from data_catalog.ingest import main
+        start = time.perf_counter()
+        main([{str(listing)!r}, "--db", {str(db)!r}, "--no_progress"])
+        _result = {{"seconds": time.perf_counter() - start}}
+        """
     )
     part = run_measured(
-        textwrap.dedent(
-            f"""
-            import time
-            from data_catalog import catalog, catalog_partition
-            start = time.perf_counter()
-            con = catalog.connect({str(db)!r}, read_only=True)
-            dataset = {listing.name[: -len("_images_paths.txt")]!r}
-            result = catalog_partition.partition_images(con, dataset)
-            _result = {{"seconds": time.perf_counter() - start,
-                        "classes": result.partition.num_classes}}
-            """
-        )
+        f"""
+        import time
+        from data_catalog import catalog, catalog_partition
+        start = time.perf_counter()
+        con = catalog.connect({str(db)!r}, read_only=True)
+        dataset = {listing.name[: -len("_images_paths.txt")]!r}
+        result = catalog_partition.partition_images(con, dataset)
+        _result = {{"seconds": time.perf_counter() - start,
+                    "classes": result.partition.num_classes}}
+        """
     )
     return {"ingest": ingest, "partition": part}
 
 
 def measure_loop(listing: Path) -> dict:
     return run_measured(
-        textwrap.dedent(
-            f"""
-            import time
-            from collections import defaultdict
-            import numpy as np
-            from core.partition import PartitionParams, class_keys, group_keys
-            params = PartitionParams()
-            start = time.perf_counter()
-            paths, east, north, heading = [], [], [], []
-            with open({str(listing)!r}) as file:
-                for line in file:
-                    path = line.rstrip("\\n")
-                    fields = path.rsplit("/", 1)[-1].split("@")
-                    paths.append(path)
-                    east.append(float(fields[1]))
-                    north.append(float(fields[2]))
-                    heading.append(float(fields[9]))
-            keys = class_keys(np.array(east), np.array(north), np.array(heading),
-                              params.M, params.alpha)
-            groups = group_keys(keys, params.N, params.L)
-            images_per_class = defaultdict(list)
-            classes_per_group = defaultdict(set)
-            for path, key, group in zip(paths, map(tuple, keys.tolist()),
-                                        map(tuple, groups.tolist())):
-                images_per_class[key].append(path)
-                classes_per_group[group].add(key)
-            kept = {{k: v for k, v in images_per_class.items()
-                     if len(v) >= params.min_images_per_class}}
-            classes_per_group = {{g: [c for c in cs if c in kept]
-                                 for g, cs in classes_per_group.items()}}
-            _result = {{"seconds": time.perf_counter() - start, "classes": len(kept)}}
-            """
-        )
+        f"""
+        import time
+        from collections import defaultdict
+        import numpy as np
+        from core.partition import PartitionParams, class_keys, group_keys
+        params = PartitionParams()
+        start = time.perf_counter()
+        paths, east, north, heading = [], [], [], []
+        with open({str(listing)!r}) as file:
+            for line in file:
+                path = line.rstrip("\\n")
+                fields = path.rsplit("/", 1)[-1].split("@")
+                paths.append(path)
+                east.append(float(fields[1]))
+                north.append(float(fields[2]))
+                heading.append(float(fields[9]))
+        keys = class_keys(np.array(east), np.array(north), np.array(heading),
+                          params.M, params.alpha)
+        groups = group_keys(keys, params.N, params.L)
+        images_per_class = defaultdict(list)
+        classes_per_group = defaultdict(set)
+        for path, key, group in zip(paths, map(tuple, keys.tolist()), map(tuple, groups.tolist())):
+            images_per_class[key].append(path)
+            classes_per_group[group].add(key)
+        kept = {{k: v for k, v in images_per_class.items()
+                 if len(v) >= params.min_images_per_class}}
+        classes_per_group = {{g: [c for c in cs if c in kept]
+                             for g, cs in classes_per_group.items()}}
+        _result = {{"seconds": time.perf_counter() - start, "classes": len(kept)}}
+        """
     )
 
 

@@ -95,8 +95,8 @@ def peak_rss_gib() -> float:
     return memory_gib("VmHWM")
 
 
-def make_data(options, places: PlaceModel) -> tuple[Path, np.ndarray]:
-    """Shards of the database on disk (made once, kept) and the queries."""
+def make_data(options, places: PlaceModel) -> tuple[str, np.ndarray]:
+    """The folder of the database's shards on disk (made once, kept) and the queries."""
     folder = Path(options.work) / f"shards_{options.size}x{options.dim}"
     done = folder / "complete.json"
     if not done.is_file():
@@ -111,7 +111,7 @@ def make_data(options, places: PlaceModel) -> tuple[Path, np.ndarray]:
         write_shards(folder, float16_chunks())
         bar.close()
         done.write_text(json.dumps({"size": options.size, "dim": options.dim}))
-    return folder, places.sample(options.queries, seed=1)
+    return str(folder), places.sample(options.queries, seed=1)
 
 
 def exact_top(shards: DescriptorShards, queries: np.ndarray, k: int = TOP):
@@ -303,53 +303,32 @@ def main() -> None:
     rows = []
     if not options.no_exact_row:
         exact = in_fresh_process(
-            exact_row, str(shard_folder), latency_queries, truth, options.exact_in_memory_gib
+            exact_row, shard_folder, latency_queries, truth, options.exact_in_memory_gib
         )
-        rows.append(
-            [
-                "exact",
-                exact["how"],
-                "-",
-                f"{shards.count * shards.dim * 4 / 2**30:.2f} (float32)",
-                f"{exact['peak_gib']:.2f}",
-                1.0,
-                exact["wall_ms"],
-                exact["cpu_ms"],
-            ]
-        )
+        size = f"{shards.count * shards.dim * 4 / 2**30:.2f} (float32)"
+        times = [exact["wall_ms"], exact["cpu_ms"]]
+        rows.append(["exact", exact["how"], "-", size, f"{exact['peak_gib']:.2f}", 1.0, *times])
     for config in options.configs:
         out = str(Path(options.work) / f"{config.replace(':', '_').replace(',', '_')}.faiss")
         record = Path(out).with_suffix(".json")
         if options.reuse_built and record.is_file() and Path(out).is_file():
             built = json.loads(record.read_text())  # re-measure search settings only
         else:
-            built = in_fresh_process(build_one, str(shard_folder), config, out, options.train_size)
+            built = in_fresh_process(build_one, shard_folder, config, out, options.train_size)
             record.write_text(json.dumps(built))
-        size_gib = Path(out).stat().st_size / 2**30
+        size = f"{Path(out).stat().st_size / 2**30:.3f}"
         measured = in_fresh_process(
-            search_one_config,
-            str(shard_folder),
-            out,
-            queries,
-            truth,
-            options.nprobes,
-            options.rerank,
+            search_one_config, shard_folder, out, queries, truth, options.nprobes, options.rerank
+        )
+        build = (
+            f"{built['build_s']:.0f} = {built['train_s']:.0f} train + {built['add_s']:.0f} add; "
+            f"CPU {built['build_cpu_s']:.0f}; peak {built['build_peak_gib']:.2f} GiB"
         )
         for row in measured:
-            rows.append(
-                [
-                    config,
-                    f"nprobe={row['nprobe']}, rerank={row['rerank'] or '-'}",
-                    f"{built['build_s']:.0f} = {built['train_s']:.0f} train + "
-                    f"{built['add_s']:.0f} add; CPU {built['build_cpu_s']:.0f}; "
-                    f"peak {built['build_peak_gib']:.2f} GiB",
-                    f"{size_gib:.3f}",
-                    f"{row['serve_peak_gib']:.2f} ({row.get('anon_gib', float('nan')):.2f})",
-                    row["recall"],
-                    row["wall_ms"],
-                    row["cpu_ms"],
-                ]
-            )
+            search = f"nprobe={row['nprobe']}, rerank={row['rerank'] or '-'}"
+            peak = f"{row['serve_peak_gib']:.2f} ({row.get('anon_gib', float('nan')):.2f})"
+            figures = [row["recall"], row["wall_ms"], row["cpu_ms"]]
+            rows.append([config, search, build, size, peak, *figures])
         print_results(options, truth_s, baseline, rows)  # after each index: partial results
 
 

@@ -36,19 +36,16 @@ POLAR_NAME = "@0549697.84@4180105.34@11@X@085.00000@-122.43573@pano@@@@@@201610@
 BATCH = 40
 
 
-def _photo(seed: int, size=(640, 480)) -> bytes:
-    """A noisy photo-sized JPEG (noise, so that it costs what a real photo costs to decode)."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+def _encoded(pixels: np.ndarray, kind: str = "PNG", **options) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=85)
+    Image.fromarray(pixels).save(buffer, kind, **options)
     return buffer.getvalue()
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "PNG")
-    return buffer.getvalue()
+def _photo(seed: int) -> bytes:
+    """A noisy 640 x 480 JPEG (noise, so that it costs what a real photo costs to decode)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    return _encoded(pixels, "JPEG", quality=85)
 
 
 def _tiled(height: int, width: int, seed: int) -> np.ndarray:
@@ -66,11 +63,11 @@ def build_cases(folder: Path) -> dict[str, list[Path]]:
         "photo 640 x 480 (reference)": {"photo.jpg": lambda: _photo(0)},
         "EXIF GPS reference a number": {"gps_ref_78.jpg": jpeg_with_numeric_gps_reference},
         "SF-XL name at 85 N (outside UTM)": {POLAR_NAME: lambda: _photo(1)},
-        "70,000 x 8 PNG": {"line.png": lambda: _png(_tiled(8, 70_000, 2))},
-        "65,500 x 45 PNG": {"strip45.png": lambda: _png(_tiled(45, 65_500, 3))},
-        "65,500 x 512 PNG": {"strip512.png": lambda: _png(_tiled(512, 65_500, 4))},
+        "70,000 x 8 PNG": {"line.png": lambda: _encoded(_tiled(8, 70_000, 2))},
+        "65,500 x 45 PNG": {"strip45.png": lambda: _encoded(_tiled(45, 65_500, 3))},
+        "65,500 x 512 PNG": {"strip512.png": lambda: _encoded(_tiled(512, 65_500, 4))},
         "7,700 x 7,700 16-bit grey PNG": {
-            "grey16.png": lambda: _png(
+            "grey16.png": lambda: _encoded(
                 (np.add.outer(np.arange(7700), np.arange(7700)) * 4).astype(np.uint16)
             )
         },

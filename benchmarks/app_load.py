@@ -36,20 +36,20 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from app.workspace import DEFAULT_WORKSPACE, WORKSPACE_ENV
-from benchmarks.table import print_table
+from benchmarks.table import peak_rss_mb, print_table
 from benchmarks.threaded_apptest import script_thread_crashes, sessions_share_one_runtime
 from core.errors import UserError, user_errors
 from data_catalog import runs
@@ -275,8 +275,7 @@ def serve(sessions: int, args: argparse.Namespace, photos: list[Path]) -> dict:
         "page_errors": [e for log in every for e in log.page_errors][:5],
         "harness_errors": harness_errors,
         "busy_answers": sum(log.busy_answers for log in logs),
-        # Linux reports ru_maxrss in KiB: the most this process (the "server") ever held.
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),  # the most this process (the "server") ever held
     }
 
 
@@ -303,11 +302,7 @@ def run_worker(sessions: int, args: argparse.Namespace, workspace: Path) -> dict
 
 def error_kinds(errors: list[str]) -> dict[str, int]:
     """How many of each error, by its first line (a timeout's names its seconds)."""
-    kinds: dict[str, int] = {}
-    for error in errors:
-        kind = error.splitlines()[0][:200] if error else "?"
-        kinds[kind] = kinds.get(kind, 0) + 1
-    return kinds
+    return Counter(error.splitlines()[0][:200] if error else "?" for error in errors)
 
 
 def percentile(seconds: list[float], q: float) -> float:

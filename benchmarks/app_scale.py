@@ -31,8 +31,6 @@ and 20 MB from a 2.8M-image index; a match's heat maps under 1 s for the demo mo
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +38,7 @@ import numpy as np
 
 from benchmarks.retrieval_scale import measure_index_file, measure_retrieval
 from benchmarks.space_scale import measure_match, measure_space
-from benchmarks.table import print_table, timed
+from benchmarks.table import print_table, timed, work_folder
 from data_catalog import runs
 
 PAYLOAD_LIMIT_MB = 20.0
@@ -277,18 +275,13 @@ def main() -> None:
         if args.index_only:
             print_table(["page", "step", "seconds", "MB to browser", "notes"], rows)
             return
-    failures_folder = Path(tempfile.mkdtemp(prefix="app_scale_failures_"))
-    try:
-        measure_failures(failures_folder, args.failures_database, args.failures_queries, rows)
-    finally:
-        shutil.rmtree(failures_folder, ignore_errors=True)
+    with work_folder(None, "app_scale_failures_") as folder:
+        measure_failures(folder, args.failures_database, args.failures_queries, rows)
     if args.failures_only:
         print_table(["page", "step", "seconds", "MB to browser", "notes"], rows)
         return
     if not args.skip_catalog:
-        folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="app_scale_"))
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
+        with work_folder(args.keep, "app_scale_") as folder:
             db, seconds = build_catalog(folder, args.names)
             rows.append(["(setup)", f"generate + ingest {args.names:,} names", seconds, "-", ""])
             stored_s = store_map_views(db)
@@ -296,9 +289,6 @@ def main() -> None:
                          stored_s, "-", "default partition + street squares"])  # fmt: skip
             view = measure_map(db, rows)
             measure_dataset(db, view, rows)
-        finally:
-            if not args.keep:
-                shutil.rmtree(folder, ignore_errors=True)
     measure_retrieval(args.database, rows)
     measure_match(rows)
     measure_space(args.space_database, rows)

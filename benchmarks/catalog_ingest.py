@@ -19,14 +19,13 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import duckdb
 
-from benchmarks.table import print_table
+from benchmarks.table import print_table, work_folder
 from data_catalog.names import FIELD_NAMES, make_name, parse_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,68 +150,61 @@ def run_measured(code: str) -> dict:
 
 def measure_ours(listing: Path, db: Path) -> dict:
     ingest = run_measured(
-        textwrap.dedent(
-            f"""
-            import time
-            from data_catalog.ingest import main
-            start = time.perf_counter()
-            main([{str(listing)!r}, "--db", {str(db)!r}, "--no_progress"])
-            _result = {{"seconds": time.perf_counter() - start}}
-            """
-        )
+        f"""
+        import time
+        from data_catalog.ingest import main
+        start = time.perf_counter()
+        main([{str(listing)!r}, "--db", {str(db)!r}, "--no_progress"])
+        _result = {{"seconds": time.perf_counter() - start}}
+        """
     )
     part = run_measured(
-        textwrap.dedent(
-            f"""
-            import time
-            from data_catalog import catalog, catalog_partition
-            start = time.perf_counter()
-            con = catalog.connect({str(db)!r}, read_only=True)
-            dataset = {listing.name[: -len("_images_paths.txt")]!r}
-            result = catalog_partition.partition_images(con, dataset)
-            _result = {{"seconds": time.perf_counter() - start,
-                        "classes": result.partition.num_classes}}
-            """
-        )
+        f"""
+        import time
+        from data_catalog import catalog, catalog_partition
+        start = time.perf_counter()
+        con = catalog.connect({str(db)!r}, read_only=True)
+        dataset = {listing.name[: -len("_images_paths.txt")]!r}
+        result = catalog_partition.partition_images(con, dataset)
+        _result = {{"seconds": time.perf_counter() - start,
+                    "classes": result.partition.num_classes}}
+        """
     )
     return {"ingest": ingest, "partition": part}
 
 
 def measure_loop(listing: Path) -> dict:
     return run_measured(
-        textwrap.dedent(
-            f"""
-            import time
-            from collections import defaultdict
-            import numpy as np
-            from core.partition import PartitionParams, class_keys, group_keys
-            params = PartitionParams()
-            start = time.perf_counter()
-            paths, east, north, heading = [], [], [], []
-            with open({str(listing)!r}) as file:
-                for line in file:
-                    path = line.rstrip("\\n")
-                    fields = path.rsplit("/", 1)[-1].split("@")
-                    paths.append(path)
-                    east.append(float(fields[1]))
-                    north.append(float(fields[2]))
-                    heading.append(float(fields[9]))
-            keys = class_keys(np.array(east), np.array(north), np.array(heading),
-                              params.M, params.alpha)
-            groups = group_keys(keys, params.N, params.L)
-            images_per_class = defaultdict(list)
-            classes_per_group = defaultdict(set)
-            for path, key, group in zip(paths, map(tuple, keys.tolist()),
-                                        map(tuple, groups.tolist())):
-                images_per_class[key].append(path)
-                classes_per_group[group].add(key)
-            kept = {{k: v for k, v in images_per_class.items()
-                     if len(v) >= params.min_images_per_class}}
-            classes_per_group = {{g: [c for c in cs if c in kept]
-                                 for g, cs in classes_per_group.items()}}
-            _result = {{"seconds": time.perf_counter() - start, "classes": len(kept)}}
-            """
-        )
+        f"""
+        import time
+        from collections import defaultdict
+        import numpy as np
+        from core.partition import PartitionParams, class_keys, group_keys
+        params = PartitionParams()
+        start = time.perf_counter()
+        paths, east, north, heading = [], [], [], []
+        with open({str(listing)!r}) as file:
+            for line in file:
+                path = line.rstrip("\\n")
+                fields = path.rsplit("/", 1)[-1].split("@")
+                paths.append(path)
+                east.append(float(fields[1]))
+                north.append(float(fields[2]))
+                heading.append(float(fields[9]))
+        keys = class_keys(np.array(east), np.array(north), np.array(heading),
+                          params.M, params.alpha)
+        groups = group_keys(keys, params.N, params.L)
+        images_per_class = defaultdict(list)
+        classes_per_group = defaultdict(set)
+        for path, key, group in zip(paths, map(tuple, keys.tolist()), map(tuple, groups.tolist())):
+            images_per_class[key].append(path)
+            classes_per_group[group].add(key)
+        kept = {{k: v for k, v in images_per_class.items()
+                 if len(v) >= params.min_images_per_class}}
+        classes_per_group = {{g: [c for c in cs if c in kept]
+                             for g, cs in classes_per_group.items()}}
+        _result = {{"seconds": time.perf_counter() - start, "classes": len(kept)}}
+        """
     )
 
 
@@ -222,9 +214,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="work in this folder and leave it there")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="catalog_bench_") as tmp:
-        work = args.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
+    with work_folder(args.keep, "catalog_bench_") as work:
         listing = work / "sfxl_bench_images_paths.txt"
         start = time.perf_counter()
         generate_names(args.num_names, listing)
@@ -242,18 +232,8 @@ def main() -> None:
             raise AssertionError(f"class counts differ: loop {loop}, ours {ours_small}")
         small = min(args.num_names, REFERENCE_NAMES)
         rows.append(_row("ours: bulk ingest + partition", small, ours_small))
-        rows.append(
-            [
-                "per-image Python loop into dicts",
-                f"{small:,}",
-                "",
-                "",
-                loop["seconds"],
-                loop["cpu_seconds"],
-                loop["peak_rss_gb"],
-                loop["classes"],
-            ]
-        )
+        measured = [loop[key] for key in ("seconds", "cpu_seconds", "peak_rss_gb", "classes")]
+        rows.append(["per-image Python loop into dicts", f"{small:,}", "", "", *measured])
         if args.num_names > REFERENCE_NAMES:
             ours_big = measure_ours(listing, work / "big.duckdb")
             rows.append(_row("ours: bulk ingest + partition", args.num_names, ours_big))

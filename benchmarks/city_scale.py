@@ -26,10 +26,9 @@ import math
 import time
 
 import faiss
-import numpy as np
 
 from benchmarks.fast_index import PlaceModel
-from benchmarks.table import print_table
+from benchmarks.table import print_table, single_query_ms
 from core.index import build_index, bytes_per_descriptor, search
 
 SFXL_SIZES = {"SF-XL test database": 2_800_000, "SF-XL raw set": 41_200_000}
@@ -39,12 +38,7 @@ INDEX_SETTINGS = {
     "ivf_pq": {"nprobe": 32, "pq_m": 64, "train_size": 100_000},
     "hnsw": {"hnsw_m": 32, "ef_search": 128},
 }
-GROWTH = {
-    "flat": ("n", lambda ratio: ratio),
-    "flat_fp16": ("n", lambda ratio: ratio),
-    "ivf_pq": ("sqrt(n)", math.sqrt),
-    "hnsw": ("log(n)", None),  # handled in project_latency: depends on both sizes
-}
+GROWTH = {"flat": "n", "flat_fp16": "n", "ivf_pq": "sqrt(n)", "hnsw": "log(n)"}
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -58,24 +52,11 @@ def parse_arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def single_query_ms(index: faiss.Index, queries: np.ndarray) -> tuple[float, float]:
-    """Median (wall, CPU) milliseconds to answer one query (top-20), sent one at a time.
-
-    The CPU time of this process is what one idle core would take when faiss runs one
-    thread (OMP_NUM_THREADS=1); on a shared machine the wall time also counts waiting."""
-    wall, cpu = [], []
-    for row in range(len(queries)):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        search(index, queries[row : row + 1], k=20)
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - cpu_start)
-    return 1000 * float(np.median(wall)), 1000 * float(np.median(cpu))
-
-
 def project_latency(index_type: str, measured_ms: float, measured_n: int, target_n: int) -> float:
     if index_type == "hnsw":
         return measured_ms * math.log(target_n) / math.log(measured_n)
-    return measured_ms * GROWTH[index_type][1](target_n / measured_n)
+    ratio = target_n / measured_n
+    return measured_ms * (math.sqrt(ratio) if index_type == "ivf_pq" else ratio)
 
 
 def measure(options) -> dict[str, tuple[int, float, float]]:
@@ -83,18 +64,17 @@ def measure(options) -> dict[str, tuple[int, float, float]]:
     places = PlaceModel(places=max(options.sizes) // 50, dim=options.dim)
     queries = places.sample(options.queries, seed=1)
     rows, largest = [], {}
+    limits = {"hnsw": options.hnsw_max, "ivf_pq": options.ivf_max}  # slow builds on a CPU
     for size in sorted(options.sizes):
         database = places.sample(size, seed=2)
         for index_type in options.index_types:
-            if index_type == "hnsw" and size > options.hnsw_max:
-                continue
-            if index_type == "ivf_pq" and size > options.ivf_max:
+            if size > limits.get(index_type, size):
                 continue
             start = time.perf_counter()
             index, params = build_index(database, index_type, **INDEX_SETTINGS[index_type])
             build_s = time.perf_counter() - start
             per_descriptor = bytes_per_descriptor(index)
-            wall_ms, latency = single_query_ms(index, queries)
+            wall_ms, latency = single_query_ms(lambda q, i=index: search(i, q, k=20), queries)
             settings = ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
             rows.append(
                 [
@@ -137,7 +117,7 @@ def project(largest: dict[str, tuple[int, float, float]]) -> None:
                     f"{size:,}",
                     target * per_descriptor / 2**30,
                     project_latency(index_type, latency, size, target),
-                    GROWTH[index_type][0],
+                    GROWTH[index_type],
                 ]
             )
     print("Projected from the largest measured size (memory = n x bytes/descriptor; latency from")

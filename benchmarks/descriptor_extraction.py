@@ -10,13 +10,13 @@ that a busy machine slows both alike. The goal is that core.descriptors adds no 
 from __future__ import annotations
 
 import argparse
-from time import perf_counter
+from collections.abc import Callable
 
 import torch
 import torchvision
 from torch.utils.data import TensorDataset
 
-from benchmarks.table import print_table
+from benchmarks.table import print_table, timed
 from core.descriptors import extract_descriptors
 from core.model import CosPlaceNet
 
@@ -45,13 +45,11 @@ def main() -> None:
         extract_descriptors(ours, dataset, batch_size=args.batch_size, progress=False)
 
     bare_forward(), library()  # warm-up: first calls allocate and pick kernels
-    timings: dict[str, list[float]] = {"bare": [], "library": []}
+    timings: dict[Callable, list[float]] = {bare_forward: [], library: []}
     for _ in range(args.repeats):
-        for name, function in (("bare", bare_forward), ("library", library)):
-            begin = perf_counter()
-            function()
-            timings[name].append(perf_counter() - begin)
-    bare_time, library_time = min(timings["bare"]), min(timings["library"])
+        for function, times in timings.items():
+            times.append(timed(function)[1])
+    bare_time, library_time = (min(times) for times in timings.values())
     print(
         f"ResNet-18, {args.num_images} images of {args.image_size}x{args.image_size}, "
         f"batch {args.batch_size}, CPU, {torch.get_num_threads()} threads"

@@ -22,35 +22,30 @@ import argparse
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from benchmarks.table import print_table
+from benchmarks.table import peak_rss_mb, print_table, work_folder
 
 POLAR_NAME = "@0549697.84@4180105.34@11@X@085.00000@-122.43573@pano@@@@@@201610@x@.jpg"
 BATCH = 40
 
 
-def _photo(seed: int, size=(640, 480)) -> bytes:
-    """A noisy photo-sized JPEG (noise, so that it costs what a real photo costs to decode)."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+def _encoded(pixels: np.ndarray, kind: str = "PNG", **options) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=85)
+    Image.fromarray(pixels).save(buffer, kind, **options)
     return buffer.getvalue()
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "PNG")
-    return buffer.getvalue()
+def _photo(seed: int) -> bytes:
+    """A noisy 640 x 480 JPEG (noise, so that it costs what a real photo costs to decode)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    return _encoded(pixels, "JPEG", quality=85)
 
 
 def _tiled(height: int, width: int, seed: int) -> np.ndarray:
@@ -68,11 +63,11 @@ def build_cases(folder: Path) -> dict[str, list[Path]]:
         "photo 640 x 480 (reference)": {"photo.jpg": lambda: _photo(0)},
         "EXIF GPS reference a number": {"gps_ref_78.jpg": jpeg_with_numeric_gps_reference},
         "SF-XL name at 85 N (outside UTM)": {POLAR_NAME: lambda: _photo(1)},
-        "70,000 x 8 PNG": {"line.png": lambda: _png(_tiled(8, 70_000, 2))},
-        "65,500 x 45 PNG": {"strip45.png": lambda: _png(_tiled(45, 65_500, 3))},
-        "65,500 x 512 PNG": {"strip512.png": lambda: _png(_tiled(512, 65_500, 4))},
+        "70,000 x 8 PNG": {"line.png": lambda: _encoded(_tiled(8, 70_000, 2))},
+        "65,500 x 45 PNG": {"strip45.png": lambda: _encoded(_tiled(45, 65_500, 3))},
+        "65,500 x 512 PNG": {"strip512.png": lambda: _encoded(_tiled(512, 65_500, 4))},
         "7,700 x 7,700 16-bit grey PNG": {
-            "grey16.png": lambda: _png(
+            "grey16.png": lambda: _encoded(
                 (np.add.outer(np.arange(7700), np.arange(7700)) * 4).astype(np.uint16)
             )
         },
@@ -92,10 +87,6 @@ def build_cases(folder: Path) -> dict[str, list[Path]]:
     return cases
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KB on Linux
-
-
 def measure(paths: list[Path], workspace: str) -> dict:
     """In this process: open the page, upload, time the answer and a k-slider rerun."""
     from streamlit.testing.v1 import AppTest
@@ -104,7 +95,7 @@ def measure(paths: list[Path], workspace: str) -> dict:
     main = str(Path(__import__("app").__file__).resolve().parent / "main.py")
     at = AppTest.from_file(main, default_timeout=900)
     at.switch_page("views/retrieve.py").run()  # straight to Retrieve: no other page's memory
-    base_mb = _peak_mb()
+    base_mb = peak_rss_mb()
     uploads = [(p.name, p.read_bytes(), "image/png") for p in paths]
     start = time.perf_counter()
     at.file_uploader(key="uploads").set_value(uploads).run()
@@ -125,8 +116,8 @@ def measure(paths: list[Path], workspace: str) -> dict:
         "outcome": outcome,
         "seconds": seconds,
         "rerun": rerun,
-        "peak_mb": _peak_mb(),
-        "extra_mb": _peak_mb() - base_mb,
+        "peak_mb": peak_rss_mb(),
+        "extra_mb": peak_rss_mb() - base_mb,
     }
 
 
@@ -140,34 +131,25 @@ def main() -> None:
     if args.case_files:
         print(json.dumps(measure([Path(p) for p in args.case_files], args.workspace)))
         return
-    folder = Path(args.keep or tempfile.mkdtemp(prefix="hostile_uploads_"))
-    folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for case, paths in build_cases(folder).items():
-        if args.only and args.only not in case:
-            continue
-        command = [sys.executable, "-m", "benchmarks.hostile_uploads"]
-        command += ["--workspace", args.workspace, "--case_files", *map(str, paths)]
-        done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
-        lines = done.stdout.strip().splitlines()
-        if done.returncode != 0 or not lines:
-            result = {"outcome": f"process failed ({done.returncode})", "seconds": float("nan")}
-            result |= {"rerun": float("nan"), "peak_mb": float("nan"), "extra_mb": float("nan")}
-        else:
-            result = json.loads(lines[-1])
-        kb = sum(p.stat().st_size for p in paths) / 1024
-        rows.append(
-            [
-                case,
-                f"{kb:,.0f}",
-                result["outcome"],
-                f"{result['seconds']:.2f}",
-                f"{result['rerun']:.2f}",
-                f"{result['peak_mb']:,.0f}",
-                f"{result['extra_mb']:,.0f}",
-            ]
-        )
-        print(f"{case}: {result}", file=sys.stderr, flush=True)
+    with work_folder(args.keep, "hostile_uploads_") as folder:
+        for case, paths in build_cases(folder).items():
+            if args.only and args.only not in case:
+                continue
+            command = [sys.executable, "-m", "benchmarks.hostile_uploads"]
+            command += ["--workspace", args.workspace, "--case_files", *map(str, paths)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            lines = done.stdout.strip().splitlines()
+            if done.returncode != 0 or not lines:
+                nan = dict.fromkeys(("seconds", "rerun", "peak_mb", "extra_mb"), float("nan"))
+                result = {"outcome": f"process failed ({done.returncode})", **nan}
+            else:
+                result = json.loads(lines[-1])
+            kb = sum(p.stat().st_size for p in paths) / 1024
+            seconds = [f"{result[key]:.2f}" for key in ("seconds", "rerun")]
+            mb = [f"{result[key]:,.0f}" for key in ("peak_mb", "extra_mb")]
+            rows.append([case, f"{kb:,.0f}", result["outcome"], *seconds, *mb])
+            print(f"{case}: {result}", file=sys.stderr, flush=True)
     print_table(
         ["upload", "KB", "page", "answer s", "rerun s (k moved)", "peak MB", "MB over page"],
         rows,

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks.fast_index import PlaceModel, recall_of_exact
-from benchmarks.table import print_table
+from benchmarks.table import print_table, single_query_ms
 from core.index_stream import (
     DescriptorShards,
     build_index_from_shards,
@@ -95,8 +95,8 @@ def peak_rss_gib() -> float:
     return memory_gib("VmHWM")
 
 
-def make_data(options, places: PlaceModel) -> tuple[Path, np.ndarray]:
-    """Shards of the database on disk (made once, kept) and the queries."""
+def make_data(options, places: PlaceModel) -> tuple[str, np.ndarray]:
+    """The folder of the database's shards on disk (made once, kept) and the queries."""
     folder = Path(options.work) / f"shards_{options.size}x{options.dim}"
     done = folder / "complete.json"
     if not done.is_file():
@@ -111,7 +111,7 @@ def make_data(options, places: PlaceModel) -> tuple[Path, np.ndarray]:
         write_shards(folder, float16_chunks())
         bar.close()
         done.write_text(json.dumps({"size": options.size, "dim": options.dim}))
-    return folder, places.sample(options.queries, seed=1)
+    return str(folder), places.sample(options.queries, seed=1)
 
 
 def exact_top(shards: DescriptorShards, queries: np.ndarray, k: int = TOP):
@@ -135,19 +135,8 @@ def exact_top(shards: DescriptorShards, queries: np.ndarray, k: int = TOP):
     return best_d, best_i
 
 
-def single_query_ms(search_one, queries: np.ndarray) -> tuple[float, float]:
-    """Median (wall, CPU) ms of one query at a time on one faiss thread."""
-    faiss.omp_set_num_threads(1)
-    wall, cpu = [], []
-    for row in range(len(queries)):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        search_one(queries[row : row + 1])
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - cpu_start)
-    return 1000 * float(np.median(wall)), 1000 * float(np.median(cpu))
-
-
 def exact_row(shard_folder: str, queries, truth, in_memory_gib: float) -> dict:
+    faiss.omp_set_num_threads(1)
     shards = DescriptorShards(shard_folder)
     if shards.count * shards.dim * 4 / 2**30 <= in_memory_gib:
         flat = faiss.IndexFlatL2(shards.dim)
@@ -164,11 +153,8 @@ def exact_row(shard_folder: str, queries, truth, in_memory_gib: float) -> dict:
 
 def parse_config(text: str) -> tuple[str, dict]:
     index_type, _, knobs = text.partition(":")
-    params = {}
-    for item in filter(None, knobs.split(",")):
-        key, _, value = item.partition("=")
-        params[key] = int(value)
-    return index_type, params
+    pairs = (item.partition("=")[::2] for item in knobs.split(",") if item)
+    return index_type, {key: int(value) for key, value in pairs}
 
 
 def build_one(shard_folder: str, config: str, out: str, train_size: int) -> dict:
@@ -200,6 +186,7 @@ def build_one(shard_folder: str, config: str, out: str, train_size: int) -> dict
 
 def search_one_config(shard_folder: str, out: str, queries, truth, nprobes, reranks) -> list:
     """Load the index in a fresh process and measure each search setting."""
+    faiss.omp_set_num_threads(1)
     shards = DescriptorShards(shard_folder)
     index = faiss.read_index(out)
     ivf = faiss.extract_index_ivf(index)
@@ -210,17 +197,12 @@ def search_one_config(shard_folder: str, out: str, queries, truth, nprobes, rera
         if isinstance(quantizer, faiss.IndexHNSWFlat):
             quantizer.hnsw.efSearch = max(128, 2 * nprobe)  # the graph must reach nprobe lists
         for rerank in reranks:
-            if rerank:
 
-                def search(q, rerank=rerank):
+            def search(q, rerank=rerank):
+                if rerank:
                     return search_reranked(index, shards, q, TOP, rerank)
+                return index.search(q, TOP)
 
-            else:
-
-                def search(q):
-                    return index.search(q, TOP)
-
-            faiss.omp_set_num_threads(1)
             found = np.concatenate([search(queries[r : r + 1])[1] for r in range(len(queries))])
             wall, cpu = single_query_ms(search, queries)
             rows.append(
@@ -321,53 +303,32 @@ def main() -> None:
     rows = []
     if not options.no_exact_row:
         exact = in_fresh_process(
-            exact_row, str(shard_folder), latency_queries, truth, options.exact_in_memory_gib
+            exact_row, shard_folder, latency_queries, truth, options.exact_in_memory_gib
         )
-        rows.append(
-            [
-                "exact",
-                exact["how"],
-                "-",
-                f"{shards.count * shards.dim * 4 / 2**30:.2f} (float32)",
-                f"{exact['peak_gib']:.2f}",
-                1.0,
-                exact["wall_ms"],
-                exact["cpu_ms"],
-            ]
-        )
+        size = f"{shards.count * shards.dim * 4 / 2**30:.2f} (float32)"
+        times = [exact["wall_ms"], exact["cpu_ms"]]
+        rows.append(["exact", exact["how"], "-", size, f"{exact['peak_gib']:.2f}", 1.0, *times])
     for config in options.configs:
         out = str(Path(options.work) / f"{config.replace(':', '_').replace(',', '_')}.faiss")
         record = Path(out).with_suffix(".json")
         if options.reuse_built and record.is_file() and Path(out).is_file():
             built = json.loads(record.read_text())  # re-measure search settings only
         else:
-            built = in_fresh_process(build_one, str(shard_folder), config, out, options.train_size)
+            built = in_fresh_process(build_one, shard_folder, config, out, options.train_size)
             record.write_text(json.dumps(built))
-        size_gib = Path(out).stat().st_size / 2**30
+        size = f"{Path(out).stat().st_size / 2**30:.3f}"
         measured = in_fresh_process(
-            search_one_config,
-            str(shard_folder),
-            out,
-            queries,
-            truth,
-            options.nprobes,
-            options.rerank,
+            search_one_config, shard_folder, out, queries, truth, options.nprobes, options.rerank
+        )
+        build = (
+            f"{built['build_s']:.0f} = {built['train_s']:.0f} train + {built['add_s']:.0f} add; "
+            f"CPU {built['build_cpu_s']:.0f}; peak {built['build_peak_gib']:.2f} GiB"
         )
         for row in measured:
-            rows.append(
-                [
-                    config,
-                    f"nprobe={row['nprobe']}, rerank={row['rerank'] or '-'}",
-                    f"{built['build_s']:.0f} = {built['train_s']:.0f} train + "
-                    f"{built['add_s']:.0f} add; CPU {built['build_cpu_s']:.0f}; "
-                    f"peak {built['build_peak_gib']:.2f} GiB",
-                    f"{size_gib:.3f}",
-                    f"{row['serve_peak_gib']:.2f} ({row.get('anon_gib', float('nan')):.2f})",
-                    row["recall"],
-                    row["wall_ms"],
-                    row["cpu_ms"],
-                ]
-            )
+            search = f"nprobe={row['nprobe']}, rerank={row['rerank'] or '-'}"
+            peak = f"{row['serve_peak_gib']:.2f} ({row.get('anon_gib', float('nan')):.2f})"
+            figures = [row["recall"], row["wall_ms"], row["cpu_ms"]]
+            rows.append([config, search, build, size, peak, *figures])
         print_results(options, truth_s, baseline, rows)  # after each index: partial results
 
 

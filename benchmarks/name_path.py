@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.catalog_ingest import generate_names, run_measured
-from benchmarks.table import print_table
+from benchmarks.table import print_table, work_folder
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZES = (1_000_000, 5_600_000)
 RAW_SIZE = 41_200_000
 TEST_DATABASE_SIZE = 2_800_000
@@ -143,8 +141,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [*args.sizes, *([RAW_SIZE] if args.raw else [])]
 
-    with tempfile.TemporaryDirectory(prefix="name_path_") as tmp:
-        work = args.keep or Path(tmp)
+    with work_folder(args.keep, "name_path_") as work:
         rows, notes = [], []
         for size in sizes:
             start = time.perf_counter()

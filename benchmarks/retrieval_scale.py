@@ -19,11 +19,11 @@ import numpy as np
 from benchmarks.table import timed
 
 
-def jpeg_upload(rng: np.random.Generator) -> bytes:
-    """The bytes of a 1024x768 JPEG photo of noise, as a phone would upload one."""
+def jpeg_upload(rng: np.random.Generator, size: tuple[int, int] = (1024, 768)) -> bytes:
+    """The bytes of a JPEG photo of noise (1024x768: as a phone would upload one)."""
     from PIL import Image
 
-    photo = Image.fromarray(rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8))
+    photo = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
     buffer = io.BytesIO()
     photo.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()

@@ -12,14 +12,14 @@ at 96 px (the demo's size), and at 512 px (SF-XL's), best of 5.
 
 from __future__ import annotations
 
-import io
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.table import timed
+from benchmarks.retrieval_scale import jpeg_upload
+from benchmarks.table import best_time, timed
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_WEIGHTS = REPO / "models" / "demo" / "demo_model.pth"
@@ -59,15 +59,9 @@ def _serving(count: int, rng):
 
 
 def _photo_files(folder: Path, count: int, size: tuple[int, int], rng) -> list[str]:
-    from PIL import Image
-
-    files = []
     for i in range(count):
-        pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-        path = folder / f"q{i}.jpg"
-        Image.fromarray(pixels).save(path, quality=90)
-        files.append(str(path))
-    return files
+        (folder / f"q{i}.jpg").write_bytes(jpeg_upload(rng, size))
+    return [str(folder / f"q{i}.jpg") for i in range(count)]
 
 
 def measure_space(database: int, rows: list) -> None:
@@ -135,13 +129,9 @@ def measure_match(rows: list) -> None:
     with tempfile.TemporaryDirectory() as folder:
         for resize, size in ((96, (160, 120)), (512, (640, 480))):
             match_file = _photo_files(Path(folder), 1, size, rng)[0]
-            buffer = io.BytesIO(Path(match_file).read_bytes())
-            query = Image.open(buffer).convert("RGB")
-            times = []
-            for _ in range(6):  # the first run initialises lazily and is dropped
-                start = time.perf_counter()
-                match_overlays(model, query, match_file, resize)
-                times.append(time.perf_counter() - start)
-            best = min(times[1:])
+            query = Image.open(match_file).convert("RGB")
+            overlays = partial(match_overlays, model, query, match_file, resize)
+            overlays()  # the first run initialises lazily: not timed
+            best = best_time(overlays, 5)
             rows.append(["Retrieve", f"what a match rests on, {label}, {resize} px", best, "-",
                          "2 heat maps + overlays, best of 5"])  # fmt: skip

@@ -87,14 +87,9 @@ def main() -> None:
     for size in args.sizes:
         preset = get_preset("demo", image_size=size)
         city = build_city(preset, seed=0)
-        render(
-            city,
-            city.scene(2013),
-            panorama_view(150, 150, 0, size),
-            capture_condition(rng_for(0, "warm"), 6),
-            2013,
-            rng_for(0, "warm"),
-        )
+        warm_view = panorama_view(150, 150, 0, size)
+        condition = capture_condition(rng_for(0, "warm"), 6)
+        render(city, city.scene(2013), warm_view, condition, 2013, rng_for(0, "warm"))  # warm-up
         rows.append(bench_panoramas(city, size, args.panoramas))
         if size == args.sizes[0] and args.photos:
             rows.append(bench_photos(city, preset, args.photos))

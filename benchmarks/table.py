@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import resource
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -38,3 +44,35 @@ def timed(function: Callable[[], object]) -> tuple[object, float]:
     start = time.perf_counter()
     value = function()
     return value, time.perf_counter() - start
+
+
+def single_query_ms(
+    search_one: Callable[[np.ndarray], object], queries: np.ndarray
+) -> tuple[float, float]:
+    """Median (wall, CPU) milliseconds of search_one on one query at a time.
+
+    The CPU time of this process is what one idle core would take when faiss runs one
+    thread (OMP_NUM_THREADS=1); on a shared machine the wall time also counts waiting."""
+    wall, cpu = [], []
+    for row in range(len(queries)):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        search_one(queries[row : row + 1])
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu_start)
+    return 1000 * float(np.median(wall)), 1000 * float(np.median(cpu))
+
+
+def peak_rss_mb() -> float:
+    """The most memory this process has held, in MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextlib.contextmanager
+def work_folder(keep: str | Path | None, prefix: str) -> Iterator[Path]:
+    """`keep` (made if missing, left there), else a temporary folder removed afterwards."""
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        yield Path(keep)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True) as folder:
+        yield Path(folder)

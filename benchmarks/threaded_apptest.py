@@ -18,11 +18,6 @@ import threading
 
 
 @contextlib.contextmanager
-def _no_patch(overrides: dict):
-    yield
-
-
-@contextlib.contextmanager
 def sessions_share_one_runtime():
     """While inside: one Streamlit Runtime for every AppTest of the process, as the server
     has one for all its sessions, and `global.appTest` set for the process.
@@ -57,7 +52,7 @@ def sessions_share_one_runtime():
         with (
             mock.patch.object(Runtime, "instance", classmethod(lambda cls: server)),
             mock.patch.object(Runtime, "exists", classmethod(lambda cls: True)),
-            mock.patch.object(app_test, "patch_config_options", _no_patch),
+            mock.patch.object(app_test, "patch_config_options", contextlib.nullcontext),
         ):
             yield server
     finally:

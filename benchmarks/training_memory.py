@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.table import print_table
+from benchmarks.table import peak_rss_mb, print_table
 from core.errors import UserError, user_errors
 from core.heads import CosFace
 from core.model import CosPlaceNet
@@ -43,10 +42,6 @@ CONFIGS = {
     "triplet_cache": "triplet cache (no grad)",
 }
 NETVLAD_DIM = 32_768
-
-
-def maxrss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def tuples_and_images(config: str, batch_size: int, negs_num: int) -> tuple[int, int]:
@@ -107,7 +102,7 @@ def measure(config: str, args) -> dict:
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     step, tuples, images = training_step(config, args, model, device)
-    idle_rss = maxrss_mib()
+    idle_rss = peak_rss_mb()
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -126,8 +121,8 @@ def measure(config: str, args) -> dict:
         "images": images,
         "seconds": seconds,
         "images_per_s": images / seconds,
-        "peak_rss_mib": maxrss_mib(),
-        "step_rss_mib": maxrss_mib() - idle_rss,
+        "peak_rss_mib": peak_rss_mb(),
+        "step_rss_mib": peak_rss_mb() - idle_rss,
         "cuda_peak_mib": torch.cuda.max_memory_allocated() / 2**20
         if device.type == "cuda"
         else None,

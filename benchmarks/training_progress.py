@@ -20,16 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from benchmarks.table import print_table
-from benchmarks.training_throughput import require_city, training_args
+from benchmarks.training_throughput import city_training, warm_trainee
 from core.errors import user_errors
-from training import config
-from training.data import load_train_set
 from training.distributed import Context
 from training.progress import PROGRESS_EVERY_S, ProgressRecord
-from training.train import Trainee, build_training, train_epoch
+from training.train import train_epoch
 
 RECORDS = {
     "no record": None,
@@ -73,18 +69,8 @@ def write_seconds(args, repeats: int = 50) -> tuple[float, int]:
 @user_errors
 def main(argv: list[str] | None = None) -> None:
     options = parse_arguments(argv)
-    require_city(options.dataset_folder)
-    torch.set_num_threads(options.threads)
-    args = training_args(
-        options.dataset_folder, options.image_size, options.batch_size, options.iterations, []
-    )
-    train_set = load_train_set(args.train_set_folder, config.partition_params(args))
-    model, model_optimizer, heads, head_optimizers = build_training(
-        args, train_set, Context().device
-    )
-    trainee, optimizers = Trainee(model, heads[0]), [model_optimizer, head_optimizers[0]]
-    warm = argparse.Namespace(**{**vars(args), "iterations_per_epoch": 2})
-    train_epoch(warm, Context(), trainee, optimizers, train_set, 0, 0)  # oneDNN kernel choice
+    args, train_set = city_training(options, options.image_size)
+    trainee, optimizers = warm_trainee(args, train_set)
     wall: dict[str, list[float]] = {name: [] for name in RECORDS}
     cpu: dict[str, list[float]] = {name: [] for name in RECORDS}
     writes: dict[str, int] = {name: 0 for name in RECORDS}

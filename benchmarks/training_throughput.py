@@ -43,14 +43,16 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def training_args(dataset_folder: str, image_size: int, batch_size: int, iterations: int, extra):
+def training_args(options, image_size: int, extra=(), iterations: int | None = None):
+    """training.train's arguments for the benchmark's options (and its --iterations)."""
     flags = [
-        "--dataset_folder", dataset_folder, "--image_size", str(image_size),
-        "--batch_size", str(batch_size), "--iterations_per_epoch", str(iterations),
+        "--dataset_folder", options.dataset_folder, "--image_size", str(image_size),
+        "--batch_size", str(options.batch_size),
+        "--iterations_per_epoch", str(iterations or options.iterations),
         "--groups_num", "1", "--train_all_layers", "--lr", "0.001", "--device", "cpu",
         "--num_workers", "0", "--workspace", "/tmp/training_throughput",
     ]  # fmt: skip
-    return config.parse_arguments(flags + extra)
+    return config.parse_arguments([*flags, *extra])
 
 
 def loader_images_per_s(args, train_set, iterations: int) -> float:
@@ -63,51 +65,51 @@ def loader_images_per_s(args, train_set, iterations: int) -> float:
     return iterations * args.batch_size / (time.perf_counter() - start)
 
 
-def epoch_images_per_s(args, train_set) -> tuple[float, float]:
-    """(images per wall second, images per CPU-second of this process) of one epoch."""
+def warm_trainee(args, train_set) -> tuple[Trainee, list]:
+    """A fresh model and head and their optimizers, after an epoch of 2 iterations (in which
+    oneDNN chooses its kernels)."""
     model, model_optimizer, heads, head_optimizers = build_training(
         args, train_set, Context().device
     )
+    trainee, optimizers = Trainee(model, heads[0]), [model_optimizer, head_optimizers[0]]
     warm = argparse.Namespace(**{**vars(args), "iterations_per_epoch": 2})
-    trainee = Trainee(model, heads[0])
-    optimizers = [model_optimizer, head_optimizers[0]]
-    train_epoch(warm, Context(), trainee, optimizers, train_set, 0, 0)  # oneDNN kernel choice
+    train_epoch(warm, Context(), trainee, optimizers, train_set, 0, 0)
+    return trainee, optimizers
+
+
+def epoch_images_per_s(args, train_set) -> tuple[float, float]:
+    """(images per wall second, images per CPU-second of this process) of one epoch."""
+    trainee, optimizers = warm_trainee(args, train_set)
     cpu_start = time.process_time()
     stats = train_epoch(args, Context(), trainee, optimizers, train_set, 0, 1)
     images = args.iterations_per_epoch * args.batch_size
     return stats["images_per_s"], images / (time.process_time() - cpu_start)
 
 
-def require_city(dataset_folder: str) -> None:
-    """Stop with a sentence when the city to train on is missing."""
-    if not (Path(dataset_folder) / "train").is_dir():
+def city_training(options, image_size: int):
+    """training_args at image_size and the city's training set, on --threads threads; stops
+    with a sentence when the city to train on is missing."""
+    if not (Path(options.dataset_folder) / "train").is_dir():
         raise UserError(
-            f"{dataset_folder}/train not found: build the demo city with `make demo-data` "
+            f"{options.dataset_folder}/train not found: build the demo city with `make demo-data` "
             "or give --dataset_folder"
         )
+    torch.set_num_threads(options.threads)
+    args = training_args(options, image_size)
+    return args, load_train_set(args.train_set_folder, config.partition_params(args))
 
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
     options = parse_arguments(argv)
-    require_city(options.dataset_folder)
-    torch.set_num_threads(options.threads)
-    base = training_args(options.dataset_folder, 96, options.batch_size, options.iterations, [])
-    train_set = load_train_set(base.train_set_folder, config.partition_params(base))
+    _, train_set = city_training(options, 96)
     rows = []
     for image_size in options.image_sizes:
         best: dict[str, float] = {}
         best_cpu: dict[str, float] = {}
         for _ in range(options.repeats):
             for name, extra in PRECISIONS.items():
-                args = training_args(
-                    options.dataset_folder,
-                    image_size,
-                    options.batch_size,
-                    options.iterations,
-                    extra,
-                )
-                wall, cpu = epoch_images_per_s(args, train_set)
+                wall, cpu = epoch_images_per_s(training_args(options, image_size, extra), train_set)
                 best[name] = max(best.get(name, 0.0), wall)
                 best_cpu[name] = max(best_cpu.get(name, 0.0), cpu)
         for name in PRECISIONS:
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{best_cpu[name] / best_cpu['fp32']:.2f}x",
                 ]
             )
-        loader = training_args(options.dataset_folder, image_size, options.batch_size, 1, [])
+        loader = training_args(options, image_size, iterations=1)
         cpu_start = time.process_time()
         wall = loader_images_per_s(loader, train_set, 10)
         cpu = 11 * options.batch_size / (time.process_time() - cpu_start)

@@ -151,15 +151,13 @@ def wedge_rings(classes: pd.DataFrame, params: PartitionParams, zone: UTMZone) -
     steps = np.linspace(0.0, 1.0, WEDGE_ARC_POINTS)
     angles = np.radians(start[:, None] + steps[None, :] * min(params.alpha, 360.0))
     radius = WEDGE_RADIUS * params.M
-    east = np.concatenate(
-        [centre_e[:, None], centre_e[:, None] + radius * np.sin(angles), centre_e[:, None]],
-        axis=1,
+
+    def ring(centre: np.ndarray, arc: np.ndarray) -> np.ndarray:  # centre, arc, centre
+        return np.concatenate([centre[:, None], centre[:, None] + arc, centre[:, None]], axis=1)
+
+    return _to_lonlat(
+        ring(centre_e, radius * np.sin(angles)), ring(centre_n, radius * np.cos(angles)), zone
     )
-    north = np.concatenate(
-        [centre_n[:, None], centre_n[:, None] + radius * np.cos(angles), centre_n[:, None]],
-        axis=1,
-    )
-    return _to_lonlat(east, north, zone)
 
 
 # --- what to draw ---------------------------------------------------------------------------

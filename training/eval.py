@@ -188,14 +188,13 @@ def save_prediction_images(
 
 def save_descriptors(result: EvalResult, folder: Path) -> None:
     """Descriptors as .npy, rows in the order of the sorted relative paths saved beside."""
-    test_set = result.test_set
-    for name, array in (
-        ("database_descriptors.npy", result.database_descriptors),
-        ("queries_descriptors.npy", result.queries_descriptors),
-    ):
-        files.write_whole(folder / name, lambda file, array=array: np.save(file, array))
-    files.write_text(folder / "database_paths.txt", "\n".join(test_set.database_paths) + "\n")
-    files.write_text(folder / "queries_paths.txt", "\n".join(test_set.queries_paths) + "\n")
+    for what in ("database", "queries"):
+        array = getattr(result, f"{what}_descriptors")
+        files.write_whole(
+            folder / f"{what}_descriptors.npy", lambda file, a=array: np.save(file, a)
+        )
+        paths = getattr(result.test_set, f"{what}_paths")
+        files.write_text(folder / f"{what}_paths.txt", "\n".join(paths) + "\n")
 
 
 def test_result(args, result: EvalResult, predictions=None) -> dict:

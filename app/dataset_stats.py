@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import pydeck as pdk
 
 from app.catalog_reader import open_catalog
-from app.map_layers import fit_zoom, light_deck, square_rings
+from app.map_layers import fit_zoom, light_deck, polygon_layer, square_rings
 from core.geo import UTMZone
 from data_catalog import app_queries, catalog, catalog_partition
 
@@ -97,24 +97,17 @@ def coverage_deck(stats: DatasetStats) -> pdk.Deck:
     rings = square_rings(squares["sq_e"] * side, squares["sq_n"] * side, side, stats.zone)
     weight = np.log1p(squares["images"].to_numpy(np.float64))
     weight = weight / max(float(weight.max()) if len(weight) else 1.0, 1.0)
-    data = pd.DataFrame(
-        {
-            "polygon": list(rings.tolist()),
-            "colour": [[int(30 + 200 * w), int(120 - 60 * w), int(200 - 150 * w), 170]
-                       for w in weight],
-            "tip": [f"{n} images in this {side:g} m square" for n in squares["images"]],
-        }
-    )  # fmt: skip
+    colours = [[int(30 + 200 * w), int(120 - 60 * w), int(200 - 150 * w), 170] for w in weight]
+    tips = pd.DataFrame(
+        {"tip": [f"{n} images in this {side:g} m square" for n in squares["images"]]}
+    )
     lon, lat = rings[..., 0], rings[..., 1]
     centre = float(lat.mean()) if lat.size else 0.0
     zoom = fit_zoom(float(np.ptp(lon)), float(np.ptp(lat)), centre, 560, 340) if lon.size else 1.0
     view = pdk.ViewState(
         latitude=centre, longitude=float(lon.mean()) if lon.size else 0.0, zoom=zoom
     )
-    layer = pdk.Layer(
-        "PolygonLayer", data=data, id="coverage", get_polygon="polygon",
-        get_fill_color="colour", stroked=False, pickable=True,
-    )  # fmt: skip
+    layer = polygon_layer(rings, colours, tips, "coverage", stroked=False, pickable=True)
     return light_deck([layer], view)
 
 

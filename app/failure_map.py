@@ -20,7 +20,7 @@ import pandas as pd
 import pydeck as pdk
 
 from app.image_places import latlon_columns, name_details, place_text
-from app.map_layers import fitted_view, light_deck, scatter_layer, square_rings
+from app.map_layers import fitted_view, light_deck, polygon_layer, scatter_layer, square_rings
 from app.results_view import first_hit_ranks
 from core.geo import UTMZone, single_zone
 from core.recall import recall_from_first_hits
@@ -230,19 +230,11 @@ def _square_layer(squares: pd.DataFrame, side_m: float, zone: UTMZone, diff: boo
             f"R@1 {r.recall_1:.0f}% of {r.queries} queries in this {side_m:g} m square"
             for r in squares.itertuples()
         ]
-    data = pd.DataFrame(
-        {
-            "polygon": list(rings.tolist()),
-            "colour": np.concatenate([rgb, alpha[:, None]], axis=1).tolist(),
-            "sq_e": squares["sq_e"].to_numpy(),
-            "sq_n": squares["sq_n"].to_numpy(),
-            "tip": tips,
-        }
-    )
-    return pdk.Layer(
-        "PolygonLayer", data=data, id="squares", get_polygon="polygon",
-        get_fill_color="colour", get_line_color=[80, 80, 80, 120], line_width_min_pixels=1,
-        stroked=True, filled=True, pickable=True, auto_highlight=True,
+    colours = np.concatenate([rgb, alpha[:, None]], axis=1)
+    return polygon_layer(
+        rings, colours, squares[["sq_e", "sq_n"]].assign(tip=tips), "squares",
+        get_line_color=[80, 80, 80, 120], line_width_min_pixels=1, stroked=True, filled=True,
+        pickable=True, auto_highlight=True,
     )  # fmt: skip
 
 

@@ -106,18 +106,9 @@ def fig4_figure(view: PartitionView, group: int, window_cells: int | None = None
                 name=f"G{g.u}{g.v}{g.w} ({len(classes)} classes here)",
             )
         )
-    ticks = list(range(window + 1))
-    figure.update_xaxes(
-        tickvals=ticks, showticklabels=False, showgrid=True, range=[0, window], title="east"
-    )
-    figure.update_yaxes(
-        tickvals=ticks,
-        showticklabels=False,
-        showgrid=True,
-        range=[0, window],
-        scaleanchor="x",
-        title="north",
-    )
+    grid = {"tickvals": list(range(window + 1)), "showticklabels": False, "showgrid": True}
+    figure.update_xaxes(**grid, range=[0, window], title="east")
+    figure.update_yaxes(**grid, range=[0, window], scaleanchor="x", title="north")
     figure.update_layout(
         title=f"{window} x {window} cells of {params.M:g} m around the group's busiest cell",
         height=480,

@@ -151,15 +151,13 @@ def wedge_rings(classes: pd.DataFrame, params: PartitionParams, zone: UTMZone) -
     steps = np.linspace(0.0, 1.0, WEDGE_ARC_POINTS)
     angles = np.radians(start[:, None] + steps[None, :] * min(params.alpha, 360.0))
     radius = WEDGE_RADIUS * params.M
-    east = np.concatenate(
-        [centre_e[:, None], centre_e[:, None] + radius * np.sin(angles), centre_e[:, None]],
-        axis=1,
+
+    def ring(centre: np.ndarray, arc: np.ndarray) -> np.ndarray:  # centre, arc, centre
+        return np.concatenate([centre[:, None], centre[:, None] + arc, centre[:, None]], axis=1)
+
+    return _to_lonlat(
+        ring(centre_e, radius * np.sin(angles)), ring(centre_n, radius * np.cos(angles)), zone
     )
-    north = np.concatenate(
-        [centre_n[:, None], centre_n[:, None] + radius * np.cos(angles), centre_n[:, None]],
-        axis=1,
-    )
-    return _to_lonlat(east, north, zone)
 
 
 # --- what to draw ---------------------------------------------------------------------------
@@ -225,8 +223,14 @@ def _cell_colours(cells: pd.DataFrame, params: PartitionParams, alpha: int) -> n
     return np.concatenate([rgb, np.full((len(cells), 1), alpha)], axis=1)
 
 
-def _records(rings: np.ndarray, colours: np.ndarray, extra: pd.DataFrame) -> pd.DataFrame:
-    return extra.reset_index(drop=True).assign(polygon=rings.tolist(), colour=colours.tolist())
+def polygon_layer(rings: np.ndarray, colours, extra: pd.DataFrame, layer_id: str, **style):
+    """A PolygonLayer of lon/lat rings filled with their [r, g, b, a] colours; `extra`'s
+    columns (the tip, the keys a click reads) go with each polygon."""
+    data = extra.reset_index(drop=True)
+    data = data.assign(polygon=rings.tolist(), colour=np.asarray(colours).tolist())
+    return pdk.Layer(
+        "PolygonLayer", data, id=layer_id, get_polygon="polygon", get_fill_color="colour", **style
+    )
 
 
 def fit_zoom(
@@ -322,20 +326,11 @@ def build_map_layers(
             f"{factor} x {factor} cells ({side:g} m); click a block to see its cells and headings."
         )
     layers.append(
-        pdk.Layer(
-            "PolygonLayer",
-            data=_records(rings, colours, extra),
-            id="cells",
-            get_polygon="polygon",
-            get_fill_color="colour",
-            get_line_color=[60, 60, 60, 160],
-            line_width_min_pixels=1,
-            stroked=True,
-            filled=True,
-            pickable=True,
-            auto_highlight=True,
+        polygon_layer(
+            rings, colours, extra, "cells", get_line_color=[60, 60, 60, 160],
+            line_width_min_pixels=1, stroked=True, filled=True, pickable=True, auto_highlight=True,
         )
-    )
+    )  # fmt: skip
     wedges_drawn = 0
     if factor == 1 and 0 < len(classes) <= MAX_SHAPES:
         wedges = wedge_rings(classes, params, view.zone)
@@ -350,15 +345,8 @@ def build_map_layers(
         )  # fmt: skip
         extra = classes[["cell_e", "cell_n", "class_id"]].assign(level=0, tip=tips.to_numpy())
         layers.append(
-            pdk.Layer(
-                "PolygonLayer",
-                data=_records(wedges, colours, extra),
-                id="headings",
-                get_polygon="polygon",
-                get_fill_color="colour",
-                stroked=False,
-                filled=True,
-                pickable=True,
+            polygon_layer(
+                wedges, colours, extra, "headings", stroked=False, filled=True, pickable=True
             )
         )
         wedges_drawn = len(classes)

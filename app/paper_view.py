@@ -179,12 +179,7 @@ def pooling_view(grids: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.D
     reference = paper_table(7, paper)
     reference = reference[reference["test_set"] == "Pitts30k"].set_index("pooling")["value"]
     points = grid_rows(grids, "pooling")
-    out = pd.DataFrame(
-        {
-            "pooling": list(reference.index),
-            "paper_pitts30k_r1": reference.to_numpy(),
-        }
-    )
+    out = reference.rename("paper_pitts30k_r1").reset_index()
     if not points.empty:
         mine = points[["grid", "pooling", "val_r1", "test_r1"]]
         out = out.merge(mine, on="pooling", how="left")

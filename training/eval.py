@@ -41,6 +41,11 @@ from training.data import TestSet, load_test_set
 from training.unreadable import left_out_rows
 
 log = logging.getLogger(__name__)
+# The flags (and CosPlaceNet's and evaluate()'s parameters) that build a model and run it.
+MODEL_FLAGS = ("backbone", "fc_output_dim", "pooling", "train_all_layers", "imagenet_weights")
+INFERENCE_FLAGS = (
+    "infer_batch_size", "resize_test_imgs", "image_size", "positive_dist_threshold", "num_workers",
+)  # fmt: skip
 
 
 @dataclass
@@ -127,11 +132,12 @@ def leave_out_unreadable(test_set: TestSet, database: np.ndarray, queries: np.nd
     return readable, database[keep_db], queries[keep_q], unreadable
 
 
-def left_out_note(result: EvalResult) -> str:
-    """What to print next to the recalls when images were left out (empty when none)."""
-    if not result.unreadable:
-        return ""
-    return f" ({len(result.unreadable)} unreadable images left out, listed in results.json)"
+def recalls_line(result: EvalResult, queries_folder: str) -> str:
+    """The printed result: set / queries, R@N, and how many images were left out if any."""
+    line = f"{result.test_set.name} / {queries_folder}: {format_recalls(result.recalls)}"
+    if result.unreadable:
+        line += f" ({len(result.unreadable)} unreadable images left out, listed in results.json)"
+    return line
 
 
 def save_predictions_table(result: EvalResult, path: Path) -> None:
@@ -182,14 +188,13 @@ def save_prediction_images(
 
 def save_descriptors(result: EvalResult, folder: Path) -> None:
     """Descriptors as .npy, rows in the order of the sorted relative paths saved beside."""
-    test_set = result.test_set
-    for name, array in (
-        ("database_descriptors.npy", result.database_descriptors),
-        ("queries_descriptors.npy", result.queries_descriptors),
-    ):
-        files.write_whole(folder / name, lambda file, array=array: np.save(file, array))
-    files.write_text(folder / "database_paths.txt", "\n".join(test_set.database_paths) + "\n")
-    files.write_text(folder / "queries_paths.txt", "\n".join(test_set.queries_paths) + "\n")
+    for what in ("database", "queries"):
+        array = getattr(result, f"{what}_descriptors")
+        files.write_whole(
+            folder / f"{what}_descriptors.npy", lambda file, a=array: np.save(file, a)
+        )
+        paths = getattr(result.test_set, f"{what}_paths")
+        files.write_text(folder / f"{what}_paths.txt", "\n".join(paths) + "\n")
 
 
 def test_result(args, result: EvalResult, predictions=None) -> dict:
@@ -233,13 +238,7 @@ def record_in_catalog(args, kind: str, result: dict) -> bool:
 def build_model(args, device: torch.device | None = None) -> CosPlaceNet:
     """The network the flags describe, from --resume_model if given; on `device` (training)
     in the channels_last layout its convolutions run fastest in."""
-    model = CosPlaceNet(
-        args.backbone,
-        args.fc_output_dim,
-        args.pooling,
-        args.train_all_layers,
-        args.imagenet_weights,
-    )
+    model = CosPlaceNet(**{name: getattr(args, name) for name in MODEL_FLAGS})
     if args.resume_model:
         load_checkpoint(model, args.resume_model)
     if device is None:
@@ -248,17 +247,9 @@ def build_model(args, device: torch.device | None = None) -> CosPlaceNet:
 
 
 def evaluate_with_flags(args, context, model, test_set) -> EvalResult:
-    """evaluate() with the inference flags: batch size, resizing, threshold, workers."""
-    return evaluate(
-        context,
-        model,
-        test_set,
-        args.infer_batch_size,
-        args.resize_test_imgs,
-        args.image_size,
-        args.positive_dist_threshold,
-        args.num_workers,
-    )
+    """evaluate() with the inference flags of the same names."""
+    flags = {name: getattr(args, name) for name in INFERENCE_FLAGS}
+    return evaluate(context, model, test_set, **flags)
 
 
 def output_folder(args, test_set_folder) -> Path:
@@ -316,8 +307,7 @@ def run(args) -> EvalResult:
         record_in_catalog(args, "eval", summary)
         if getattr(args, "build_index", False):  # --build_index: serve this model (the app)
             index_from_evaluation(args, model, result.test_set, result.database_descriptors)
-        note = left_out_note(result)
-        print(f"{test_set.name} / {args.queries_folder}: {format_recalls(result.recalls)}{note}")
+        print(recalls_line(result, args.queries_folder))
     distributed.teardown()
     return result
 

@@ -179,18 +179,15 @@ def train_epoch(
     }
 
 
+# train_transform's parameters, in its order: the flags of the same names.
+AUGMENTATION_FLAGS = (
+    "image_size", "brightness", "contrast", "saturation", "hue", "random_resized_crop",
+    *config.AUGMENTATION_PROBABILITIES,
+)  # fmt: skip
+
+
 def augmentation(args):
-    return train_transform(
-        args.image_size,
-        args.brightness,
-        args.contrast,
-        args.saturation,
-        args.hue,
-        args.random_resized_crop,
-        args.grayscale,
-        args.blur,
-        args.weather,
-    )
+    return train_transform(*(getattr(args, name) for name in AUGMENTATION_FLAGS))
 
 
 def build_training(args, train_set: TrainSet, device: torch.device):

@@ -6,10 +6,9 @@ from pathlib import Path
 
 from core.errors import UserError, one_line
 from core.model import load_checkpoint
-from core.recall import format_recalls
 from data_catalog import runs
 from training.data import load_test_set
-from training.eval import evaluate_with_flags, left_out_note, test_result
+from training.eval import evaluate_with_flags, recalls_line, test_result
 
 
 def validate(args, context, model, val_set) -> dict[int, float]:
@@ -33,10 +32,7 @@ def test_best_model(args, context, model, run_folder: Path) -> dict:
         raise UserError(one_line(error)) from error
     result = evaluate_with_flags(args, context, model, test_set)
     if context.is_main:
-        print(
-            f"Test {test_set.name} / {args.queries_folder}: "
-            f"{format_recalls(result.recalls)}{left_out_note(result)}"
-        )
+        print(f"Test {recalls_line(result, args.queries_folder)}")
     return {
         "test": {f"R@{n}": v for n, v in result.recalls.items()},
         "test_result": test_result(args, result),

@@ -1,4 +1,5 @@
-"""Plain-text tables for the benchmark scripts (pasted into the README as they print)."""
+"""What the benchmark scripts share: their plain-text tables (pasted into the README as they
+print), timing, peak memory and work folders."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from core.recall import RECALL_VALUES
 from data_catalog import runs
-from data_catalog.paper import SFXL_QUERIES, load_paper_results, paper_table
+from data_catalog.paper import load_paper_results, paper_table, sfxl_query_set
 
 
 def dataset_label(test_set: str | Path) -> str:
@@ -52,7 +52,7 @@ def runs_next_to_paper(runs: pd.DataFrame, paper: pd.DataFrame | None = None) ->
     cosplace = paper[(paper["method"] == "CosPlace") & paper["table"].isin([4, 5])]
     rows = []
     for run_row in runs.to_dict("records"):
-        test_set = SFXL_QUERIES.get(run_row["queries"])
+        test_set = sfxl_query_set(run_row["test_set"], run_row["queries"])
         for n in RECALL_VALUES:
             metric = f"R@{n}"
             same = (cosplace["test_set"] == test_set) & (cosplace["metric"] == metric)
@@ -63,6 +63,7 @@ def runs_next_to_paper(runs: pd.DataFrame, paper: pd.DataFrame | None = None) ->
             rows.append(
                 {
                     "run": run_row["run"],
+                    "test_set": Path(str(run_row["test_set"])).name,
                     "queries": run_row["queries"],
                     "metric": metric,
                     "run_value": run_row[metric],

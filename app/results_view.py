@@ -17,12 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
 from core.geo import distances_m
 from core.recall import RECALL_VALUES, is_positive, recall_from_first_hits
 from data_catalog import runs
-from data_catalog.name_source import walk_images
 from data_catalog.name_table import parse_paths
 
 PAPER_THRESHOLD_M = 25.0
@@ -49,7 +47,26 @@ class Evaluation:
 
     @property
     def label(self) -> str:
-        return f"{self.run} / {Path(self.test_set).name} / {self.queries}"
+        return evaluation_label(self.run, self.test_set, self.queries)
+
+
+def evaluation_label(run: str, test_set: str, queries: str) -> str:
+    """An evaluation's name in charts and pickers. It names the test set: test and val both
+    have a queries_v1, and one chart series per (run, queries) drew both as one."""
+    return f"{run} / {Path(test_set).name} / {queries}"
+
+
+def recall_bars(table: pd.DataFrame) -> pd.DataFrame:
+    """runs_table() in long form, one row per evaluation and Recall@N, for the bar chart."""
+    long = table.melt(
+        id_vars=["run", "test_set", "queries"],
+        value_vars=[f"R@{n}" for n in RECALL_VALUES],
+        var_name="metric",
+        value_name="recall",
+    )
+    labels = zip(long["run"], long["test_set"], long["queries"], strict=True)
+    long["evaluation"] = [evaluation_label(*label) for label in labels]
+    return long
 
 
 def provenance(summary: dict) -> str:
@@ -181,7 +198,7 @@ def settings_of(evaluation: Evaluation) -> dict:
 # --- recall from saved predictions, at any threshold ----------------------------------------
 
 
-def _utm_of_names(paths: pd.Series) -> np.ndarray:
+def utm_of_names(paths: pd.Series) -> np.ndarray:
     """[n, 2] UTM east/north from SF-XL file names (the bulk parser); NaN where a name
     carries none."""
     unique = [str(path) for path in pd.unique(paths)]
@@ -207,8 +224,8 @@ def load_predictions(path: str | Path) -> pd.DataFrame:
         if len(odd):
             raise ValueError(f"its {column} {odd.iloc[0]!r} is not a number: re-run training.eval")
         frame[column] = numbers
-    query_utm = _utm_of_names(frame["query"])
-    prediction_utm = _utm_of_names(frame["prediction"])
+    query_utm = utm_of_names(frame["query"])
+    prediction_utm = utm_of_names(frame["prediction"])
     frame["geo_m"] = distances_m(*query_utm.T, *prediction_utm.T)
     frame["similarity"] = 1.0 - frame["distance"] / 2.0
     # Names repeat (20 predictions per query, a database image in many answers): as
@@ -313,80 +330,6 @@ def training_curves(workspace: str | Path, names: list[str] | None = None) -> pd
             )
     columns = ["run", "epoch", "group", "loss", "val_r1", "images_per_s"]
     return pd.DataFrame(rows, columns=columns)
-
-
-# --- failures ------------------------------------------------------------------------------
-
-
-def database_utm(test_set: str | Path) -> tuple[list[str], np.ndarray]:
-    """Relative paths (database/...) and UTM of a test set's database images."""
-    folder = Path(test_set) / "database"
-    if not folder.is_dir():
-        return [], np.zeros((0, 2))
-    paths = [f"database/{p}" for p in walk_images(folder)[0]]
-    utm = _utm_of_names(pd.Series(paths, dtype=object))
-    keep = ~np.isnan(utm).any(axis=1)
-    return [p for p, k in zip(paths, keep, strict=True) if k], utm[keep]
-
-
-def failures(
-    predictions: pd.DataFrame,
-    threshold_m: float,
-    database: tuple[list[str], np.ndarray] | None = None,
-    top: int = 5,
-) -> pd.DataFrame:
-    """Queries whose top-1 is farther than threshold_m, worst top-1 error first.
-
-    Each row: the query, its top-1 error in metres, its first `top` predictions with their
-    errors, and the positives it missed (database images within threshold_m, from `database`).
-    """
-    first = predictions[predictions["rank"] == 0]
-    wrong = first[~(first["geo_m"] <= threshold_m)].sort_values(
-        "geo_m", ascending=False, na_position="first"
-    )
-    tree = None
-    if database is not None and len(database[0]):
-        tree = cKDTree(database[1])
-    rows = []
-    query_utm = _utm_of_names(wrong["query"])
-    for query, top1_error, utm in zip(wrong["query"], wrong["geo_m"], query_utm, strict=True):
-        mine = predictions[predictions["query"] == query].head(top)
-        missed = []
-        if tree is not None:
-            if not np.isnan(utm).any():
-                near = tree.query_ball_point(utm, r=threshold_m)
-                missed = sorted(database[0][i] for i in near)
-        rows.append(
-            {
-                "query": query,
-                "top1_error_m": top1_error,
-                "predictions": mine["prediction"].tolist(),
-                "prediction_errors_m": [round(float(v), 1) for v in mine["geo_m"]],
-                "missed_positives": missed,
-                "num_missed_positives": len(missed),
-            }
-        )
-    columns = ["query", "top1_error_m", "predictions", "prediction_errors_m"]
-    return pd.DataFrame(rows, columns=[*columns, "missed_positives", "num_missed_positives"])
-
-
-def possible_label_errors(
-    predictions: pd.DataFrame, threshold_m: float, limit: int = 50
-) -> pd.DataFrame:
-    """Pairs the model finds as similar as its typical correct match, yet farther than the
-    threshold: a wrong position label (or a look-alike place) worth a look.
-
-    "As similar": at least the median similarity of the correct top-1 matches (of all
-    top-1 matches when none is correct). Most similar first.
-    """
-    first = predictions[predictions["rank"] == 0]
-    correct = first[first["geo_m"] <= threshold_m]["similarity"]
-    bar = float((correct if len(correct) else first["similarity"]).median())
-    far = predictions[(predictions["geo_m"] > threshold_m) & (predictions["similarity"] >= bar)]
-    out = far.sort_values("similarity", ascending=False).head(limit)
-    out = out[["query", "prediction", "rank", "similarity", "geo_m"]].reset_index(drop=True)
-    out.attrs["similarity_bar"] = bar
-    return out
 
 
 def query_sets(evaluations: list[Evaluation]) -> list[str]:

@@ -60,6 +60,17 @@ def paper_table(number: int, frame: pd.DataFrame | None = None) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
+def sfxl_query_set(test_set: str | Path, queries: str) -> str | None:
+    """The SF-XL query set (SFXL_QUERIES) that an evaluation of `queries` in the folder
+    `test_set` stands for. None when there is none, or when the folder's name says another
+    split: the synthetic city's val/queries_v1 is not SF-XL test v1."""
+    name = SFXL_QUERIES.get(queries)
+    split = Path(str(test_set)).name
+    if name is None or (split in ("test", "val") and not name.startswith(f"SF-XL {split}")):
+        return None
+    return name
+
+
 def sfxl_reference(queries: str, frame: pd.DataFrame | None = None) -> pd.DataFrame:
     """The paper's SF-XL results for a query folder (queries_v1, queries_v2 or val queries)."""
     frame = load_paper_results() if frame is None else frame

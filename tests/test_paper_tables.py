@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from core.model import POOLINGS
-from data_catalog.paper import COLUMNS, METRICS, load_paper_results, paper_table, sfxl_reference
+from data_catalog.paper import (
+    COLUMNS,
+    METRICS,
+    load_paper_results,
+    paper_table,
+    sfxl_query_set,
+    sfxl_reference,
+)
 
 PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "cosplace-paper.txt"
 if not PAPER.is_file():
@@ -159,3 +166,14 @@ def test_loader_types(frame):
     assert isinstance(frame, pd.DataFrame)
     assert str(frame["descriptor_dim"].dtype) == "Int64"
     assert str(frame["mean_over_seeds"].dtype) == "boolean"
+
+
+def test_an_evaluation_stands_for_the_sfxl_query_set_of_its_split_only():
+    assert sfxl_query_set("data/sf_xl/processed/test", "queries_v1") == "SF-XL test v1"
+    assert sfxl_query_set("data/sf_xl/processed/test", "queries_v2") == "SF-XL test v2"
+    assert sfxl_query_set("data/sf_xl/processed/val", "queries") == "SF-XL val"
+    assert sfxl_query_set("my_test_folder", "queries_v1") == "SF-XL test v1"  # no split name
+    # The synthetic city's val split has a queries_v1 too: it is not SF-XL test v1.
+    assert sfxl_query_set("data/synthetic_demo/val", "queries_v1") is None
+    assert sfxl_query_set("data/sf_xl/processed/test", "queries") is None
+    assert sfxl_query_set("data/sf_xl/processed/test", "my_queries") is None

@@ -6,6 +6,7 @@ recall at each threshold is worked out by hand below.
 
 from __future__ import annotations
 
+import base64
 import csv
 import gzip
 import io
@@ -21,6 +22,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from app import claims_view
+from app import failure_cases as fc
 from app import paper_view as pv
 from app import results_view as rv
 from data_catalog import catalog
@@ -134,21 +136,21 @@ def test_runs_table_and_the_paper_side_by_side_say_what_differs(one_run):
 def test_failures_worst_first_with_missed_positives(one_run):
     (evaluation,) = rv.list_evaluations(one_run)
     predictions = rv.load_predictions(evaluation.predictions)
-    database = rv.database_utm(evaluation.test_set)
+    database = fc.database_utm(evaluation.test_set)
     assert len(database[0]) == 7
-    wrong = rv.failures(predictions, 8, database)
+    wrong = fc.failures(predictions, 8, database)
     assert wrong["top1_error_m"].round(6).tolist() == [30.0, 10.0]  # q1 then q0
     q1, q0 = wrong.itertuples()
     assert q1.prediction_errors_m == [30.0, 5.0, 60.0]
     assert [Path(p).name for p in q1.missed_positives] == [image_name(205, "q1p1")]
     assert [Path(p).name for p in q0.missed_positives] == [image_name(3, "extra")]
-    assert rv.failures(predictions, 35, database).empty
+    assert fc.failures(predictions, 35, database).empty
 
 
 def test_possible_label_errors_are_similar_yet_far(one_run):
     (evaluation,) = rv.list_evaluations(one_run)
     predictions = rv.load_predictions(evaluation.predictions)
-    suspects = rv.possible_label_errors(predictions, 25)
+    suspects = fc.possible_label_errors(predictions, 25)
     # Correct top-1 similarity: q0's 0.9 only, so the bar is 0.9; q1's top-1 (0.95, 30 m)
     # is as similar as that yet wrong.
     assert suspects.attrs["similarity_bar"] == pytest.approx(0.9)
@@ -181,7 +183,7 @@ def test_grids_dimension_memory_and_curves(one_run):
     curves = rv.training_curves(one_run)
     assert curves["val_r1"].tolist() == [20.0, 30.0, 40.0]
     assert rv.list_runs(one_run)["best_val_r1"].tolist() == [40.0]
-    csv_text = rv.to_csv_bytes(rv.failures(rv.load_predictions(
+    csv_text = rv.to_csv_bytes(fc.failures(rv.load_predictions(
         rv.list_evaluations(one_run)[0].predictions), 8)).decode()  # fmt: skip
     assert csv_text.splitlines()[0].startswith("query,top1_error_m,predictions")
 
@@ -362,6 +364,32 @@ def test_page_with_several_runs_shows_each_and_the_failures(monkeypatch, one_run
     assert len(at.get("image")) >= 1  # thumbnails of the failures
     curves = [b for b in at.get("download_button") if "training_curves" in b.proto.label]
     assert curves
+
+
+def test_one_run_on_test_and_val_with_the_same_queries_is_two_series(monkeypatch, one_run):
+    # test/queries_v1 and val/queries_v1 of one run: each its own bars and curve, not one
+    # series whose bars stacked to the sum of the two recalls.
+    test_eval = one_run / "runs" / "alpha" / "eval_test_queries_v1"
+    val_eval = test_eval.with_name("eval_val_queries_v1")
+    val_eval.mkdir()
+    (val_eval / "predictions.csv").write_bytes((test_eval / "predictions.csv").read_bytes())
+    results = json.loads((test_eval / "results.json").read_text())
+    results["test_set"] = str(one_run / "city" / "val")
+    (val_eval / "results.json").write_text(json.dumps(results))
+    at = open_page(monkeypatch, one_run)
+    assert sorted(recall_table(at)["test_set"].map(lambda t: Path(t).name)) == ["test", "val"]
+    bars, curves = (json.loads(c.proto.spec)["data"] for c in at.get("plotly_chart")[:2])
+    names = ["alpha / test / queries_v1", "alpha / val / queries_v1"]
+    assert sorted(trace["name"] for trace in bars) == names
+    assert sorted(trace["name"] for trace in curves) == names
+    for trace in bars:  # each series holds its own four recalls, R@1 50 at 25 m
+        recalls = np.frombuffer(base64.b64decode(trace["y"]["bdata"]), trace["y"]["dtype"])
+        assert recalls.tolist() == [50.0, 100.0, 100.0, 100.0]
+    # Next to the paper: only the test split's queries_v1 stands beside SF-XL test v1.
+    side = pv.runs_next_to_paper(rv.runs_table(rv.list_evaluations(one_run), 25))
+    r1 = side[side["metric"] == "R@1"].set_index("test_set")
+    assert r1.loc["test", "paper_test_set"] == "SF-XL test v1"
+    assert r1.loc["val", "note"] == "the paper reports no such number"
 
 
 def test_a_busy_catalog_costs_the_page_a_short_wait_and_one_line(monkeypatch, one_run):

@@ -12,13 +12,13 @@ import plotly.express as px
 import streamlit as st
 
 from app import claims_view as cv
+from app import failure_cases as fc
 from app import paper_view as pv
 from app import results_view as rv
 from app import view_state
 from app.catalog_reader import CatalogBusyError, CatalogMissingError
 from app.resources import recorded_results, thumbnail_columns
 from app.workspace import catalog_path, recorded_claims_dir, workspace_dir
-from core.recall import RECALL_VALUES
 from data_catalog import runs as run_files
 from data_catalog.paper import load_paper_results
 
@@ -55,7 +55,7 @@ def predictions_of(path: Path) -> pd.DataFrame:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_database(test_set: str) -> tuple[list[str], object]:
-    return rv.database_utm(test_set)
+    return fc.database_utm(test_set)
 
 
 @st.cache_data(show_spinner=False)
@@ -94,7 +94,7 @@ def show_claims(source: cv.ClaimsSource, threshold: int) -> None:
 
 
 def show_failures(evaluation: rv.Evaluation, predictions: pd.DataFrame) -> None:
-    wrong = rv.failures(predictions, threshold, cached_database(evaluation.test_set))
+    wrong = fc.failures(predictions, threshold, cached_database(evaluation.test_set))
     st.caption(
         f"{len(wrong)} of {predictions['query'].nunique()} queries have their top-1 "
         f"farther than {threshold} m; worst first."
@@ -116,7 +116,7 @@ def show_failures(evaluation: rv.Evaluation, predictions: pd.DataFrame) -> None:
         thumbnail_columns(st.columns(len(tiles)), root, tiles, 128)
 
     st.subheader("Possible label errors")
-    suspects = rv.possible_label_errors(predictions, threshold)
+    suspects = fc.possible_label_errors(predictions, threshold)
     st.caption(
         "Pairs as similar as a typical correct match (cosine similarity ≥ "
         f"{suspects.attrs.get('similarity_bar', float('nan')):.3f}) yet more than "
@@ -170,15 +170,13 @@ with run_files.collect_malformed() as malformed:
                 "otherwise the recall recorded at the run's own threshold."
             )
             export(table, "runs_recall")
-            long = table.melt(
-                id_vars=["run", "queries", "threshold_m"],
-                value_vars=[f"R@{n}" for n in RECALL_VALUES],
-                var_name="metric",
-                value_name="recall",
-            )
-            long["evaluation"] = long["run"] + " / " + long["queries"]
             figure = px.bar(
-                long, x="metric", y="recall", color="evaluation", barmode="group", range_y=[0, 100]
+                rv.recall_bars(table),
+                x="metric",
+                y="recall",
+                color="evaluation",
+                barmode="group",
+                range_y=[0, 100],
             )
             st.plotly_chart(figure, key="runs_bar")
 
@@ -188,7 +186,7 @@ with run_files.collect_malformed() as malformed:
                 if predictions is None:
                     continue
                 curve = rv.recall_curve(predictions, range(5, 101, 5))
-                curve["evaluation"] = f"{evaluation.run} / {evaluation.queries}"
+                curve["evaluation"] = evaluation.label
                 curves.append(curve[curve["metric"] == "R@1"])
             if curves:
                 curve = pd.concat(curves)

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 import duckdb
 import pandas as pd
 
+from core.recall import RECALL_VALUES
+
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS runs (
         run VARCHAR PRIMARY KEY,
@@ -63,6 +65,7 @@ def record_evaluation(
     result: test_set, queries_folder, num_database, num_queries, recalls {"R@n": v},
     predictions (training.eval.test_result's dict).
     """
+    created = created or _now()
     create_schema(con)
     con.execute("BEGIN TRANSACTION")
     try:
@@ -75,7 +78,7 @@ def record_evaluation(
                 settings.get("backbone"),
                 settings.get("fc_output_dim"),
                 json.dumps(settings, default=str),
-                created or _now(),
+                created,
             ],
         )
         if result is not None:
@@ -90,9 +93,9 @@ def record_evaluation(
                     queries,
                     result["num_database"],
                     result["num_queries"],
-                    *(recalls.get(n) for n in (1, 5, 10, 20)),
+                    *(recalls.get(n) for n in RECALL_VALUES),  # the r1..r20 columns
                     result.get("predictions"),
-                    created or _now(),
+                    created,
                 ],
             )
         con.execute("COMMIT")
